@@ -1,0 +1,207 @@
+r"""
+pbdr_interior: the interior term of the derivative, by path replay
+===================================================================
+
+The image is a path integral :math:`I = \int_\Omega f(\bar{x}, \pi)\, d\mu(\bar{x})`.
+When a parameter :math:`\pi` moves, :math:`\partial_\pi I` splits into an
+*interior* term, the integral of :math:`\partial_\pi f` over paths whose
+visibility does not change, and a *boundary* term over the discontinuities
+of :math:`f` (silhouettes, shadow edges). This integrator estimates the
+interior term only:
+
+.. math::
+
+    \partial_\pi I \approx \frac{1}{N} \sum_i
+    \frac{\partial_\pi f(\bar{x}_i, \pi)}{p(\bar{x}_i)} \Big|_{\text{visibility detached}}
+
+with path replay (Vicini, Speierer, Jakob 2021, "Path Replay
+Backpropagation"): a primal pass computes the radiance :math:`L` of every
+path; a second pass replays the *same* random numbers and, at each vertex,
+differentiates only the local factors (emission, BSDF, cosine, emitter
+sample weight), using the radiance still to come, :math:`L - L_{\le k}`, as
+the incident radiance. Memory is constant in path depth.
+
+Sampling is detached (directions do not move with :math:`\pi`) and shadow
+rays are plain visibility tests, so edges and silhouettes contribute nothing
+here; ``pbdr_edge`` and ``pbdr_reparam`` add them. The primal image is an
+unbiased estimate of Mitsuba's ``path`` integrator's.
+
+Estimator per vertex :math:`k` (:math:`\beta_k` the path throughput):
+
+- emission hit by BSDF sampling, MIS-weighted: :math:`\beta_k\, w_{bsdf}\, L_e`,
+- next-event estimation, MIS-weighted: :math:`\beta_k\, w_{em}\, f_s \cos\theta\, L_e / p_{em}`,
+- Russian roulette after ``rr_depth`` bounces.
+
+Plugin parameters
+-----------------
+- ``max_depth`` (int, default 6): longest path, -1 for no limit; 1 shows
+  emitters only, 2 direct light.
+- ``rr_depth`` (int, default 5): depth at which Russian roulette starts.
+- ``hide_emitters`` (bool, default false): hide directly visible emitters.
+"""
+from __future__ import annotations
+
+import drjit as dr
+import mitsuba as mi
+
+from mitsuba.ad.integrators.common import RBIntegrator, mis_weight
+
+
+def area_jacobian(x: mi.Point3f, y: mi.Point3f, n_y: mi.Normal3f, active: mi.Bool) -> mi.Float:
+    """|cos θ_y| / |x - y|²: solid angle at x to area at y (differentiable in x)."""
+    d = y - x
+    dist2 = dr.squared_norm(d)
+    cos_y = dr.abs_dot(n_y, d) * dr.rsqrt(dist2)
+    return dr.select(active & (dist2 > 0), cos_y / dist2, 0.0)
+
+
+class InteriorIntegrator(RBIntegrator):
+    __doc__ = __doc__
+
+    def __init__(self, props: mi.Properties) -> None:
+        super().__init__(props)
+        # Mitsuba's base class reads max_depth, rr_depth and hide_emitters.
+
+    def emitter_sample_weight(self, scene: mi.Scene, si: mi.SurfaceInteraction3f,
+                              ds: mi.DirectionSample3f, em_weight: mi.Spectrum,
+                              active: mi.Bool) -> tuple[mi.DirectionSample3f, mi.Spectrum]:
+        """Re-attach an emitter sample drawn without AD.
+
+        The sample point stays where it was drawn (its random numbers are
+        fixed), but its radiance, the direction from a moving shading point
+        and the area-to-solid-angle Jacobian are recomputed with AD so that
+        emitters and shading points can be differentiated.
+        """
+        is_surface = mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.Surface)
+        is_infinite = mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.Infinite)
+        textured = active & is_surface & mi.has_flag(ds.emitter.flags(),
+                                                     mi.EmitterFlags.SpatiallyVarying)
+        # A textured area light needs the UV of the (possibly moving) sample point.
+        ray_em = si.spawn_ray_to(ds.p)
+        ray_em.o = dr.fma(ray_em.d, ray_em.maxt, ray_em.o)  # start next to the emitter
+        ray_em.maxt = dr.largest(ray_em.maxt)
+        si_em = scene.ray_intersect(ray_em, textured)
+        ds_ad = dr.select(textured, mi.DirectionSample3f(scene, si_em, si),
+                          dr.zeros(mi.DirectionSample3f))
+        ds_ad.d = dr.select(textured, ds_ad.d, dr.normalize(ds.p - si.p))
+        ds_ad.d = dr.select(is_infinite, ds.d, ds_ad.d)
+        ds = dr.replace_grad(ds, ds_ad)
+
+        value = scene.eval_emitter_direction(si, ds, active)
+        inv_pdf = dr.select(ds.pdf != 0, dr.rcp(ds.pdf), 0.0)
+        em_weight = dr.replace_grad(em_weight, value * dr.detach(inv_pdf))
+        J = area_jacobian(si.p, dr.detach(ds.p), dr.detach(ds.n), active & is_surface)
+        return ds, em_weight * dr.relative_grad(J)
+
+    @dr.syntax
+    def sample(self, mode: dr.ADMode, scene: mi.Scene, sampler: mi.Sampler,
+               ray: mi.Ray3f, δL: mi.Spectrum | None, state_in: mi.Spectrum | None,
+               active: mi.Bool, **kwargs) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
+        primal = mode == dr.ADMode.Primal
+        ctx = mi.BSDFContext()
+
+        ray = mi.Ray3f(dr.detach(ray))
+        depth = mi.UInt32(0)
+        L = mi.Spectrum(0 if primal else state_in)   # primal: accumulated; replay: still to come
+        δL = mi.Spectrum(δL if δL is not None else 0)
+        β = mi.Spectrum(1)
+        η = mi.Float(1)
+        active = mi.Bool(active)
+
+        pi = scene.ray_intersect_preliminary(ray, coherent=True, reorder=False, active=active)
+        if dr.hint(self.hide_emitters, mode="scalar"):
+            # Step over directly visible area emitters.
+            on_emitter = pi.is_valid() & (pi.shape.emitter() != None) & active
+            si_skip = pi.compute_surface_interaction(ray, mi.RayFlags.Minimal, on_emitter)
+            pi[on_emitter] = self.skip_area_emitters(scene, si_skip.spawn_ray(ray.d), True, on_emitter)
+
+        # The previous vertex, for MIS of emitters hit by BSDF sampling.
+        pi_prev = dr.zeros(mi.PreliminaryIntersection3f)
+        ray_prev = mi.Ray3f(ray)
+        si_prev = dr.zeros(mi.SurfaceInteraction3f)
+        pdf_prev = mi.Float(1.0)
+        delta_prev = mi.Bool(True)
+
+        while dr.hint(active, max_iterations=self.max_depth,
+                      label=f"pbdr_interior ({mode.name})"):
+            active_next = mi.Bool(active)
+
+            # The shading point moves with the shape (interior term); in the
+            # primal pass this is an ordinary intersection.
+            with dr.resume_grad(when=not primal):
+                si = pi.compute_surface_interaction(ray, ray_flags=mi.RayFlags.All)
+                if (not primal) & mi.Bool(depth >= 1):
+                    # The incident direction follows the previous vertex's motion.
+                    si_prev_ad = pi_prev.compute_surface_interaction(ray_prev, mi.RayFlags.Minimal)
+                    si_prev = dr.replace_grad(si_prev, si_prev_ad)
+                    wi = dr.normalize(si_prev.p - dr.detach(si.p))
+                    si.wi = dr.replace_grad(si.wi, dr.detach(si).to_local(wi))
+            bsdf = si.bsdf(ray)
+
+            # ---- Emission found by the previous BSDF sample (MIS) ----
+            if dr.hint(self.hide_emitters, mode="scalar"):
+                active_next &= ~((depth == 0) & ~si.is_valid())
+            ds_hit = mi.DirectionSample3f(scene, si=si, ref=si_prev)
+            w_bsdf = mis_weight(pdf_prev, scene.pdf_emitter_direction(si_prev, ds_hit, ~delta_prev))
+            with dr.resume_grad(when=not primal):
+                Le = β * w_bsdf * ds_hit.emitter.eval(si, active_next)
+
+            # ---- Next-event estimation (shadow ray detached) ----
+            active_next &= (depth + 1 < self.max_depth) & si.is_valid()
+            active_em = active_next & mi.has_flag(bsdf.flags(), mi.BSDFFlags.Smooth)
+            ds, em_weight = scene.sample_emitter_direction(si, sampler.next_2d(), True, active_em)
+            active_em &= ds.pdf != 0.0
+            with dr.resume_grad(when=not primal):
+                if dr.hint(not primal, mode="scalar"):
+                    ds, em_weight = self.emitter_sample_weight(scene, si, ds, em_weight, active_em)
+                f_em, pdf_em = bsdf.eval_pdf(ctx, si, si.to_local(ds.d), active_em)
+                w_em = dr.select(ds.delta, 1.0, mis_weight(ds.pdf, pdf_em))
+                Lr_em = β * w_em * f_em * em_weight
+
+            # ---- BSDF sampling (detached) ----
+            bs, bsdf_weight = bsdf.sample(ctx, si, sampler.next_1d(), sampler.next_2d(), active_next)
+            L = (L + Le + Lr_em) if primal else (L - Le - Lr_em)
+            ray_next = si.spawn_ray(si.to_world(bs.wo))
+            η *= bs.eta
+            β *= bsdf_weight
+
+            si_prev = dr.detach(si, True)
+            pdf_prev = bs.pdf
+            delta_prev = mi.has_flag(bs.sampled_type, mi.BSDFFlags.Delta)
+
+            # ---- Russian roulette ----
+            β_max = dr.max(mi.unpolarized_spectrum(β))
+            active_next &= β_max != 0
+            q = dr.minimum(β_max * η**2, 0.95)
+            rr_on = depth >= self.rr_depth
+            β[rr_on] *= dr.rcp(q)
+            active_next &= ~rr_on | (sampler.next_1d() < q)
+
+            pi_next = scene.ray_intersect_preliminary(ray_next, coherent=False, reorder=False,
+                                                      active=active_next)
+
+            # ---- Replay: differentiate this vertex's local factors ----
+            if dr.hint(not primal, mode="scalar"):
+                si_next = pi_next.compute_surface_interaction(ray_next, mi.RayFlags.Minimal, active_next)
+                with dr.resume_grad():
+                    hit_next = active_next & si_next.is_valid()
+                    # Outgoing direction and geometry term follow this vertex's motion.
+                    J = area_jacobian(si.p, si_next.p, si_next.n, hit_next)
+                    wo = dr.replace_grad(ray_next.d, dr.select(hit_next, dr.normalize(si_next.p - si.p),
+                                                               ray_next.d))
+                    f = bsdf.eval(ctx, si, si.to_local(wo), active_next)
+                    # L now holds the radiance arriving from beyond this vertex:
+                    # scale it by the relative change of f·J.
+                    Lr_ind = L * dr.relative_grad(f) * dr.relative_grad(J)
+                    Lo = Le + Lr_em + Lr_ind
+                    if dr.hint(mode == dr.ADMode.Backward, mode="scalar"):
+                        dr.backward_from(δL * Lo)
+                    else:
+                        δL += dr.forward_to(Lo)
+
+            depth[si.is_valid()] += 1
+            active = active_next
+            pi_prev, ray_prev = pi, ray
+            pi, ray = pi_next, ray_next
+
+        return (L if primal else δL), depth != 0, [], L

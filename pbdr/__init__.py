@@ -1,0 +1,37 @@
+"""pbdr: a physically based differentiable path tracer on Mitsuba 3.
+
+Typical use::
+
+    import pbdr
+    scene = pbdr.load_scene("scenes/cbox.xml")
+    image = pbdr.render(scene, spp=64)
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), "red.reflectance.value")
+    dimage = pbdr.derivative(scene, p, spp=64)
+    result = pbdr.check(scene, p, eps=0.01, spp=64, fd_spp=256)
+    print(result.report.summary())
+
+Importing pbdr registers its integrators (``pbdr_interior``, ...) for the
+active Mitsuba variant and for every variant set later; ``pbdr.set_variant``
+picks one (default ``llvm_ad_rgb``, or ``$PBDR_VARIANT``) and makes sure
+the LLVM backend finds a libLLVM it can use.
+"""
+from __future__ import annotations
+
+from .errors import PbdrError
+from .variant import ensure_variant, set_variant  # before anything starts Dr.Jit's backend
+from .scene import has_media, load_scene, make_integrator, parse_defines, resolve_key, scene_params
+from .perturb import Perturbation
+from .render import derivative, render, total_derivative
+from .validate import (CheckReport, CheckResult, Estimate, check, compare, derivative_estimate,
+                       finite_differences)
+
+import integrators as _integrators  # noqa: E402  (the one place that registers plugins)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PbdrError", "set_variant", "ensure_variant", "load_scene", "scene_params", "resolve_key",
+    "make_integrator", "has_media", "parse_defines", "Perturbation", "render", "derivative",
+    "total_derivative", "finite_differences", "derivative_estimate", "compare", "check",
+    "Estimate", "CheckReport", "CheckResult",
+]

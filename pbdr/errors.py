@@ -1,0 +1,19 @@
+"""The one exception type the CLI turns into a one-line message and exit code 2."""
+from __future__ import annotations
+
+
+class PbdrError(Exception):
+    """A user-facing error: bad input, a missing dependency, a non-finite result.
+
+    Its message is a single line that says what is wrong and, where there is
+    one, how to fix it.
+    """
+
+
+def one_line(exc: BaseException | str, limit: int = 300) -> str:
+    """Collapse a (possibly multi-line, C++-decorated) message to one line."""
+    text = " ".join(str(exc).split())
+    # Mitsuba prefixes messages with "[file.cpp:123] "; users don't need that.
+    while text.startswith("[") and "]" in text[:80]:
+        text = text[text.index("]") + 1:].strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,79 @@
+"""One-dimensional perturbations of a scene parameter: p(θ) = p + θ·d.
+
+Every derivative pbdr reports (``grad``, ``fd``, ``check``) is dI/dθ at θ = 0
+for such a line through parameter space. The direction d is all ones (every
+RGB channel, every voxel) unless the parameter is a position: then
+``translate=(x, y, z)`` moves every vertex (``*.vertex_positions``) or the
+whole shape (``*.to_world``) by θ·(x, y, z).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import drjit as dr
+import mitsuba as mi
+import numpy as np
+
+from .errors import PbdrError
+from .scene import resolve_key
+
+
+def is_vertex_positions(key: str) -> bool:
+    return key.endswith("vertex_positions")
+
+
+def is_transform(value: Any) -> bool:
+    return isinstance(value, (mi.Transform4f, mi.ScalarTransform4f)) or type(value).__name__.startswith("Transform4")
+
+
+@dataclass
+class Perturbation:
+    """A parameter ``key`` moved along ``direction`` from its value at load time."""
+
+    key: str
+    base: Any                       # detached copy of the value at θ = 0
+    translate: tuple[float, float, float] | None = None
+
+    @staticmethod
+    def of(params: mi.SceneParameters, key: str,
+           translate: Sequence[float] | None = None) -> "Perturbation":
+        key = resolve_key(params, key) if not is_transform(params.get(key)) else key
+        value = params[key]
+        if translate is not None:
+            translate = tuple(float(t) for t in translate)
+            if len(translate) != 3 or not all(np.isfinite(translate)):
+                raise PbdrError(f"--translate needs three finite numbers X,Y,Z, got {translate}")
+            if not (is_vertex_positions(key) or is_transform(value)):
+                raise PbdrError(f"--translate applies to '*.vertex_positions' or '*.to_world' keys, "
+                                f"not '{key}'")
+        elif is_transform(value):
+            raise PbdrError(f"'{key}' is a transform: give a direction with --translate X,Y,Z")
+        base = type(value)(value) if is_transform(value) else dr.detach(type(value)(value))
+        return Perturbation(key, base, translate)
+
+    def value_at(self, theta: Any) -> Any:
+        """p + θ·d for a Python float or a (differentiable) ``mi.Float`` θ."""
+        base = self.base
+        if is_transform(base):
+            offset = mi.Vector3f(self.translate) * theta
+            return mi.Transform4f().translate(offset) @ base
+        if self.translate is not None:
+            n = dr.width(base) // 3
+            step = mi.Float(np.tile(np.array(self.translate, dtype=np.float32), n))
+            return base + step * theta
+        if isinstance(base, mi.TensorXf):
+            return mi.TensorXf(base.array + theta, base.shape)
+        return base + theta
+
+    def apply(self, params: mi.SceneParameters, theta: Any) -> None:
+        params[self.key] = self.value_at(theta)
+        params.update()
+
+    def restore(self, params: mi.SceneParameters) -> None:
+        self.apply(params, 0.0)
+
+    def describe(self) -> str:
+        if self.translate is not None:
+            return f"{self.key} translated by θ·{self.translate}"
+        return f"{self.key} + θ·1"

@@ -1,0 +1,135 @@
+"""Loading Mitsuba XML scenes and naming their parameters.
+
+Scenes are loaded with ``optimize=False`` so that shapes sharing a BSDF keep
+their own ``mi.traverse`` keys. Parameter keys are checked here, once, with
+the nearest keys suggested when a name is wrong.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from typing import Any
+
+import drjit as dr
+import mitsuba as mi
+
+from .errors import PbdrError, one_line
+from .variant import ensure_variant
+
+
+def parse_defines(pairs: list[str] | None) -> dict[str, str]:
+    """``["key=value", ...]`` (the CLI's ``-D``) to a dict of XML defaults."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise PbdrError(f"-D expects key=value, got '{pair}'")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_scene(path: str | os.PathLike, defines: dict[str, Any] | None = None) -> mi.Scene:
+    """Load an XML scene with ``$key`` defaults from ``defines``.
+
+    Raises PbdrError (one line) for a missing file or malformed XML.
+    """
+    ensure_variant()
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise PbdrError(f"scene file not found: {path}")
+    defines = {k: str(v) for k, v in (defines or {}).items()}
+    try:
+        return mi.load_file(path, optimize=False, **defines)
+    except Exception as exc:  # Mitsuba raises RuntimeError/ValueError with C++ detail
+        raise PbdrError(f"cannot load scene {path}: {one_line(exc)}") from None
+
+
+def scene_params(scene: mi.Scene) -> mi.SceneParameters:
+    return mi.traverse(scene)
+
+
+def nearest_keys(key: str, keys: list[str], n: int = 5) -> list[str]:
+    """Keys that look like ``key``: close spellings first, then shared suffixes."""
+    close = difflib.get_close_matches(key, keys, n=n, cutoff=0.4)
+    tail = key.split(".")[-1]
+    close += [k for k in keys if k.endswith("." + tail) and k not in close]
+    return close[:n]
+
+
+def is_float_array(value: Any) -> bool:
+    """Whether a parameter value is a floating-point Dr.Jit array (can carry gradients)."""
+    return dr.is_array_v(value) and dr.is_float_v(value) and dr.is_diff_v(value)
+
+
+def resolve_key(params: mi.SceneParameters, key: str) -> str:
+    """Check that ``key`` names a differentiable parameter; return it.
+
+    Parameters that Mitsuba flags NonDifferentiable but that are real-valued
+    (``sdfgrid``'s ``grid``, volume grids' ``data``) are accepted: users do
+    want to differentiate them, and gradients flow through them once enabled.
+    """
+    keys = list(params.keys())
+    if key not in params:
+        near = nearest_keys(key, keys)
+        hint = f"; nearest: {', '.join(near)}" if near else f"; the scene has {len(keys)} keys"
+        raise PbdrError(f"unknown parameter '{key}'{hint}")
+    value = params[key]
+    if not is_float_array(value):
+        kind = type(value).__name__
+        raise PbdrError(f"parameter '{key}' ({kind}) is not differentiable: "
+                        "it holds no floating-point values")
+    return key
+
+
+def has_media(scene: mi.Scene) -> bool:
+    """Whether any shape or sensor of the scene bounds a participating medium."""
+    for shape in scene.shapes():
+        if shape.interior_medium() is not None or shape.exterior_medium() is not None:
+            return True
+    # Sensors' media are not exposed to Python; a camera inside a medium is
+    # inside a shape that bounds it, which the loop above sees.
+    return False
+
+
+def integrator_setting(integrator: mi.Integrator, name: str) -> int | None:
+    """An integer setting (``max_depth``, ``rr_depth``) of a loaded integrator.
+
+    Python integrators have it as an attribute; C++ ones only print it.
+    """
+    value = getattr(integrator, name, None)
+    if isinstance(value, int):
+        return value
+    m = re.search(rf"\b{name} = (-?\d+)", str(integrator))
+    return int(m.group(1)) if m else None
+
+
+def make_integrator(scene: mi.Scene, type_: str | None = None, max_depth: int | None = None,
+                    differentiable: bool = False) -> mi.Integrator:
+    """The integrator to render ``scene`` with.
+
+    ``type_=None`` keeps the scene's own integrator, except that with
+    ``differentiable=True`` a non-AD integrator (e.g. ``path``) is replaced by
+    ``pbdr_interior``. The scene integrator's ``max_depth`` and ``rr_depth``
+    carry over unless ``max_depth`` is given.
+    """
+    own = scene.integrator()
+    if type_ is None and differentiable and not isinstance(own, mi.ad.integrators.common.ADIntegrator):
+        type_ = "pbdr_interior"
+    if type_ is None and max_depth is None:
+        return own
+    if type_ is None:
+        raise PbdrError("--max-depth needs --integrator to name the integrator type")
+    props: dict[str, Any] = {"type": type_}
+    depth = max_depth if max_depth is not None else integrator_setting(own, "max_depth")
+    if depth is not None:
+        if depth == 0 or depth < -1:
+            raise PbdrError(f"max depth must be -1 (infinite) or >= 1, got {depth}")
+        props["max_depth"] = depth
+    rr = integrator_setting(own, "rr_depth")
+    if rr is not None:
+        props["rr_depth"] = rr
+    try:
+        return mi.load_dict(props)
+    except Exception as exc:
+        raise PbdrError(f"cannot create integrator '{type_}': {one_line(exc)}") from None

@@ -1,0 +1,205 @@
+"""Finite differences with common random numbers, and the check report.
+
+A derivative estimate is only trusted if it agrees with central finite
+differences within their measured noise:
+
+    FD_k = (I(θ=+ε; seed k) - I(θ=-ε; seed k)) / 2ε,    k = 1..K
+
+The same seed on both sides (common random numbers) cancels most of the
+Monte Carlo noise. Standard errors come from the spread over seeds, for FD
+and for the derivative alike, and the verdict is a z-test on the totals
+|G - F| <= z_tol · sqrt(se_G² + se_F²), plus the same test on 8x8-pixel
+block sums (a chi-square per block) so that a derivative with the right sum
+but the wrong place fails too.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mitsuba as mi
+import numpy as np
+from tqdm import tqdm
+
+from .errors import PbdrError
+from .perturb import Perturbation
+from .render import check_spp, derivative, opaque_seed, seeds_for, to_numpy
+from .scene import has_media, integrator_setting
+
+BLOCK = 8
+
+
+@dataclass
+class Estimate:
+    """K independent derivative images (one per seed) and their statistics."""
+
+    samples: np.ndarray                     # K x H x W x C
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.samples.mean(axis=0)
+
+    @property
+    def stderr(self) -> np.ndarray:
+        k = len(self.samples)
+        return self.samples.std(axis=0, ddof=1) / np.sqrt(k) if k > 1 else np.zeros_like(self.mean)
+
+    def totals(self) -> np.ndarray:
+        return self.samples.reshape(len(self.samples), -1).sum(axis=1, dtype=np.float64)
+
+    @property
+    def total(self) -> float:
+        return float(self.totals().mean())
+
+    @property
+    def total_se(self) -> float:
+        t = self.totals()
+        return float(t.std(ddof=1) / np.sqrt(len(t))) if len(t) > 1 else 0.0
+
+    def blocks(self, size: int = BLOCK) -> np.ndarray:
+        """K x (H/size) x (W/size) x C block sums (edge blocks may be partial)."""
+        k, h, w, c = self.samples.shape
+        hb, wb = -(-h // size), -(-w // size)
+        padded = np.zeros((k, hb * size, wb * size, c), dtype=np.float64)
+        padded[:, :h, :w] = self.samples
+        return padded.reshape(k, hb, size, wb, size, c).sum(axis=(2, 4))
+
+
+def fd_integrator(scene: mi.Scene, max_depth: int | None = None) -> mi.Integrator:
+    """Mitsuba's reference integrator for the scene: ``path``, or ``volpath`` with media."""
+    own = scene.integrator()
+    props = {"type": "volpath" if has_media(scene) else "path"}
+    depth = max_depth if max_depth is not None else integrator_setting(own, "max_depth")
+    if depth is not None:
+        props["max_depth"] = depth
+    rr = integrator_setting(own, "rr_depth")
+    if rr is not None:
+        props["rr_depth"] = rr
+    return mi.load_dict(props)
+
+
+def finite_differences(scene: mi.Scene, perturbation: Perturbation, eps: float, spp: int,
+                       seeds: int = 8, integrator: mi.Integrator | None = None,
+                       first_seed: int = 0, progress: bool = False, sensor: int = 0) -> Estimate:
+    """Central differences with common random numbers over ``seeds`` seeds."""
+    if not (np.isfinite(eps) and eps > 0):
+        raise PbdrError(f"--eps must be a positive finite number, got {eps}")
+    check_spp(scene, spp, sensor)
+    integrator = integrator or fd_integrator(scene)
+    params = mi.traverse(scene)
+    out = []
+    try:
+        for seed in tqdm(seeds_for(seeds, first_seed), desc="finite differences",
+                         disable=not progress, leave=False):
+            images = []
+            for theta in (+eps, -eps):
+                perturbation.apply(params, theta)
+                images.append(to_numpy(mi.render(scene, integrator=integrator, spp=spp,
+                                                 seed=opaque_seed(seed), sensor=sensor),
+                                       "finite-difference render"))
+            out.append((images[0] - images[1]) / (2 * eps))
+    finally:
+        perturbation.restore(params)
+    return Estimate(np.stack(out))
+
+
+def derivative_estimate(scene: mi.Scene, perturbation: Perturbation, spp: int, seeds: int = 8,
+                        integrator: mi.Integrator | None = None, first_seed: int = 1000,
+                        progress: bool = False, sensor: int = 0) -> Estimate:
+    """Forward-mode derivative images at ``seeds`` independent seeds."""
+    out = [derivative(scene, perturbation, spp, seed, integrator, sensor)
+           for seed in tqdm(seeds_for(seeds, first_seed), desc="derivatives",
+                            disable=not progress, leave=False)]
+    return Estimate(np.stack(out))
+
+
+@dataclass
+class CheckReport:
+    """How a derivative estimate compares with finite differences."""
+
+    grad_total: float
+    grad_se: float
+    fd_total: float
+    fd_se: float
+    block_error: float          # ||B_grad - B_fd|| / ||B_fd|| over 8x8 block sums
+    block_noise: float          # the block error that noise alone would give
+    block_chi2: float           # mean of (ΔB)² / (se_G² + se_F²) over blocks, ~1 if they agree
+    z_tol: float
+    chi2_tol: float
+    details: dict = field(default_factory=dict)
+
+    @property
+    def diff_se(self) -> float:
+        return float(np.hypot(self.grad_se, self.fd_se))
+
+    @property
+    def z(self) -> float:
+        diff = self.grad_total - self.fd_total
+        if self.diff_se == 0:
+            return 0.0 if abs(diff) <= 1e-6 * max(abs(self.fd_total), 1e-12) else float("inf")
+        return float(diff / self.diff_se)
+
+    @property
+    def rel_error(self) -> float:
+        return abs(self.grad_total - self.fd_total) / max(abs(self.fd_total), 1e-8)
+
+    @property
+    def passed(self) -> bool:
+        return abs(self.z) <= self.z_tol and self.block_chi2 <= self.chi2_tol
+
+    def summary(self) -> str:
+        lines = [
+            f"derivative total  {self.grad_total:+.6g} ± {self.grad_se:.3g} (s.e.)",
+            f"finite diff total {self.fd_total:+.6g} ± {self.fd_se:.3g} (s.e.)",
+            f"relative error    {self.rel_error:.3%}",
+            f"z-score           {self.z:+.2f}   (tolerance |z| <= {self.z_tol:g})",
+            f"block error 8x8   {self.block_error:.3%}   (noise alone: {self.block_noise:.3%})",
+            f"block chi2/dof    {self.block_chi2:.2f}   (tolerance <= {self.chi2_tol:g})",
+            f"verdict           {'AGREE' if self.passed else 'DISAGREE'}",
+        ]
+        return "\n".join(lines)
+
+
+def compare(grad: Estimate, fd: Estimate, z_tol: float = 4.0, chi2_tol: float = 3.0) -> CheckReport:
+    """Compare two estimates of the same derivative image."""
+    if grad.samples.shape[1:] != fd.samples.shape[1:]:
+        raise PbdrError(f"image shapes differ: {grad.samples.shape[1:]} vs {fd.samples.shape[1:]}")
+    bg, bf = grad.blocks(), fd.blocks()
+    mg, mf = bg.mean(axis=0), bf.mean(axis=0)
+    var_g = bg.var(axis=0, ddof=1) / len(bg) if len(bg) > 1 else np.zeros_like(mg)
+    var_f = bf.var(axis=0, ddof=1) / len(bf) if len(bf) > 1 else np.zeros_like(mf)
+    norm_f = float(np.linalg.norm(mf))
+    denom = max(norm_f, 1e-12)
+    var = var_g + var_f
+    # Blocks with (numerically) no variance and no difference carry no information.
+    scale = max(float(np.abs(mf).max(initial=0.0)), float(np.abs(mg).max(initial=0.0)), 1e-30)
+    informative = var > (1e-6 * scale) ** 2
+    chi2 = float(np.mean((mg - mf)[informative] ** 2 / var[informative])) if informative.any() else 0.0
+    exact_mismatch = (~informative) & (np.abs(mg - mf) > 1e-4 * scale)
+    if exact_mismatch.any():
+        chi2 = float("inf")
+    return CheckReport(
+        grad_total=grad.total, grad_se=grad.total_se, fd_total=fd.total, fd_se=fd.total_se,
+        block_error=float(np.linalg.norm(mg - mf)) / denom,
+        block_noise=float(np.sqrt(var.sum())) / denom,
+        block_chi2=chi2, z_tol=z_tol, chi2_tol=chi2_tol,
+        details={"blocks": int(mf.size), "seeds_grad": len(grad.samples), "seeds_fd": len(fd.samples)})
+
+
+@dataclass
+class CheckResult:
+    report: CheckReport
+    grad: Estimate
+    fd: Estimate
+
+
+def check(scene: mi.Scene, perturbation: Perturbation, eps: float, spp: int, fd_spp: int | None = None,
+          seeds: int = 8, integrator: mi.Integrator | None = None, z_tol: float = 4.0,
+          chi2_tol: float = 3.0, progress: bool = False, sensor: int = 0) -> CheckResult:
+    """Derivative vs finite differences, both at ``seeds`` seeds (FD at ``fd_spp``)."""
+    if seeds < 2:
+        raise PbdrError(f"a check needs at least 2 seeds to measure noise, got {seeds}")
+    grad = derivative_estimate(scene, perturbation, spp, seeds, integrator, progress=progress,
+                               sensor=sensor)
+    fd = finite_differences(scene, perturbation, eps, fd_spp or spp, seeds, progress=progress,
+                            sensor=sensor)
+    return CheckResult(compare(grad, fd, z_tol, chi2_tol), grad, fd)
