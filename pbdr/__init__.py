@@ -18,7 +18,10 @@ the LLVM backend finds a libLLVM it can use.
 from __future__ import annotations
 
 from .errors import PbdrError
-from .variant import ensure_variant, set_variant  # before anything starts Dr.Jit's backend
+from .variant import ensure_variant, prepare_libllvm, set_variant
+
+prepare_libllvm()  # before the first ``import drjit``, which looks for libLLVM
+
 from .scene import has_media, load_scene, make_integrator, parse_defines, resolve_key, scene_params
 from .perturb import Perturbation
 from .render import derivative, render, total_derivative

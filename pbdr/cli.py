@@ -12,12 +12,17 @@ see tracebacks.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from typing import Callable, Sequence
 
 EXIT_USAGE = 2
 EXIT_DISAGREE = 1
+
+# Modules with a ``register_subcommand(subparsers)`` function; each adds one
+# subcommand whose ``run(args) -> int`` is set with ``set_defaults(run=...)``.
+EXTRA_COMMANDS = ["pbdr.optimize.cli", "pbdr.geometry.cli"]
 
 
 def float_triplet(text: str) -> tuple[float, float, float]:
@@ -91,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--z-tol", type=float, default=4.0, help="largest accepted |z| of the totals")
     p.add_argument("-o", "--output", default=None, help="side-by-side PNG (and EXRs beside it)")
     p.set_defaults(run=cmd_check)
+
+    # Subcommands that live beside their own modules register themselves here.
+    for module in EXTRA_COMMANDS:
+        try:
+            register = importlib.import_module(module).register_subcommand
+        except ImportError:
+            continue
+        register(sub)
     return parser
 
 

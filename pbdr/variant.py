@@ -11,6 +11,9 @@ from __future__ import annotations
 import glob
 import os
 import re
+import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 from .errors import PbdrError, one_line
 
@@ -62,6 +65,42 @@ def ensure_libllvm() -> str:
     return path
 
 
+_NO_LLVM = "/nonexistent/pbdr-found-no-libLLVM-17-or-newer.so"
+_llvm_problem: str | None = None   # why the LLVM backend cannot start, found at import
+
+
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence C-level stderr (Dr.Jit prints its own failed library search)."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def prepare_libllvm() -> None:
+    """Run before the first ``import drjit``: Dr.Jit looks for libLLVM then.
+
+    Point ``DRJIT_LIBLLVM_PATH`` at the newest libLLVM >= 17 (or check the
+    user's setting). Without one, keep Dr.Jit's LLVM backend off, so it never
+    loads LLVM 15/16 and aborts later; ``set_variant`` then explains. Never
+    raises: importing pbdr must work on CUDA-only machines.
+    """
+    global _llvm_problem
+    try:
+        ensure_libllvm()
+    except PbdrError as exc:
+        _llvm_problem = str(exc)
+        os.environ["DRJIT_LIBLLVM_PATH"] = _NO_LLVM
+        with quiet_stderr():
+            import drjit  # noqa: F401
+
+
 def set_variant(name: str | None = None) -> str:
     """Activate an AD variant: ``name``, else ``$PBDR_VARIANT``, else llvm_ad_rgb.
 
@@ -77,8 +116,8 @@ def set_variant(name: str | None = None) -> str:
     if name not in ad_variants:
         raise PbdrError(f"variant '{name}' is not an available autodiff variant; "
                         f"choose one of: {', '.join(ad_variants)}")
-    if name.startswith("llvm"):
-        ensure_libllvm()
+    if name.startswith("llvm") and _llvm_problem:
+        raise PbdrError(_llvm_problem)
     try:
         mi.set_variant(name)
     except (ImportError, RuntimeError, AttributeError) as exc:

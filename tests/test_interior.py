@@ -1,0 +1,100 @@
+"""pbdr_interior: primal agrees with Mitsuba's path, derivatives with finite differences."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pbdr
+from pbdr.validate import Estimate
+from conftest import assert_agrees, scene_path
+
+
+def load(name: str, **defines):
+    return pbdr.load_scene(scene_path(name), defines)
+
+
+def test_primal_is_an_unbiased_estimate_of_path() -> None:
+    """Independent seeds for the two integrators: means must agree within noise,
+    per 8x8 block and in total."""
+    scene = load("cbox.xml")
+    ours = pbdr.make_integrator(scene, "pbdr_interior")
+    ref = pbdr.make_integrator(scene, "path")
+    a = Estimate(np.stack([pbdr.render(scene, 64, s, ours) for s in range(100, 108)]))
+    b = Estimate(np.stack([pbdr.render(scene, 64, s, ref) for s in range(200, 208)]))
+    report = pbdr.compare(a, b)
+    assert_agrees(pbdr.CheckResult(report, a, b))
+    assert report.rel_error < 0.01
+
+
+def test_primal_same_seed_reproduces_path_exactly() -> None:
+    """Same samples, same estimator: pbdr_interior consumes random numbers as path does."""
+    scene = load("shadow.xml")
+    a = pbdr.render(scene, 16, 3, pbdr.make_integrator(scene, "pbdr_interior"))
+    b = pbdr.render(scene, 16, 3, pbdr.make_integrator(scene, "path"))
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("scene_name, key, eps, spp", [
+    ("cbox.xml", "red.reflectance.value", 0.02, 64),          # indirect light off a coloured wall
+    ("cbox.xml", "boxmat.reflectance.value", 0.02, 64),       # a box under the area light
+    ("cbox.xml", "light.emitter.radiance.value", 0.5, 64),    # area emitter radiance
+    ("cbox.xml", "metal.alpha.value", 0.01, 256),              # rough conductor roughness
+    ("shadow.xml", "floor.bsdf.reflectance.value", 0.02, 64),  # a floor with a shadow on it
+    ("shadow.xml", "light.emitter.radiance.value", 0.5, 64),
+])
+def test_derivative_matches_finite_differences(scene_name: str, key: str, eps: float, spp: int) -> None:
+    scene = load(scene_name)
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), key)
+    result = pbdr.check(scene, p, eps=eps, spp=spp, fd_spp=4 * spp, seeds=8)
+    assert_agrees(result)
+    assert abs(result.fd.total) > 10 * result.report.fd_se, "FD must resolve the derivative"
+
+
+def test_check_rejects_a_wrong_derivative() -> None:
+    """The check can fail: a 3% bias, and a right total in the wrong place."""
+    scene = load("cbox.xml")
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), "red.reflectance.value")
+    result = pbdr.check(scene, p, eps=0.02, spp=64, fd_spp=256, seeds=8)
+    assert result.report.passed
+    biased = Estimate(result.grad.samples * 1.03)
+    assert not pbdr.compare(biased, result.fd).passed
+    moved = Estimate(np.roll(result.grad.samples, 8, axis=2))    # same sum, shifted by a block
+    report = pbdr.compare(moved, result.fd)
+    assert abs(report.z) < 4 and not report.passed
+
+
+def test_geometry_without_boundary_term_disagrees() -> None:
+    """Interior alone misses the silhouette term of a moving cube: check must say so."""
+    scene = load("shadow.xml")
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), "cube.vertex_positions", (1.0, 0.0, 0.0))
+    result = pbdr.check(scene, p, eps=0.01, spp=32, fd_spp=128, seeds=4)
+    assert not result.report.passed
+
+
+@pytest.mark.parametrize("key", ["red.reflectance.value", "metal.alpha.value"])
+def test_forward_and_reverse_mode_agree(key: str) -> None:
+    """Same seed: Σ w·(dI/dθ) from forward mode equals reverse mode's d(Σ w·I)/dθ."""
+    scene = load("cbox.xml")
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), key)
+    rng = np.random.default_rng(7)
+    for seed in (0, 1):
+        image = pbdr.derivative(scene, p, 32, seed)
+        weights = rng.uniform(0.0, 1.0, image.shape).astype(np.float32)
+        forward = float((image * weights).sum(dtype=np.float64))
+        reverse = pbdr.total_derivative(scene, p, 32, seed, weights=weights)
+        assert reverse == pytest.approx(forward, rel=1e-3, abs=1e-6 * np.abs(image).sum())
+
+
+def test_max_depth_one_sees_only_emitters() -> None:
+    scene = load("cbox.xml")
+    image = pbdr.render(scene, 4, 0, pbdr.make_integrator(scene, "pbdr_interior", max_depth=1))
+    lit = image.sum(axis=-1) > 0
+    assert 0 < lit.sum() < 0.1 * lit.size          # only the light's pixels
+
+
+def test_derivative_of_unused_parameter_is_zero() -> None:
+    """With max_depth=1 only emitters are seen, so no reflectance has any effect."""
+    scene = load("shadow.xml")
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), "floor.bsdf.reflectance.value")
+    integrator = pbdr.make_integrator(scene, "pbdr_interior", max_depth=1)
+    assert np.all(pbdr.derivative(scene, p, 8, 0, integrator) == 0)
