@@ -98,3 +98,27 @@ def test_derivative_of_unused_parameter_is_zero() -> None:
     p = pbdr.Perturbation.of(pbdr.scene_params(scene), "floor.bsdf.reflectance.value")
     integrator = pbdr.make_integrator(scene, "pbdr_interior", max_depth=1)
     assert np.all(pbdr.derivative(scene, p, 8, 0, integrator) == 0)
+
+
+PEAK_RSS = """
+import resource, sys, pbdr
+s = pbdr.load_scene(sys.argv[1], {"res": 128})
+p = pbdr.Perturbation.of(pbdr.scene_params(s), "white.reflectance.value")
+pbdr.derivative(s, p, 256, 0, pbdr.make_integrator(s, "pbdr_interior", max_depth=int(sys.argv[2])))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_memory_does_not_grow_with_path_depth() -> None:
+    """Path replay keeps no per-bounce state: 4M paths of depth 50 must peak like depth 2.
+    (Storing a spectrum per path and bounce would need ~2 GB more.)"""
+    import subprocess
+    import sys
+
+    def peak_kib(depth: int) -> int:
+        out = subprocess.run([sys.executable, "-c", PEAK_RSS, scene_path("cbox.xml"), str(depth)],
+                             capture_output=True, text=True, check=True, timeout=300)
+        return int(out.stdout.split()[-1])
+
+    shallow, deep = peak_kib(2), peak_kib(50)
+    assert deep - shallow < 64 * 1024, f"depth 2: {shallow} KiB, depth 50: {deep} KiB"
