@@ -82,7 +82,7 @@ def test_forward_and_reverse_mode_agree(key: str) -> None:
         weights = rng.uniform(0.0, 1.0, image.shape).astype(np.float32)
         forward = float((image * weights).sum(dtype=np.float64))
         reverse = pbdr.total_derivative(scene, p, 32, seed, weights=weights)
-        assert reverse == pytest.approx(forward, rel=1e-3, abs=1e-6 * np.abs(image).sum())
+        assert reverse == pytest.approx(forward, rel=1e-3, abs=1e-6 * float(np.abs(image).sum()))
 
 
 def test_max_depth_one_sees_only_emitters() -> None:
