@@ -120,16 +120,21 @@ def make_integrator(scene: mi.Scene, type_: str | None = None, max_depth: int | 
         return own
     if type_ is None:
         raise PbdrError("--max-depth needs --integrator to name the integrator type")
+    if max_depth is not None and (max_depth == 0 or max_depth < -1):
+        raise PbdrError(f"max depth must be -1 (infinite) or >= 1, got {max_depth}")
     props: dict[str, Any] = {"type": type_}
-    depth = max_depth if max_depth is not None else integrator_setting(own, "max_depth")
-    if depth is not None:
-        if depth == 0 or depth < -1:
-            raise PbdrError(f"max depth must be -1 (infinite) or >= 1, got {depth}")
-        props["max_depth"] = depth
-    rr = integrator_setting(own, "rr_depth")
-    if rr is not None:
-        props["rr_depth"] = rr
-    try:
-        return mi.load_dict(props)
-    except Exception as exc:
-        raise PbdrError(f"cannot create integrator '{type_}': {one_line(exc)}") from None
+    if max_depth is not None:
+        props["max_depth"] = max_depth
+    # Settings carried over from the scene's integrator, dropped for types without them.
+    carried = {name: integrator_setting(own, name) for name in ("max_depth", "rr_depth")
+               if name not in props}
+    props.update({k: v for k, v in carried.items() if v is not None})
+    while True:
+        try:
+            return mi.load_dict(props)
+        except Exception as exc:
+            unused = [k for k in carried if k in props and f'"{k}"' in str(exc)]
+            if not unused:
+                raise PbdrError(f"cannot create integrator '{type_}': {one_line(exc)}") from None
+            for k in unused:
+                del props[k]

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from .errors import PbdrError
 from .perturb import Perturbation
 from .render import check_spp, derivative, opaque_seed, seeds_for, to_numpy
-from .scene import has_media, integrator_setting
+from .scene import has_media, make_integrator
 
 BLOCK = 8
 
@@ -66,15 +66,7 @@ class Estimate:
 
 def fd_integrator(scene: mi.Scene, max_depth: int | None = None) -> mi.Integrator:
     """Mitsuba's reference integrator for the scene: ``path``, or ``volpath`` with media."""
-    own = scene.integrator()
-    props = {"type": "volpath" if has_media(scene) else "path"}
-    depth = max_depth if max_depth is not None else integrator_setting(own, "max_depth")
-    if depth is not None:
-        props["max_depth"] = depth
-    rr = integrator_setting(own, "rr_depth")
-    if rr is not None:
-        props["rr_depth"] = rr
-    return mi.load_dict(props)
+    return make_integrator(scene, "volpath" if has_media(scene) else "path", max_depth)
 
 
 def finite_differences(scene: mi.Scene, perturbation: Perturbation, eps: float, spp: int,
