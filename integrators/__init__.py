@@ -14,6 +14,7 @@ import mitsuba as mi
 # Plugin name -> (module, class). One estimator per module.
 PLUGINS: dict[str, tuple[str, str]] = {
     "pbdr_interior": ("integrators.interior", "InteriorIntegrator"),
+    "pbdr_volume": ("integrators.volume", "VolumeIntegrator"),
 }
 
 

@@ -1,0 +1,328 @@
+r"""
+pbdr_volume: volumetric path replay with differential ratio tracking
+=====================================================================
+
+Radiance in a scene with participating media, written in the null-scattering
+form (Galtier et al. 2013; Miller, Georgiev, Jarosz 2019) with a constant
+*majorant* :math:`\bar\sigma` along each free flight and
+:math:`\sigma_n = \bar\sigma - \sigma_t`:
+
+.. math::
+
+    L(x, \omega) = \int_0^d e^{-\bar\sigma t}\,
+        \big[\sigma_s L_s + \sigma_n L\big](x_t, \omega)\, dt
+        + e^{-\bar\sigma d} L_{surf}(x_d, \omega).
+
+Its value does not depend on :math:`\bar\sigma`, so :math:`\bar\sigma` is
+held *fixed* (detached) when differentiating, and
+
+.. math::
+
+    \partial_\pi L(x, \omega) = \int_0^d e^{-\bar\sigma t}\,
+        \big[\partial_\pi\sigma_s\, L_s - \partial_\pi\sigma_t\, L\big](x_t)\, dt + \ldots
+
+This integrator samples tentative collisions at rate
+:math:`\bar\sigma = \kappa\,\sigma_{maj}` (``majorant_factor`` :math:`\kappa > 1`
+times the medium's majorant) and picks a *real* collision with probability
+:math:`P_r = \bar{\sigma_t}/\bar\sigma` (channel mean), a *null* one
+otherwise. Every sampling decision is detached, so the derivative of a path's
+weight is the derivative of its local factors (Nimier-David, Müller, Keller,
+Jakob 2022, "Unbiased Inverse Volume Rendering with Differential Trackers"):
+
+- real collision: :math:`w_r = \sigma_s / (\bar\sigma P_r)`,
+  :math:`\partial w_r = \partial\sigma_s / (\bar\sigma P_r)`,
+- null collision: :math:`w_n = \sigma_n / (\bar\sigma (1 - P_r))`,
+  :math:`\partial w_n = -\partial\sigma_t / (\bar\sigma (1 - P_r))`,
+- shadow rays, ratio tracking: :math:`\hat T = \prod_i \sigma_n(x_i)/\bar\sigma`,
+  :math:`\partial\hat T = \hat T \sum_i -\partial\sigma_t(x_i)/\sigma_n(x_i)`
+  (differential ratio tracking).
+
+With path replay (Vicini et al. 2021) the radiance still to come after a
+vertex, :math:`L`, multiplies :math:`\partial w / w`. This is unbiased where
+plain differentiation of delta tracking is not: with :math:`\kappa = 1` a
+homogeneous medium has :math:`P_r = 1`, never samples a null collision, and
+so misses the :math:`-\partial\sigma_t L` (transmittance) term entirely;
+with :math:`\kappa > 1`, :math:`1 - P_r \ge 1 - 1/\kappa` everywhere and
+:math:`|\partial w_n| \le |\partial\sigma_t| / ((1 - 1/\kappa)\bar\sigma)`
+is bounded. The cost is :math:`\kappa` times more tentative collisions.
+
+Requirement (else biased): :math:`P_r > 0` wherever :math:`\partial\sigma_s \ne 0`,
+i.e. the perturbation adds no scattering where :math:`\sigma_t = 0` at
+:math:`\pi`. Give empty regions a thin haze if their density is optimized.
+
+Next-event estimation from media and smooth surfaces is MIS-weighted with
+phase/BSDF sampling; emitted radiance, BSDF values and emitter values are
+differentiated as in ``pbdr_interior`` (shape motion is not). Spectrally
+varying extinction is allowed (null weights may then be negative); free
+flights use channel 0 of the majorant.
+
+Plugin parameters
+-----------------
+- ``max_depth`` (int, default 6): longest path in real scattering events, as ``volpath``.
+- ``rr_depth`` (int, default 5): depth at which Russian roulette starts.
+- ``majorant_factor`` (float, default 2): :math:`\kappa > 1`.
+"""
+from __future__ import annotations
+
+import drjit as dr
+import mitsuba as mi
+
+from mitsuba.ad.integrators.common import RBIntegrator, mis_weight
+
+
+def free_flight_sample(u: mi.Float, factor: float) -> mi.Float:
+    """Map u so that a medium sampling at rate σ_maj samples at rate factor·σ_maj."""
+    return 1.0 - dr.exp(dr.log(1.0 - u) / factor)
+
+
+def propagate(mode: dr.ADMode, δL: mi.Spectrum, Lo: mi.Spectrum) -> mi.Spectrum:
+    """Send the derivative of Lo: backward (adjoint δL) or forward (returns δL + dLo)."""
+    if not dr.grad_enabled(Lo):
+        return δL
+    if mode == dr.ADMode.Backward:
+        dr.backward_from(δL * Lo, flags=dr.ADFlag.Default | dr.ADFlag.AllowNoGrad)
+        return δL
+    return δL + dr.forward_to(Lo, flags=dr.ADFlag.Default | dr.ADFlag.AllowNoGrad)
+
+
+def relative(value: mi.Spectrum, active: mi.Bool) -> mi.Spectrum:
+    """value / detach(value): 1 with the gradient ∂value / value (0 where value = 0)."""
+    v = dr.detach(value)
+    return dr.select(active & (v != 0), value * dr.select(v != 0, dr.rcp(v), 0), 0)
+
+
+class VolumeIntegrator(RBIntegrator):
+    __doc__ = __doc__
+
+    def __init__(self, props: mi.Properties) -> None:
+        super().__init__(props)
+        self.majorant_factor = float(props.get("majorant_factor", 2.0))
+        if not self.majorant_factor > 1.0:
+            raise ValueError(f"pbdr_volume: majorant_factor must be > 1, got {self.majorant_factor}")
+
+    def free_flight(self, medium: mi.MediumPtr, ray: mi.Ray3f, u: mi.Float,
+                    active: mi.Bool) -> tuple[mi.MediumInteraction3f, mi.Float]:
+        """A tentative collision at rate σ̄ = κ·σ_maj (detached) and σ̄ itself."""
+        with dr.suspend_grad():
+            mei = medium.sample_interaction(ray, free_flight_sample(u, self.majorant_factor),
+                                            mi.UInt32(0), active)
+            σ_bar = self.majorant_factor * mei.combined_extinction[0]
+        return mei, σ_bar
+
+    def collision_weight(self, medium: mi.MediumPtr, mei: mi.MediumInteraction3f,
+                         σ_bar: mi.Float, P_r: mi.Float, real: mi.Bool,
+                         active: mi.Bool) -> mi.Spectrum:
+        """w_r = σ_s/(σ̄ P_r) or w_n = σ_n/(σ̄ (1 - P_r)), differentiable in σ_s, σ_t."""
+        σ_s, _, σ_t = medium.get_scattering_coefficients(mei, active)
+        w_r = σ_s / (σ_bar * P_r)
+        w_n = (σ_bar - σ_t) / (σ_bar * (1 - P_r))
+        return dr.select(active, dr.select(real, w_r, w_n), 1.0)
+
+    @dr.syntax
+    def ratio_tracking(self, mode: dr.ADMode, scene: mi.Scene, sampler: mi.Sampler,
+                       ref: mi.Interaction3f, ds: mi.DirectionSample3f, medium: mi.MediumPtr,
+                       active: mi.Bool, contrib: mi.Spectrum | None = None,
+                       δL: mi.Spectrum | None = None) -> tuple[mi.Spectrum, mi.Spectrum]:
+        """T̂ from ``ref`` to ``ds.p`` through media and null surfaces.
+
+        Primal: returns (T̂, δL). Replay (same random numbers): sends the
+        derivative of ``contrib`` (which holds T̂) through each factor of T̂.
+        """
+        primal = mode == dr.ADMode.Primal
+        active = mi.Bool(active)
+        medium = dr.select(active, medium, dr.zeros(mi.MediumPtr))
+        δL = mi.Spectrum(δL if δL is not None else 0)
+        contrib = mi.Spectrum(contrib if contrib is not None else 0)
+        ray = ref.spawn_ray_to(ds.p)
+        max_dist = mi.Float(ray.maxt)
+        dist = mi.Float(0.0)
+        T = mi.Spectrum(1.0)
+        si = dr.zeros(mi.SurfaceInteraction3f)
+        needs_intersection = mi.Bool(True)
+
+        while dr.hint(active, label=f"pbdr_volume ratio tracking ({mode.name})"):
+            ray.maxt = max_dist - dist
+            active &= ray.maxt > 0.0
+            intersect = needs_intersection & active
+            si[intersect] = scene.ray_intersect(ray, mi.RayFlags.All, False, intersect)
+            needs_intersection = mi.Bool(False)
+
+            in_medium = active & (medium != None)
+            on_surface = active & ~in_medium
+            mei, σ_bar = self.free_flight(medium, ray, sampler.next_1d(in_medium), in_medium)
+            mei.t[in_medium & (si.t < mei.t)] = dr.inf
+            escaped = in_medium & ~mei.is_valid()
+            in_medium &= mei.is_valid()
+
+            with dr.resume_grad(when=not primal):
+                _, _, σ_t = medium.get_scattering_coefficients(mei, in_medium)
+                tr = dr.select(in_medium, (σ_bar - σ_t) / σ_bar, 1.0)
+                if dr.hint(not primal, mode="scalar"):
+                    δL = propagate(mode, δL, contrib * relative(tr, in_medium))
+
+            ray.o[in_medium] = mei.p
+            si.t[in_medium] = si.t - mei.t
+            on_surface |= escaped
+            on_surface &= si.is_valid() & ~in_medium
+            bsdf = si.bsdf(ray)
+            tr_surface = bsdf.eval_null_transmission(si, on_surface)
+            T *= dr.detach(tr) * dr.select(on_surface, tr_surface, 1.0)
+
+            ray[on_surface] = si.spawn_ray(mi.Vector3f(ray.d))
+            needs_intersection |= on_surface
+            dist[active] += dr.select(in_medium, mei.t, si.t)
+            active &= (in_medium | on_surface) & dr.any(T != 0.0)
+            transition = on_surface & si.is_medium_transition()
+            medium[transition] = si.target_medium(ray.d)
+
+        return T, δL
+
+    @dr.syntax
+    def sample(self, mode: dr.ADMode, scene: mi.Scene, sampler: mi.Sampler,
+               ray: mi.Ray3f, δL: mi.Spectrum | None, state_in: mi.Spectrum | None,
+               active: mi.Bool, **kwargs) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
+        primal = mode == dr.ADMode.Primal
+        ctx = mi.BSDFContext()
+
+        ray = mi.Ray3f(dr.detach(ray))
+        depth = mi.UInt32(0)                        # real scattering events so far
+        L = mi.Spectrum(0 if primal else state_in)  # primal: accumulated; replay: still to come
+        δL = mi.Spectrum(δL if δL is not None else 0)
+        β = mi.Spectrum(1)
+        η = mi.Float(1)
+        active = mi.Bool(active)
+        valid = mi.Bool(False)
+
+        medium = dr.zeros(mi.MediumPtr)             # cameras outside media
+        si = dr.zeros(mi.SurfaceInteraction3f)
+        needs_intersection = mi.Bool(True)
+        last_event = dr.zeros(mi.Interaction3f)     # last real scattering vertex (MIS)
+        last_pdf = mi.Float(1.0)
+        specular_chain = mi.Bool(True)
+
+        while dr.hint(active, label=f"pbdr_volume ({mode.name})"):
+            # ---- Termination: Russian roulette, depth ----
+            active &= dr.any(β != 0.0)
+            q = dr.minimum(dr.max(β) * dr.square(η), 0.95)
+            rr = depth > self.rr_depth
+            active &= (sampler.next_1d(active) < q) | ~rr
+            β[rr] *= dr.rcp(q)
+            active &= depth < self.max_depth
+            L_next = mi.Spectrum(L)                 # replay: radiance from this vertex on
+
+            # ---- Free flight, real or null collision (detached sampling) ----
+            act_medium = active & (medium != None)
+            act_surface = active & ~act_medium
+            mei, σ_bar = self.free_flight(medium, ray, sampler.next_1d(act_medium), act_medium)
+            intersect = needs_intersection & act_medium
+            si[intersect] = scene.ray_intersect(ray, intersect)
+            needs_intersection &= ~act_medium
+            mei.t[act_medium & (si.t < mei.t)] = dr.inf
+            escaped = act_medium & ~mei.is_valid()
+            act_medium &= mei.is_valid()
+
+            P_r = dr.clip(dr.mean(mei.sigma_t) / σ_bar, 0.0, 1.0)
+            real = act_medium & (sampler.next_1d(act_medium) < P_r)
+            null = act_medium & ~real
+            with dr.resume_grad(when=not primal):
+                w = self.collision_weight(medium, mei, σ_bar, P_r, real, act_medium)
+                if dr.hint(not primal, mode="scalar"):
+                    δL = propagate(mode, δL, L_next * relative(w, act_medium))
+            β[act_medium] *= dr.detach(w)
+
+            ray.o[null] = mei.p
+            si.t[null] = si.t - mei.t
+            depth[real] += 1
+            last_event[real] = mei
+            active &= depth < self.max_depth
+            act_scatter = real & active
+
+            # ---- Surface: emission found by the previous direction sample (MIS) ----
+            act_surface |= escaped
+            intersect = act_surface & needs_intersection
+            si[intersect] = scene.ray_intersect(ray, intersect)
+            emitter = si.emitter(scene)
+            active_e = act_surface & (emitter != None)
+            count_direct = (depth == 0) | specular_chain
+            ds_hit = mi.DirectionSample3f(scene, si, last_event)
+            pdf_em = scene.pdf_emitter_direction(last_event, ds_hit, active_e & ~count_direct)
+            with dr.resume_grad(when=not primal):
+                w_hit = dr.select(count_direct, 1.0, mis_weight(last_pdf, pdf_em))
+                Le = β * w_hit * emitter.eval(si, active_e)
+            act_surface &= si.is_valid()
+            bsdf = si.bsdf(ray)
+
+            # ---- Next-event estimation from media and smooth surfaces ----
+            nee_surface = act_surface & mi.has_flag(bsdf.flags(), mi.BSDFFlags.Smooth) & \
+                (depth + 1 < self.max_depth)
+            nee_medium = act_scatter & mei.medium.use_emitter_sampling()
+            nee = nee_surface | nee_medium
+            ref = dr.zeros(mi.Interaction3f)
+            ref[nee_medium] = mei
+            ref[nee_surface] = si
+            ds, em_weight = scene.sample_emitter_direction(ref, sampler.next_2d(nee), False, nee)
+            nee &= ds.pdf != 0.0
+            nee_medium &= nee
+            nee_surface &= nee
+            medium_em = dr.select(nee_surface & si.is_medium_transition(), si.target_medium(ds.d), medium)
+            sampler_replay = sampler.clone() if dr.hint(not primal, mode="scalar") else sampler
+            T, _ = self.ratio_tracking(dr.ADMode.Primal, scene, sampler, ref, ds, medium_em, nee)
+
+            phase_ctx = mi.PhaseFunctionContext(sampler)
+            phase = mei.medium.phase_function()
+            phase[~act_scatter] = dr.zeros(mi.PhaseFunctionPtr)
+            with dr.resume_grad(when=not primal):
+                if dr.hint(not primal, mode="scalar"):
+                    Le_em = scene.eval_emitter_direction(ref, ds, nee)
+                    em_weight = dr.replace_grad(em_weight, Le_em * dr.select(ds.pdf != 0, dr.rcp(ds.pdf), 0))
+                f_bsdf, pdf_bsdf = bsdf.eval_pdf(ctx, si, si.to_local(ds.d), nee_surface)
+                f_phase, pdf_phase = phase.eval_pdf(phase_ctx, mei, ds.d, nee_medium)
+                f_em = dr.select(nee_surface, f_bsdf, f_phase)
+                pdf_dir = dr.select(ds.delta, 0.0, dr.select(nee_surface, pdf_bsdf, pdf_phase))
+                Lr_em = dr.select(nee, β * f_em * mis_weight(ds.pdf, pdf_dir) * em_weight * T, 0.0)
+                L = (L + dr.detach(Le + Lr_em)) if primal else (L - dr.detach(Le + Lr_em))
+                if dr.hint(not primal, mode="scalar"):
+                    δL = propagate(mode, δL, Le + Lr_em)
+            if dr.hint(not primal, mode="scalar"):
+                _, δL = self.ratio_tracking(mode, scene, sampler_replay, ref, ds, medium_em, nee,
+                                            dr.detach(Lr_em), δL)
+
+            # ---- Phase function sampling (detached; g is not differentiated) ----
+            wo, phase_weight, phase_pdf = phase.sample(phase_ctx, mei, sampler.next_1d(act_scatter),
+                                                       sampler.next_2d(act_scatter), act_scatter)
+            act_scatter &= phase_pdf > 0.0
+            β[act_scatter] *= phase_weight
+            ray[act_scatter] = mei.spawn_ray(wo)
+            needs_intersection |= act_scatter
+            last_pdf[act_scatter] = phase_pdf
+            specular_chain &= ~act_scatter
+            valid |= act_scatter
+
+            # ---- BSDF sampling (detached), then the BSDF value's derivative ----
+            bs, bsdf_weight = bsdf.sample(ctx, si, sampler.next_1d(act_surface),
+                                          sampler.next_2d(act_surface), act_surface)
+            act_surface &= bs.pdf > 0.0
+            if dr.hint(not primal, mode="scalar"):
+                with dr.resume_grad():
+                    f = bsdf.eval(ctx, si, bs.wo, act_surface)
+                    δL = propagate(mode, δL, L * relative(f, act_surface))
+            β[act_surface] *= bsdf_weight
+            η[act_surface] *= bs.eta
+            ray[act_surface] = si.spawn_ray(si.to_world(bs.wo))
+            needs_intersection |= act_surface
+            non_null = act_surface & ~mi.has_flag(bs.sampled_type, mi.BSDFFlags.Null)
+            depth[non_null] += 1
+            last_event[non_null] = si
+            last_pdf[non_null] = bs.pdf
+            valid |= non_null
+            specular_chain |= non_null & mi.has_flag(bs.sampled_type, mi.BSDFFlags.Delta)
+            specular_chain &= ~(act_surface & mi.has_flag(bs.sampled_type, mi.BSDFFlags.Smooth))
+            transition = act_surface & si.is_medium_transition()
+            medium[transition] = si.target_medium(ray.d)
+            active &= act_surface | act_medium
+
+        return (L if primal else δL), valid, [], L
+
+    def to_string(self) -> str:
+        return (f"VolumeIntegrator[max_depth = {self.max_depth}, rr_depth = {self.rr_depth}, "
+                f"majorant_factor = {self.majorant_factor}]")

@@ -1,0 +1,35 @@
+"""Regenerate the grids of the volume scenes: ``python scenes/volume/make_grids.py``.
+
+density.vol (16^3, 1 channel): two Gaussian puffs over a thin haze floor, so
+that sigma_t > 0 in the whole box (see integrators/volume.py on empty voxels).
+albedo.vol (16^3, 3 channels): a smooth colour gradient in [0.5, 0.9].
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import pbdr
+from pbdr.geometry import voxels
+
+HERE = Path(__file__).resolve().parent
+RES = 16
+
+
+def density() -> np.ndarray:
+    return voxels.blobs(RES, [((0.4, 0.45, 0.5), 0.18, 1.0), ((0.65, 0.6, 0.4), 0.12, 0.7)], floor=0.05)
+
+
+def albedo() -> np.ndarray:
+    x = voxels.cell_centers(RES)
+    zz, yy, xx = np.meshgrid(x, x, x, indexing="ij")
+    rgb = np.stack([0.9 - 0.3 * yy, 0.6 + 0.2 * xx, 0.5 + 0.4 * zz], axis=-1)
+    return rgb.astype(np.float32)
+
+
+if __name__ == "__main__":
+    pbdr.set_variant(None)
+    voxels.write_vol(HERE / "density.vol", density())
+    voxels.write_vol(HERE / "albedo.vol", albedo())
+    print("wrote", HERE / "density.vol", HERE / "albedo.vol")
