@@ -15,6 +15,7 @@ import mitsuba as mi
 PLUGINS: dict[str, tuple[str, str]] = {
     "pbdr_interior": ("integrators.interior", "InteriorIntegrator"),
     "pbdr_volume": ("integrators.volume", "VolumeIntegrator"),
+    "pbdr_edge": ("integrators.edge", "EdgeIntegrator"),
 }
 
 

@@ -25,6 +25,7 @@ prepare_libllvm()  # before the first ``import drjit``, which looks for libLLVM
 from .scene import has_media, load_scene, make_integrator, parse_defines, resolve_key, scene_params
 from .perturb import Perturbation
 from .render import derivative, render, total_derivative
+from .optimize import OptimizeConfig, optimize  # noqa: E402
 from .validate import (CheckReport, CheckResult, Estimate, check, compare, derivative_estimate,
                        finite_differences)
 

@@ -1,0 +1,212 @@
+r"""Position-welded edge tables of triangle meshes.
+
+Boundary terms of the derivative live on the edges of meshes where the
+image (or the integrand at a shading point) is discontinuous: *boundary*
+edges of open meshes (one adjacent face), and *silhouette* edges, where the
+two adjacent faces point to opposite sides of the viewpoint
+:math:`o`:
+
+.. math::
+
+    \operatorname{sign}\big(n_0 \cdot (v_0 - o)\big) \neq \operatorname{sign}\big(n_1 \cdot (v_0 - o)\big).
+
+Meshes as Mitsuba stores them split vertices at UV and normal seams and at
+creases (the built-in ``cube`` has 24 vertices, not 8), so two faces that
+meet in space may share no vertex *index*. Edges are therefore matched by
+vertex **position** (welded on a grid of ``WELD_TOLERANCE`` times the mesh
+size). Interior edges between coplanar faces never contribute and are
+dropped. Interior edges across which *shading* jumps (flat-shaded meshes,
+or vertex normals split at the edge, as on the built-in ``cube``) are
+``crease`` edges: the radiance is discontinuous there even when both faces
+are visible, so they are always candidates. The table is rebuilt whenever the vertex positions change (a hash
+of the detached positions is the cache key).
+
+The topology (which vertex indices, which faces) is NumPy; the geometry
+(endpoints, face normals) is gathered with Dr.Jit from the shape's vertex
+buffer, so it stays attached to whatever parameter moves the mesh
+(``*.vertex_positions``, ``*.to_world``).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import drjit as dr
+import mitsuba as mi
+import numpy as np
+
+WELD_TOLERANCE = 1e-6       # relative to the mesh's bounding-box diagonal
+FLAT_COSINE = 1.0 - 1e-6    # interior edges with n0·n1 above this are flat
+
+
+@dataclass
+class EdgeTopology:
+    """Edges of one mesh: original vertex indices of the endpoints and faces."""
+
+    v0: np.ndarray          # E, vertex index of the first endpoint
+    v1: np.ndarray          # E, vertex index of the second endpoint
+    face0: np.ndarray       # E x 3, vertex indices of the first adjacent face
+    face1: np.ndarray       # E x 3, of the second face (copy of face0 on boundary edges)
+    boundary: np.ndarray    # E, bool: one adjacent face (or more than two)
+    crease: np.ndarray      # E, bool: shading normal discontinuous across the edge
+
+    def __len__(self) -> int:
+        return len(self.v0)
+
+
+def weld(positions: np.ndarray, tolerance: float = WELD_TOLERANCE) -> np.ndarray:
+    """Welded id per vertex: vertices at the same position get the same id."""
+    if len(positions) == 0:
+        return np.zeros(0, dtype=np.int64)
+    extent = float(np.linalg.norm(positions.max(axis=0) - positions.min(axis=0)))
+    cell = max(extent, 1e-30) * tolerance
+    keys = np.round(positions / cell).astype(np.int64)
+    _, ids = np.unique(keys, axis=0, return_inverse=True)
+    return ids.reshape(-1)
+
+
+def face_normals(positions: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    a, b, c = (positions[faces[:, i]] for i in range(3))
+    n = np.cross(b - a, c - a)
+    length = np.linalg.norm(n, axis=1, keepdims=True)
+    return n / np.maximum(length, 1e-30)
+
+
+def build_topology(positions: np.ndarray, faces: np.ndarray, normals: np.ndarray | None = None,
+                   keep_flat: bool = False) -> EdgeTopology:
+    """Edge table of a triangle mesh given as V x 3 positions and F x 3 indices.
+
+    ``normals`` (V x 3 vertex normals, or None for flat shading) decide which
+    non-flat interior edges are creases of the shading.
+    """
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    wid = weld(positions)
+    wf = wid[faces]
+    degenerate = (wf[:, 0] == wf[:, 1]) | (wf[:, 1] == wf[:, 2]) | (wf[:, 2] == wf[:, 0])
+    fidx = np.nonzero(~degenerate)[0]
+    # Three edges per face: (0,1), (1,2), (2,0) in face-local corners.
+    corners = np.array([[0, 1], [1, 2], [2, 0]])
+    e_face = np.repeat(fidx, 3)
+    e_corner = np.tile(corners, (len(fidx), 1))
+    ends = wf[e_face[:, None], e_corner]                 # welded ids of the endpoints
+    key = np.sort(ends, axis=1)
+    uniq, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")
+    first = np.zeros(len(uniq), dtype=np.int64)
+    first[1:] = np.cumsum(counts)[:-1]
+    i0 = order[first]                                   # first half-edge of each edge
+    i1 = order[np.minimum(first + 1, len(order) - 1)]   # second one (if any)
+    manifold = counts == 2
+    boundary = ~manifold
+    i1 = np.where(manifold, i1, i0)
+
+    f0, f1 = faces[e_face[i0]], faces[e_face[i1]]
+    v0 = faces[e_face[i0], e_corner[i0, 0]]
+    v1 = faces[e_face[i0], e_corner[i0, 1]]
+    keep = boundary.copy()
+    n = face_normals(positions, faces)
+    cos = np.einsum("ij,ij->i", n[e_face[i0]], n[e_face[i1]])
+    folded = cos < FLAT_COSINE
+    keep |= True if keep_flat else folded
+    if normals is None:
+        crease = folded & ~boundary
+    else:
+        normals = np.asarray(normals, dtype=np.float64).reshape(-1, 3)
+        # The same two welded corners as seen from the second face.
+        w_a, w_b = wid[v0], wid[v1]
+        g1 = faces[e_face[i1]]
+        def corner(w: np.ndarray) -> np.ndarray:
+            hit = wid[g1] == w[:, None]
+            return g1[np.arange(len(g1)), np.argmax(hit, axis=1)]
+        split = (np.abs(normals[v0] - normals[corner(w_a)]).max(axis=1) > 1e-4) | \
+                (np.abs(normals[v1] - normals[corner(w_b)]).max(axis=1) > 1e-4)
+        crease = split & folded & ~boundary
+    return EdgeTopology(v0[keep], v1[keep], f0[keep], f1[keep], boundary[keep], crease[keep])
+
+
+_CACHE: dict[int, tuple[bytes, EdgeTopology]] = {}
+
+
+def mesh_topology(mesh: mi.Mesh) -> EdgeTopology:
+    """The (cached) edge table of a Mitsuba mesh at its current vertex positions."""
+    positions = np.array(dr.detach(mesh.vertex_positions_buffer()), dtype=np.float32)
+    digest = hashlib.blake2b(positions.tobytes(), digest_size=16).digest()
+    cached = _CACHE.get(id(mesh))
+    if cached is not None and cached[0] == digest:
+        return cached[1]
+    faces = np.array(mesh.faces_buffer(), dtype=np.int64)
+    normals = np.array(mesh.vertex_normals_buffer(), dtype=np.float64) if mesh.has_vertex_normals() else None
+    topo = build_topology(positions.reshape(-1, 3), faces.reshape(-1, 3), normals)
+    _CACHE[id(mesh)] = (digest, topo)
+    return topo
+
+
+@dataclass
+class EdgeSet:
+    """All candidate edges of a scene; Dr.Jit arrays, attached to the geometry's parameters."""
+
+    p0: mi.Point3f
+    p1: mi.Point3f
+    n0: mi.Vector3f         # unit normal of the first adjacent face
+    n1: mi.Vector3f         # of the second one (equal to n0 on boundary edges)
+    boundary: mi.Bool       # open-mesh boundary, or a crease of the shading: always a candidate
+    shape_index: mi.UInt32  # index into scene.shapes()
+
+    def __len__(self) -> int:
+        return dr.width(self.boundary) if dr.width(self.p0) > 0 else 0
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        """Detached copies (E x 3 / E) for host-side selection and projection."""
+        def arr(v: dr.ArrayBase) -> np.ndarray:
+            return np.array(dr.detach(v), dtype=np.float64).reshape(3, -1).T if len(self) else np.zeros((0, 3))
+        return {"p0": arr(self.p0), "p1": arr(self.p1), "n0": arr(self.n0), "n1": arr(self.n1),
+                "boundary": np.array(self.boundary, dtype=bool) if len(self) else np.zeros(0, bool)}
+
+
+def _gather_point(buffer: mi.Float, index: np.ndarray) -> mi.Point3f:
+    return dr.gather(mi.Point3f, buffer, mi.UInt32(index.astype(np.uint32)))
+
+
+def _normal(a: mi.Point3f, b: mi.Point3f, c: mi.Point3f) -> mi.Vector3f:
+    return dr.normalize(dr.cross(b - a, c - a))
+
+
+def scene_edges(scene: mi.Scene) -> EdgeSet:
+    """Every boundary edge and every non-flat interior edge of every mesh of ``scene``."""
+    parts = []
+    for index, shape in enumerate(scene.shapes()):
+        if not shape.is_mesh():
+            continue  # analytic shapes (sphere, disk, SDF) have no edges to sample
+        topo = mesh_topology(shape)
+        if len(topo) == 0:
+            continue
+        buf = shape.vertex_positions_buffer()
+        p0, p1 = _gather_point(buf, topo.v0), _gather_point(buf, topo.v1)
+        n0 = _normal(*(_gather_point(buf, topo.face0[:, i]) for i in range(3)))
+        n1 = _normal(*(_gather_point(buf, topo.face1[:, i]) for i in range(3)))
+        parts.append((p0, p1, n0, n1, mi.Bool(topo.boundary | topo.crease), dr.full(mi.UInt32, index, len(topo))))
+    if not parts:
+        empty3 = dr.zeros(mi.Point3f, 0)
+        return EdgeSet(empty3, empty3, mi.Vector3f(empty3), mi.Vector3f(empty3),
+                       dr.zeros(mi.Bool, 0), dr.zeros(mi.UInt32, 0))
+
+    def cat(i: int, cls: type) -> dr.ArrayBase:
+        items = [p[i] for p in parts]
+        if len(items) == 1:
+            return cls(items[0])
+        if cls in (mi.Point3f, mi.Vector3f):
+            return cls(*(dr.concat([it[k] for it in items]) for k in range(3)))
+        return cls(dr.concat(items))
+    return EdgeSet(cat(0, mi.Point3f), cat(1, mi.Point3f), cat(2, mi.Vector3f), cat(3, mi.Vector3f),
+                   cat(4, mi.Bool), cat(5, mi.UInt32))
+
+
+def silhouette_mask(p0: np.ndarray, n0: np.ndarray, n1: np.ndarray, boundary: np.ndarray,
+                    origin: np.ndarray) -> np.ndarray:
+    """Edges (E x 3 arrays) that are boundaries/creases or silhouettes seen from ``origin``."""
+    d = p0 - origin
+    s0 = np.einsum("ij,ij->i", n0, d)
+    s1 = np.einsum("ij,ij->i", n1, d)
+    return boundary | (s0 * s1 < 0)
