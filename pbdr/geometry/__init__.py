@@ -1,2 +1,2 @@
 """Geometry helpers shared by estimators: position-welded edge tables of
-meshes (``edges``), voxel grids for media (``voxels``)."""
+meshes (``edges``), SDF and voxel grids (``sdf``, ``voxels``)."""
