@@ -66,9 +66,13 @@ def derivative(scene: mi.Scene, perturbation: Perturbation, spp: int, seed: int 
         # the integrator then propagates from there.
         dr.forward_from(theta, flags=dr.ADFlag.ClearEdges)
         image = integrator.render_forward(scene, params, sensor=sensor, seed=opaque_seed(seed), spp=spp)
+        # Finish the (lazy, asynchronous) kernels before restore() lets shapes
+        # such as sdfgrid free the buffers those kernels read.
+        result = to_numpy(image, "derivative image")
     finally:
+        dr.sync_thread()
         perturbation.restore(params)
-    return to_numpy(image, "derivative image")
+    return result
 
 
 def total_derivative(scene: mi.Scene, perturbation: Perturbation, spp: int, seed: int = 0,
@@ -91,6 +95,7 @@ def total_derivative(scene: mi.Scene, perturbation: Perturbation, spp: int, seed
         integrator.render_backward(scene, params, grad_in, sensor=sensor, seed=opaque_seed(seed), spp=spp)
         value = float(dr.grad(theta)[0])
     finally:
+        dr.sync_thread()
         perturbation.restore(params)
     if not np.isfinite(value):
         raise PbdrError("reverse-mode derivative is not finite (NaN/Inf)")
