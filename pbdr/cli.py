@@ -17,6 +17,8 @@ import os
 import sys
 from typing import Callable, Sequence
 
+from .errors import PbdrError, one_line
+
 EXIT_USAGE = 2
 EXIT_DISAGREE = 1
 
@@ -99,25 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Subcommands that live beside their own modules register themselves here.
     for module in EXTRA_COMMANDS:
-        try:
-            register = importlib.import_module(module).register_subcommand
-        except ImportError:
-            continue
-        register(sub)
+        importlib.import_module(module).register_subcommand(sub)
     return parser
 
 
 def refuse_overwrite(paths: Sequence[str], force: bool) -> None:
-    from .errors import PbdrError
-
     existing = [p for p in paths if os.path.exists(p)]
     if existing and not force:
         raise PbdrError(f"{existing[0]} already exists; pass --force to replace it")
 
 
 def exr_path(path: str) -> str:
-    from .errors import PbdrError
-
     if not path.lower().endswith(".exr"):
         raise PbdrError(f"output must be an .exr file, got '{path}'")
     return path
@@ -220,11 +214,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
-    try:
-        from .errors import PbdrError, one_line
-    except ImportError as exc:  # pragma: no cover - broken install
-        print(f"pbdr: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     try:
         return run(args)
     except PbdrError as exc:

@@ -8,8 +8,9 @@ whole shape (``*.to_world``) by θ·(x, y, z).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import drjit as dr
 import mitsuba as mi
@@ -24,7 +25,7 @@ def is_vertex_positions(key: str) -> bool:
 
 
 def is_transform(value: Any) -> bool:
-    return isinstance(value, (mi.Transform4f, mi.ScalarTransform4f)) or type(value).__name__.startswith("Transform4")
+    return isinstance(value, (mi.Transform4f, mi.ScalarTransform4f))
 
 
 @dataclass
@@ -71,7 +72,25 @@ class Perturbation:
         params.update()
 
     def restore(self, params: mi.SceneParameters) -> None:
+        # Let launched kernels finish first: update() may free buffers they
+        # still read (sdfgrid rebuilds its grid; that crashed now and then).
+        dr.sync_thread()
         self.apply(params, 0.0)
+
+    @contextmanager
+    def attached(self, params: mi.SceneParameters) -> Iterator[mi.Float]:
+        """Apply p(θ) with θ = 0 tracking gradients; restore p on exit.
+
+        Evaluate what depends on θ inside the block: restore() replaces the
+        parameter's buffers.
+        """
+        theta = mi.Float(0.0)
+        dr.enable_grad(theta)
+        try:
+            self.apply(params, theta)
+            yield theta
+        finally:
+            self.restore(params)
 
     def describe(self) -> str:
         if self.translate is not None:

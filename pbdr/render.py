@@ -58,20 +58,12 @@ def derivative(scene: mi.Scene, perturbation: Perturbation, spp: int, seed: int 
     integrator = integrator or make_integrator(scene, differentiable=True)
     check_spp(scene, spp, sensor)
     params = mi.traverse(scene)
-    theta = mi.Float(0.0)
-    dr.enable_grad(theta)
-    try:
-        perturbation.apply(params, theta)
+    with perturbation.attached(params) as theta:
         # Push dθ = 1 into the parameter (and what update() derived from it);
         # the integrator then propagates from there.
         dr.forward_from(theta, flags=dr.ADFlag.ClearEdges)
         image = integrator.render_forward(scene, params, sensor=sensor, seed=opaque_seed(seed), spp=spp)
-        # Finish the (lazy, asynchronous) kernels before restore() lets shapes
-        # such as sdfgrid free the buffers those kernels read.
-        result = to_numpy(image, "derivative image")
-    finally:
-        dr.sync_thread()
-        perturbation.restore(params)
+        result = to_numpy(image, "derivative image")   # evaluated before restore
     return result
 
 
@@ -84,19 +76,13 @@ def total_derivative(scene: mi.Scene, perturbation: Perturbation, spp: int, seed
     params = mi.traverse(scene)
     film = scene.sensors()[sensor].film()
     size = film.crop_size()
-    theta = mi.Float(0.0)
-    dr.enable_grad(theta)
-    try:
-        perturbation.apply(params, theta)
+    with perturbation.attached(params) as theta:
         shape = (int(size[1]), int(size[0]), film.base_channels_count())
         if weights is None:
             weights = np.ones(shape, dtype=np.float32)
         grad_in = mi.TensorXf(np.asarray(weights, dtype=np.float32).reshape(shape))
         integrator.render_backward(scene, params, grad_in, sensor=sensor, seed=opaque_seed(seed), spp=spp)
         value = float(dr.grad(theta)[0])
-    finally:
-        dr.sync_thread()
-        perturbation.restore(params)
     if not np.isfinite(value):
         raise PbdrError("reverse-mode derivative is not finite (NaN/Inf)")
     return value

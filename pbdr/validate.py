@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import drjit as dr
 import mitsuba as mi
 import numpy as np
 from tqdm import tqdm
@@ -91,7 +90,6 @@ def finite_differences(scene: mi.Scene, perturbation: Perturbation, eps: float, 
                                        "finite-difference render"))
             out.append((images[0] - images[1]) / (2 * eps))
     finally:
-        dr.sync_thread()
         perturbation.restore(params)
     return Estimate(np.stack(out))
 
