@@ -49,6 +49,8 @@ integrator does.
 """
 from __future__ import annotations
 
+from typing import Iterator
+
 import drjit as dr
 import mitsuba as mi
 import numpy as np
@@ -182,18 +184,25 @@ def secondary_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
     return pos, A_m * area, A_p * area, m, p, n_h, active
 
 
+def samples_per_vertex(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
+                       seed: mi.UInt32, count: int, scheme: str) -> Iterator[tuple]:
+    """Edge samples at path vertex k = 0, 1, ... (up to max_depth - 1; 8 when unbounded)."""
+    depth = integrator.max_depth if integrator.max_depth > 0 else 8
+    for k in range(max(0, depth - 1)):
+        smp = secondary_samples(scene, sensor, integrator, seed, count, k, scheme)
+        if smp is None:
+            return
+        yield smp
+
+
 def render_secondary_forward(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
                              seed: mi.UInt32, count: int, scheme: str = "length") -> mi.TensorXf:
     film = sensor.film()
     size = film.crop_size()
     nch = film.base_channels_count()
     out = dr.zeros(mi.Float, int(size[0]) * int(size[1]) * nch)
-    depth = integrator.max_depth if integrator.max_depth > 0 else 8
-    for k in range(max(0, depth - 1)):
-        smp = secondary_samples(scene, sensor, integrator, seed, count, k, scheme)
-        if smp is None:
-            break
-        pos, A_m, A_p, m, p, n_h, active = smp
+    for pos, A_m, A_p, m, p, n_h, active in samples_per_vertex(scene, sensor, integrator, seed,
+                                                               count, scheme):
         dr.forward_to(m, p, flags=dr.ADFlag.ClearInterior)  # keep the parameters' tangents
         vm, vp = dr.dot(n_h, dr.grad(m)), dr.dot(n_h, dr.grad(p))
         with dr.suspend_grad():
@@ -209,12 +218,8 @@ def render_secondary_backward(scene: mi.Scene, sensor: mi.Sensor, integrator: mi
                               scheme: str = "length") -> None:
     film = sensor.film()
     nch = film.base_channels_count()
-    depth = integrator.max_depth if integrator.max_depth > 0 else 8
-    for k in range(max(0, depth - 1)):
-        smp = secondary_samples(scene, sensor, integrator, seed, count, k, scheme)
-        if smp is None:
-            break
-        pos, A_m, A_p, m, p, n_h, active = smp
+    for pos, A_m, A_p, m, p, n_h, active in samples_per_vertex(scene, sensor, integrator, seed,
+                                                               count, scheme):
         with dr.suspend_grad():
             wm, wp = mi.Float(0), mi.Float(0)
             for pixel, w, valid in footprint(film, pos):
