@@ -92,6 +92,20 @@ class Perturbation:
         finally:
             self.restore(params)
 
+    def check_step(self, eps: float) -> None:
+        """Refuse a finite-difference step that leaves the parameter's domain.
+
+        A parameter that is non-negative everywhere (reflectance, radiance,
+        density, roughness) must stay so at p - eps·d; signed data (SDF
+        values, positions) is not constrained.
+        """
+        if is_transform(self.base):
+            return
+        base = np.asarray(self.base.array if isinstance(self.base, mi.TensorXf) else self.base)
+        if base.size and base.min() >= 0 and np.asarray(self.value_at(-eps)).min() < 0:
+            raise PbdrError(f"--eps {eps:g} makes '{self.key}' negative (its smallest value is "
+                            f"{base.min():.4g}); use a step below that")
+
     def describe(self) -> str:
         if self.translate is not None:
             return f"{self.key} translated by θ·{self.translate}"

@@ -76,6 +76,7 @@ def finite_differences(scene: mi.Scene, perturbation: Perturbation, eps: float, 
     if not (np.isfinite(eps) and eps > 0):
         raise PbdrError(f"--eps must be a positive finite number, got {eps}")
     check_spp(scene, spp, sensor)
+    perturbation.check_step(eps)
     integrator = integrator or fd_integrator(scene)
     params = mi.traverse(scene)
     out = []
@@ -190,6 +191,7 @@ def check(scene: mi.Scene, perturbation: Perturbation, eps: float, spp: int, fd_
     """Derivative vs finite differences, both at ``seeds`` seeds (FD at ``fd_spp``)."""
     if seeds < 2:
         raise PbdrError(f"a check needs at least 2 seeds to measure noise, got {seeds}")
+    perturbation.check_step(eps)        # before the derivatives, not after them
     grad = derivative_estimate(scene, perturbation, spp, seeds, integrator, progress=progress,
                                sensor=sensor)
     fd = finite_differences(scene, perturbation, eps, fd_spp or spp, seeds, progress=progress,

@@ -99,6 +99,8 @@ def test_check_disagrees_exit_1(capsys) -> None:
     (["grad", CBOX, "--param", "box.to_world", "-o", "x.exr"], ["unknown parameter"]),
     (["fd", CBOX, "--param", "red.reflectance.value", "--eps", "-1", "-o", "x.exr"], ["--eps"]),
     (["fd", CBOX, "--param", "red.reflectance.value", "--eps", "nan", "-o", "x.exr"], ["--eps"]),
+    (["fd", CBOX, "--param", "metal.alpha.value", "--eps", "0.5", "-o", "x.exr"],
+     ["makes 'metal.alpha.value' negative"]),
     (["render", CBOX, "-o", "x.exr", "-D", "res"], ["-D expects key=value"]),
     (["render", CBOX, "-o", "x.exr", "-D", "res=-4"], ["cannot load scene", "out of bounds"]),
     (["render", CBOX, "-o", "x.exr", "--integrator", "nonesuch"], ["nonesuch"]),
