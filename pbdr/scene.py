@@ -92,8 +92,12 @@ def has_media(scene: mi.Scene) -> bool:
     return False
 
 
-def integrator_setting(integrator: mi.Integrator, name: str) -> int | None:
-    """An integer setting (``max_depth``, ``rr_depth``) of a loaded integrator.
+# Settings of the scene's integrator that another integrator type inherits.
+CARRIED_SETTINGS = ("max_depth", "rr_depth", "hide_emitters")
+
+
+def integrator_setting(integrator: mi.Integrator, name: str) -> int | bool | None:
+    """A setting (``max_depth``, ``rr_depth``, ``hide_emitters``) of a loaded integrator.
 
     Python integrators have it as an attribute; C++ ones only print it.
     """
@@ -110,8 +114,8 @@ def make_integrator(scene: mi.Scene, type_: str | None = None, max_depth: int | 
 
     ``type_=None`` keeps the scene's own integrator, except that with
     ``differentiable=True`` a non-AD integrator (e.g. ``path``) is replaced by
-    ``pbdr_interior``. The scene integrator's ``max_depth`` and ``rr_depth``
-    carry over unless ``max_depth`` is given.
+    ``pbdr_interior``. The scene integrator's ``max_depth``, ``rr_depth`` and
+    ``hide_emitters`` carry over (``max_depth`` unless given).
     """
     own = scene.integrator()
     if type_ is None and differentiable and not isinstance(own, mi.ad.integrators.common.ADIntegrator):
@@ -126,7 +130,7 @@ def make_integrator(scene: mi.Scene, type_: str | None = None, max_depth: int | 
     if max_depth is not None:
         props["max_depth"] = max_depth
     # Settings carried over from the scene's integrator, dropped for types without them.
-    carried = {name: integrator_setting(own, name) for name in ("max_depth", "rr_depth")
+    carried = {name: integrator_setting(own, name) for name in CARRIED_SETTINGS
                if name not in props}
     props.update({k: v for k, v in carried.items() if v is not None})
     while True:

@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import PbdrError
 
 LOSSES = ("l1", "l2", "relative_l2", "multiscale_l1")
-TRANSFORMS = ("translate",)
+TRANSFORMS = ("translate", "largesteps")
 REGULARIZERS = ("laplacian", "tv")
 SCHEDULES = ("constant", "exponential", "step", "cosine")
 
@@ -22,7 +22,7 @@ SCHEDULES = ("constant", "exponential", "step", "cosine")
 TOP_KEYS = {"scene", "integrator", "integrator_props", "iterations", "spp", "spp_grad", "seed",
             "defines", "sensors", "target", "param", "loss", "regularizer", "schedule", "output"}
 TARGET_KEYS = {"scene", "spp", "images", "defines"}
-PARAM_KEYS = {"key", "lr", "init", "range", "transform"}
+PARAM_KEYS = {"key", "lr", "init", "range", "transform", "lambda"}
 LOSS_KEYS = {"type", "levels"}
 REG_KEYS = {"type", "key", "weight"}
 SCHEDULE_KEYS = {"type", "gamma", "every", "min_factor"}
@@ -37,7 +37,8 @@ class ParamSpec:
     lr: float
     init: list[float] | None = None
     range: tuple[float, float] | None = None
-    transform: str | None = None      # "translate": optimize a 3-vector offset
+    transform: str | None = None      # "translate": a 3-vector offset; "largesteps": u = (I + λL) v
+    lambda_: float = 19.0             # largesteps: λ, how far gradients diffuse over the mesh
 
     def moves_geometry(self) -> bool:
         return (self.transform == "translate" or self.key.endswith("vertex_positions")
@@ -200,6 +201,12 @@ def config_from_dict(data: dict[str, Any], base_dir: str | os.PathLike = ".",
             if p["transform"] not in TRANSFORMS:
                 raise fail(f"{name} transform must be one of {', '.join(TRANSFORMS)}, got {p['transform']!r}")
             spec.transform = p["transform"]
+        if "lambda" in p:
+            if spec.transform != "largesteps":
+                raise fail(f"{name} lambda only applies to transform = \"largesteps\"")
+            spec.lambda_ = number(p, "lambda", f"{name} ", 19.0)
+        if spec.transform == "largesteps" and spec.range is not None:
+            raise fail(f"{name} range cannot clamp free vertices (transform = \"largesteps\")")
         if spec.key in [q.key for q in params]:
             raise fail(f"parameter '{spec.key}' is listed twice")
         params.append(spec)

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import PbdrError, one_line
 from ..imageio import read_image, sheet, tonemap, write_png, write_render
 from ..render import check_spp, opaque_seed, render
-from ..scene import integrator_setting, load_scene
+from ..scene import CARRIED_SETTINGS, integrator_setting, load_scene
 from ..variant import ensure_variant
 from . import checkpoint
 from .config import OptimizeConfig, load_config
@@ -72,7 +72,7 @@ def choose_integrator(config: OptimizeConfig, scene: mi.Scene) -> tuple[str, mi.
                 props.setdefault("guiding", "none")
         else:
             name = "pbdr_interior"
-    for setting in ("max_depth", "rr_depth"):
+    for setting in CARRIED_SETTINGS:
         value = integrator_setting(scene.integrator(), setting)
         if value is not None and setting not in props:
             props[setting] = value
@@ -247,7 +247,8 @@ class Optimization:
             total += float(penalty[0])
         factor = lr_factor(c.schedule, it, c.iterations)
         for v in self.variables:
-            v.latent = self.adam.step(v.key, v.latent, dr.grad(v.latent), v.spec.lr * factor)
+            v.latent = self.adam.step(v.key, v.latent, dr.grad(v.latent), v.spec.lr * factor,
+                                     uniform=v.uniform_adam)
             v.clamp()
         return total, images
 

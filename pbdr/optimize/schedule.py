@@ -35,15 +35,20 @@ class Adam:
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.state: dict[str, tuple[Any, Any, int]] = {}
 
-    def step(self, name: str, x: Any, grad: Any, lr: float) -> Any:
-        """One update of ``x`` (detached) from its gradient; returns the new value."""
+    def step(self, name: str, x: Any, grad: Any, lr: float, uniform: bool = False) -> Any:
+        """One update of ``x`` (detached) from its gradient; returns the new value.
+
+        ``uniform``: one second moment (the largest) for the whole array, so
+        that the step keeps the direction of the gradient (large steps).
+        """
         m, v, t = self.state.get(name, (dr.zeros(type(x), dr.shape(x)), dr.zeros(type(x), dr.shape(x)), 0))
         t += 1
         grad = dr.select(dr.isfinite(grad), grad, 0.0)   # one NaN sample must not poison the run
         m = dr.fma(self.beta1, m, (1 - self.beta1) * grad)
         v = dr.fma(self.beta2, v, (1 - self.beta2) * dr.square(grad))
         lr_t = lr * math.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
-        x = dr.detach(x) - lr_t * m / (dr.sqrt(v) + self.eps)
+        scale = dr.max(v) if uniform else v
+        x = dr.detach(x) - lr_t * m / (dr.sqrt(scale) + self.eps)
         dr.eval(x, m, v)
         self.state[name] = (m, v, t)
         return x

@@ -5,6 +5,13 @@ A plain parameter is its own latent. ``transform = "translate"`` keeps the
 initial vertex positions (or ``to_world``) and optimizes a 3-vector offset:
 three numbers are far easier to recover than thousands of free vertices, and
 the shape cannot tangle while it moves.
+
+``transform = "largesteps"`` optimizes free vertex positions through their
+differential coordinates u = (I + λL) v (Nicolet, Jacobson, Jakob 2021,
+"Large Steps in Inverse Rendering of Geometry", ``mi.ad.LargeSteps``): a
+step on u moves whole neighbourhoods smoothly, so sparse silhouette
+gradients reshape a mesh without crumpling it. Its Adam step uses one
+second moment for the whole array (the paper's "uniform" Adam).
 """
 from __future__ import annotations
 
@@ -25,7 +32,7 @@ from .config import ParamSpec
 class Variable:
     spec: ParamSpec
     latent: Any          # the Dr.Jit array Adam updates
-    base: Any = None     # initial scene value, for transforms
+    base: Any = None     # initial scene value (translate) or the LargeSteps solver
 
     @property
     def key(self) -> str:
@@ -33,6 +40,8 @@ class Variable:
 
     def scene_value(self) -> Any:
         """The scene parameter as a function of the latent (differentiable)."""
+        if self.spec.transform == "largesteps":
+            return self.base.from_differential(self.latent)
         if self.spec.transform != "translate":
             return self.latent
         if is_transform(self.base):
@@ -50,9 +59,15 @@ class Variable:
         if self.spec.range is not None:
             self.latent = dr.clip(self.latent, *self.spec.range)
 
+    @property
+    def uniform_adam(self) -> bool:
+        return self.spec.transform == "largesteps"
+
     def numbers(self) -> list[float]:
-        """The optimized value as plain numbers (what ``params.json`` holds)."""
-        return [float(v) for v in np.array(dr.detach(self.latent)).ravel()]
+        """The optimized value as plain numbers (what ``params.json`` holds):
+        the parameter itself, or the 3 numbers of a translation."""
+        value = self.latent if self.spec.transform != "largesteps" else self.scene_value()
+        return [float(v) for v in np.array(dr.detach(value)).ravel()]
 
     def to_numpy(self) -> np.ndarray:
         return np.array(dr.detach(self.latent))
@@ -75,6 +90,8 @@ def make_variable(params: mi.SceneParameters, spec: ParamSpec) -> Variable:
         if len(init) != 3:
             raise PbdrError(f"[[param]] '{spec.key}': init of a translate needs 3 numbers, got {len(init)}")
         return Variable(spec, mi.Vector3f(*init), base)
+    if spec.transform == "largesteps":
+        return largesteps_variable(params, spec, value)
     if value is not None and is_transform(value):
         raise PbdrError(f"[[param]] '{spec.key}' is a transform: add transform = \"translate\"")
     resolve_key(params, spec.key)
@@ -89,3 +106,24 @@ def make_variable(params: mi.SceneParameters, spec: ParamSpec) -> Variable:
     var = Variable(spec, latent)
     var.clamp()
     return var
+
+
+def largesteps_variable(params: mi.SceneParameters, spec: ParamSpec, value: Any) -> Variable:
+    """Free vertices, optimized in differential coordinates u = (I + λL) v."""
+    if value is None:
+        resolve_key(params, spec.key)
+    if not spec.key.endswith("vertex_positions"):
+        raise PbdrError(f"[[param]] '{spec.key}': transform = \"largesteps\" needs a '*.vertex_positions' key")
+    faces_key = spec.key[: -len("vertex_positions")] + "faces"
+    try:
+        from mitsuba.ad import LargeSteps
+        solver = LargeSteps(dr.detach(mi.Float(value)), mi.UInt32(params[faces_key]), spec.lambda_)
+    except ImportError:
+        raise PbdrError("transform = \"largesteps\" needs the 'cholespy' package (pip install cholespy)") from None
+    positions = dr.detach(mi.Float(value))
+    if spec.init is not None:
+        if len(spec.init) != dr.width(positions):
+            raise PbdrError(f"[[param]] '{spec.key}': init has {len(spec.init)} numbers, "
+                            f"the mesh has {dr.width(positions)} vertex coordinates")
+        positions = mi.Float(np.array(spec.init, dtype=np.float32))
+    return Variable(spec, solver.to_differential(positions), solver)
