@@ -114,12 +114,13 @@ def make_integrator(scene: mi.Scene, type_: str | None = None, max_depth: int | 
 
     ``type_=None`` keeps the scene's own integrator, except that with
     ``differentiable=True`` a non-AD integrator (e.g. ``path``) is replaced by
-    ``pbdr_interior``. The scene integrator's ``max_depth``, ``rr_depth`` and
-    ``hide_emitters`` carry over (``max_depth`` unless given).
+    ``pbdr_interior`` (``pbdr_volume`` when the scene has media). The scene
+    integrator's ``max_depth``, ``rr_depth`` and ``hide_emitters`` carry over
+    (``max_depth`` unless given).
     """
     own = scene.integrator()
     if type_ is None and differentiable and not isinstance(own, mi.ad.integrators.common.ADIntegrator):
-        type_ = "pbdr_interior"
+        type_ = "pbdr_volume" if has_media(scene) else "pbdr_interior"
     if type_ is None and max_depth is None:
         return own
     if type_ is None:

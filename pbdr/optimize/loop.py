@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import PbdrError, one_line
 from ..imageio import read_image, sheet, tonemap, write_png, write_render
 from ..render import check_spp, opaque_seed, render
-from ..scene import CARRIED_SETTINGS, integrator_setting, load_scene
+from ..scene import CARRIED_SETTINGS, has_media, integrator_setting, load_scene
 from ..variant import ensure_variant
 from . import checkpoint
 from .config import OptimizeConfig, load_config
@@ -62,11 +62,14 @@ def choose_integrator(config: OptimizeConfig, scene: mi.Scene) -> tuple[str, mi.
     Moving geometry needs boundary terms: ``pbdr_edge`` when it is registered,
     else Mitsuba's ``prb_projective`` (with guiding off: its guiding structure
     costs seconds per iteration on small CPU machines; gradients are noisier).
-    Everything else is interior-only: ``pbdr_interior``.
+    Scenes with participating media get ``pbdr_volume``. Everything else is
+    interior-only: ``pbdr_interior``.
     """
     name, props = config.integrator, dict(config.integrator_props)
     if name is None:
-        if any(p.moves_geometry() for p in config.params):
+        if has_media(scene):
+            name = "pbdr_volume"
+        elif any(p.moves_geometry() for p in config.params):
             name = "pbdr_edge" if plugin_available("pbdr_edge") else "prb_projective"
             if name == "prb_projective":
                 props.setdefault("guiding", "none")
