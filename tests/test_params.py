@@ -74,3 +74,12 @@ def test_parameter_is_restored_after_a_derivative() -> None:
     pbdr.derivative(scene, pbdr.Perturbation.of(params, "red.reflectance.value"), 4, 0)
     np.testing.assert_array_equal(np.array(params["red.reflectance.value"]), before)
     assert not dr.grad_enabled(params["red.reflectance.value"])
+
+
+@pytest.mark.parametrize("scene, expected", [("volume/smoke.xml", "VolumeIntegrator"),
+                                             ("shadow.xml", "InteriorIntegrator")])
+def test_differentiable_default_integrator_fits_the_scene(scene: str, expected: str) -> None:
+    # A volpath scene differentiated with a surface-only path tracer would
+    # silently ignore its medium.
+    integrator = pbdr.make_integrator(pbdr.load_scene(scene_path(scene)), differentiable=True)
+    assert type(integrator).__name__ == expected
