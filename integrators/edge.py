@@ -40,7 +40,8 @@ Plugin parameters
 - ``edge_sampling`` (string, default ``length``): how a secondary edge is
   chosen, ``uniform`` or in proportion to its ``length``.
 - ``primary``, ``secondary`` (bool, default true): switch the boundary
-  terms on or off.
+  terms on or off; ``interior`` (bool, default true) the interior term
+  (to measure one term's noise alone).
 """
 from __future__ import annotations
 
@@ -62,9 +63,10 @@ class EdgeIntegrator(InteriorIntegrator):
         self.spp_interior = int(props.get("spp_interior", -1))
         self.spp_primary = int(props.get("spp_primary", -1))
         self.spp_secondary = int(props.get("spp_secondary", -1))
+        self.use_interior = bool(props.get("interior", True))
         self.use_primary = bool(props.get("primary", True))
         self.use_secondary = bool(props.get("secondary", True))
-        self.edge_sampling = str(props.get("edge_sampling", "length"))
+        self.edge_sampling = str(props.get("edge_sampling", "importance"))
 
     # ---- sample counts ----
     def counts(self, sensor: mi.Sensor, spp: int) -> tuple[int, int, int]:
@@ -85,7 +87,11 @@ class EdgeIntegrator(InteriorIntegrator):
                        seed: mi.UInt32 = 0, spp: int = 0) -> mi.TensorXf:
         sensor = self.sensor_of(scene, sensor)
         spp_i, n_primary, n_secondary = self.counts(sensor, spp)
-        image = super().render_forward(scene, params, sensor, seed, spp_i)
+        if self.use_interior:
+            image = super().render_forward(scene, params, sensor, seed, spp_i)
+        else:
+            size, nch = sensor.film().crop_size(), sensor.film().base_channels_count()
+            image = dr.zeros(mi.TensorXf, (int(size[1]), int(size[0]), nch))
         if self.use_primary:
             image = image + render_primary_forward(scene, sensor, self, mi.UInt32(seed), n_primary)
         if self.use_secondary:
@@ -97,7 +103,8 @@ class EdgeIntegrator(InteriorIntegrator):
                         sensor: int | mi.Sensor = 0, seed: mi.UInt32 = 0, spp: int = 0) -> None:
         sensor = self.sensor_of(scene, sensor)
         spp_i, n_primary, n_secondary = self.counts(sensor, spp)
-        super().render_backward(scene, params, grad_in, sensor, seed, spp_i)
+        if self.use_interior:
+            super().render_backward(scene, params, grad_in, sensor, seed, spp_i)
         if self.use_primary:
             render_primary_backward(scene, sensor, self, grad_in, mi.UInt32(seed), n_primary)
         if self.use_secondary:
@@ -108,4 +115,4 @@ class EdgeIntegrator(InteriorIntegrator):
     def to_string(self) -> str:
         return (f"EdgeIntegrator[max_depth={self.max_depth}, spp_interior={self.spp_interior}, "
                 f"spp_primary={self.spp_primary}, spp_secondary={self.spp_secondary}, "
-                f"primary={self.use_primary}, secondary={self.use_secondary}]")
+                f"interior={self.use_interior}, primary={self.use_primary}, secondary={self.use_secondary}]")

@@ -53,27 +53,13 @@ from typing import Iterator
 
 import drjit as dr
 import mitsuba as mi
-import numpy as np
 
-from pbdr.geometry.edges import EdgeSet, scene_edges
+from pbdr.geometry.edges import scene_edges
+from integrators.boundary.edge_sampling import EdgeSampler
 from integrators.boundary.primary_edges import channels, footprint
 
 SIDE_EPSILON = 1e-4     # angular offset of the side rays (radians)
 NEAR_TOLERANCE = 1e-2   # a side hit within this relative distance of m is "at the edge"
-
-
-def edge_distribution(edges: EdgeSet, scheme: str) -> tuple[mi.DiscreteDistribution, np.ndarray]:
-    """Discrete distribution over edges: 'uniform' or 'length'."""
-    host = edges.numpy()
-    length = np.linalg.norm(host["p1"] - host["p0"], axis=1)
-    if scheme == "uniform":
-        pmf = np.ones(len(length))
-    elif scheme == "length":
-        pmf = length.copy()
-    else:
-        raise ValueError(f"unknown edge sampling scheme '{scheme}' (uniform, length)")
-    pmf = np.where(length > 0, pmf, 0.0)
-    return mi.DiscreteDistribution(mi.Float(pmf.astype(np.float32))), pmf / pmf.sum()
 
 
 def _trace_sides(integrator: mi.Integrator, scene: mi.Scene, sampler: mi.Sampler, p_ray: mi.Ray3f,
@@ -100,7 +86,7 @@ def secondary_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
     edges = scene_edges(scene)
     if len(edges) == 0:
         return None
-    distr, pmf = edge_distribution(edges, scheme)
+    edge_sampler = EdgeSampler(scene, edges, scheme)
     film = sensor.film()
     size = mi.ScalarVector2f(film.crop_size())
     ctx = mi.BSDFContext()
@@ -124,17 +110,25 @@ def secondary_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
             active &= dr.any(mi.unpolarized_spectrum(β) != 0)
             ray = si.spawn_ray(si.to_world(bs.wo))
             pi = scene.ray_intersect_preliminary(ray, coherent=False, active=active)
-        idx, ξ = distr.sample_reuse(sampler.next_1d(), active)
-        t = sampler.next_1d()
+            dr.eval(pi, ray, β, active)
+        si = pi.compute_surface_interaction(ray, mi.RayFlags.All, active)
+        dr.eval(si)     # one kernel for all fields (gathered per field below)
+        active &= si.is_valid()
+        bsdf = si.bsdf(ray)
+        # The shading normal on the side the path arrives from, and whether
+        # the BSDF can transmit (then edges below the surface count too).
+        n_c = si.sh_frame.n * dr.sign(mi.Frame3f.cos_theta(si.wi))
+        clip = ~mi.has_flag(bsdf.flags(), mi.BSDFFlags.Transmission)
+        smp = edge_sampler.sample(si.p, n_c, clip, sampler.next_1d(), sampler.next_1d(),
+                                  sampler.next_1d(), active)
+        idx, active = smp.index, active & smp.active
     with dr.resume_grad():
         si_ad = pi.compute_surface_interaction(ray, mi.RayFlags.All, active)
         p = si_ad.p                                   # slides along the detached ray
         v0 = dr.gather(mi.Point3f, edges.p0, idx)
         v1 = dr.gather(mi.Point3f, edges.p1, idx)
-        m = dr.lerp(v0, v1, t)
+        m = dr.lerp(v0, v1, smp.t)
     with dr.suspend_grad():
-        si = dr.detach(si_ad)
-        active &= si.is_valid()
         pd, md, v0d, v1d = dr.detach(p), dr.detach(m), dr.detach(v0), dr.detach(v1)
         n0 = dr.gather(mi.Vector3f, dr.detach(edges.n0), idx)
         n1 = dr.gather(mi.Vector3f, dr.detach(edges.n1), idx)
@@ -147,8 +141,7 @@ def secondary_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
         ω = r / dist
         n_h = dr.normalize(dr.cross(v0d - pd, v1d - pd))
         sin_α = dr.norm(dr.cross(ω, dr.normalize(e)))
-        inv_pdf = dr.norm(e) / dr.gather(mi.Float, mi.Float(pmf.astype(np.float32)), idx)
-        bsdf = si.bsdf(ray)
+        inv_pdf = smp.inv_pdf
         f = bsdf.eval(ctx, si, si.to_local(ω), active)
         active &= dr.any(mi.unpolarized_spectrum(f) != 0) & (dist > 0)
         scale = β * f * (sin_α / dist * inv_pdf)
@@ -161,11 +154,15 @@ def secondary_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
         r2 = g(r, mi.Vector3f) + sign * (SIDE_EPSILON * g(dist, mi.Float)) * g(n_h, mi.Vector3f)
         si2 = dr.gather(mi.SurfaceInteraction3f, si, i)
         side_ray = si2.spawn_ray(dr.normalize(r2))
+        # Aim from the offset origin: spawn_ray's offset (~1e-4 |p|) can exceed
+        # the side offset and put both rays on one side of the edge.
+        side_ray.d = dr.normalize(g(pd, mi.Point3f) + r2 - side_ray.o)
         side_sampler = sensor.sampler().clone()
         side_sampler.seed(s_side, 2 * count)
         active2 = g(active, mi.Bool)
         L, d = _trace_sides(integrator, scene, side_sampler, side_ray,
                             integrator.max_depth - 1 - k if integrator.max_depth > 0 else -1, active2)
+        dr.eval(L, d)   # together: evaluated one by one, each would retrace the side paths
         dist2 = g(dist, mi.Float)
         near = dr.abs(d - dist2) < NEAR_TOLERANCE * dist2
         # v = c_m (n_h·ṁ) + c_p (n_h·ṗ)
@@ -181,7 +178,9 @@ def secondary_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
         A_m = dr.select(active, A_m, 0.0)
         A_p = dr.select(active, A_p, 0.0)
         area = float(size[0] * size[1]) / count   # pixel-area weight of one camera sample
-    return pos, A_m * area, A_p * area, m, p, n_h, active
+        A_m, A_p = A_m * area, A_p * area
+        dr.eval(pos, A_m, A_p, n_h, active)
+    return pos, A_m, A_p, m, p, n_h, active
 
 
 def samples_per_vertex(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
@@ -196,7 +195,7 @@ def samples_per_vertex(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integr
 
 
 def render_secondary_forward(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
-                             seed: mi.UInt32, count: int, scheme: str = "length") -> mi.TensorXf:
+                             seed: mi.UInt32, count: int, scheme: str = "importance") -> mi.TensorXf:
     film = sensor.film()
     size = film.crop_size()
     nch = film.base_channels_count()
@@ -215,7 +214,7 @@ def render_secondary_forward(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.
 
 def render_secondary_backward(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
                               grad_in: mi.TensorXf, seed: mi.UInt32, count: int,
-                              scheme: str = "length") -> None:
+                              scheme: str = "importance") -> None:
     film = sensor.film()
     nch = film.base_channels_count()
     for pos, A_m, A_p, m, p, n_h, active in samples_per_vertex(scene, sensor, integrator, seed,

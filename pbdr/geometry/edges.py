@@ -127,6 +127,7 @@ def build_topology(positions: np.ndarray, faces: np.ndarray, normals: np.ndarray
 
 
 _CACHE: dict[int, tuple[bytes, EdgeTopology]] = {}
+_GEOMETRY: dict[int, tuple[EdgeTopology, int, tuple]] = {}   # gathered edges of static meshes
 
 
 def mesh_topology(mesh: mi.Mesh) -> EdgeTopology:
@@ -183,10 +184,19 @@ def scene_edges(scene: mi.Scene) -> EdgeSet:
         if len(topo) == 0:
             continue
         buf = shape.vertex_positions_buffer()
+        static = not dr.grad_enabled(buf)
+        cached = _GEOMETRY.get(id(shape))
+        if static and cached is not None and cached[0] is topo and cached[1] == index:
+            parts.append(cached[2])     # a mesh that no parameter moves: gathered once
+            continue
         p0, p1 = _gather_point(buf, topo.v0), _gather_point(buf, topo.v1)
         n0 = _normal(*(_gather_point(buf, topo.face0[:, i]) for i in range(3)))
         n1 = _normal(*(_gather_point(buf, topo.face1[:, i]) for i in range(3)))
-        parts.append((p0, p1, n0, n1, mi.Bool(topo.boundary | topo.crease), dr.full(mi.UInt32, index, len(topo))))
+        part = (p0, p1, n0, n1, mi.Bool(topo.boundary | topo.crease), dr.full(mi.UInt32, index, len(topo)))
+        if static:
+            dr.eval(*part)
+            _GEOMETRY[id(shape)] = (topo, index, part)
+        parts.append(part)
     if not parts:
         empty3 = dr.zeros(mi.Point3f, 0)
         return EdgeSet(empty3, empty3, mi.Vector3f(empty3), mi.Vector3f(empty3),
@@ -199,8 +209,12 @@ def scene_edges(scene: mi.Scene) -> EdgeSet:
         if cls in (mi.Point3f, mi.Vector3f):
             return cls(*(dr.concat([it[k] for it in items]) for k in range(3)))
         return cls(dr.concat(items))
-    return EdgeSet(cat(0, mi.Point3f), cat(1, mi.Point3f), cat(2, mi.Vector3f), cat(3, mi.Vector3f),
-                   cat(4, mi.Bool), cat(5, mi.UInt32))
+    edges = EdgeSet(cat(0, mi.Point3f), cat(1, mi.Point3f), cat(2, mi.Vector3f), cat(3, mi.Vector3f),
+                    cat(4, mi.Bool), cat(5, mi.UInt32))
+    # One kernel of fixed shape; left lazy, the gathers fuse with whatever
+    # else is pending and the kernel recompiles on every call.
+    dr.eval(edges.p0, edges.p1, edges.n0, edges.n1, edges.boundary, edges.shape_index)
+    return edges
 
 
 def silhouette_mask(p0: np.ndarray, n0: np.ndarray, n1: np.ndarray, boundary: np.ndarray,
