@@ -33,12 +33,20 @@ Plugin parameters
   term; -1 uses the ``spp`` of the call (or the sensor's sampler).
 - ``spp_primary`` (int, default -1): primary-edge samples per pixel of the
   image (``spp_primary · W · H`` edge points, each traced on both sides);
-  -1 uses half the interior spp, so both terms trace as many paths.
+  -1 uses a quarter of the interior spp.
 - ``spp_secondary`` (int, default -1): camera paths per pixel for the
   secondary edges (one edge sample at each of their vertices, two side
-  paths each); -1 uses half the interior spp.
-- ``edge_sampling`` (string, default ``length``): how a secondary edge is
-  chosen, ``uniform`` or in proportion to its ``length``.
+  paths each); -1 uses an eighth of the interior spp.
+
+  The defaults follow the variance-optimal split n_i ∝ sqrt(σ_i² / c_i)
+  (σ_i² the variance, c_i the cost of one sample of term i) measured on the
+  shadow and Cornell-box scenes: the interior term is the noisiest per
+  unit of time, by a wide margin (``scripts/bench_edge.py --terms``).
+- ``edge_sampling`` (string, default ``importance``): how a secondary edge
+  and a point on it are chosen at a shading point: ``importance`` (per
+  point, geometry and emitter-occlusion strategies with MIS, see
+  ``boundary/edge_sampling.py``), or the baselines ``uniform`` and
+  ``length`` (one scene-wide distribution, point uniform on the edge).
 - ``primary``, ``secondary`` (bool, default true): switch the boundary
   terms on or off; ``interior`` (bool, default true) the interior term
   (to measure one term's noise alone).
@@ -73,8 +81,8 @@ class EdgeIntegrator(InteriorIntegrator):
         """(interior spp, primary edge samples, secondary camera paths) for a call with ``spp``."""
         base = spp if spp > 0 else sensor.sampler().sample_count()
         interior = self.spp_interior if self.spp_interior > 0 else base
-        primary = self.spp_primary if self.spp_primary > 0 else max(1, interior // 2)
-        secondary = self.spp_secondary if self.spp_secondary > 0 else max(1, interior // 2)
+        primary = self.spp_primary if self.spp_primary > 0 else max(1, interior // 4)
+        secondary = self.spp_secondary if self.spp_secondary > 0 else max(1, interior // 8)
         size = sensor.film().crop_size()
         pixels = int(size[0]) * int(size[1])
         return interior, primary * pixels, secondary * pixels

@@ -1,9 +1,9 @@
 """The ``pbdr`` command: a thin layer over the Python API.
 
     pbdr render SCENE.xml -o OUT.exr [--spp N] [--seed S] [--integrator T] [--max-depth D] [-D k=v]
-    pbdr grad   SCENE.xml --param KEY [--translate X,Y,Z] -o OUT.exr [...]
-    pbdr fd     SCENE.xml --param KEY [--translate X,Y,Z] --eps E -o OUT.exr [--spp N] [--seeds K]
-    pbdr check  SCENE.xml --param KEY [--translate X,Y,Z] --eps E [-o SHEET.png] [...]
+    pbdr grad   SCENE.xml --param KEY [--translate X,Y,Z | --rotate X,Y,Z] -o OUT.exr [...]
+    pbdr fd     SCENE.xml --param KEY [--translate X,Y,Z | --rotate X,Y,Z] --eps E -o OUT.exr [--spp N] [--seeds K]
+    pbdr check  SCENE.xml --param KEY [--translate X,Y,Z | --rotate X,Y,Z] --eps E [-o SHEET.png] [...]
 
 Bad input ends with one line on stderr and exit code 2; ``check`` exits 1
 when the derivative disagrees with finite differences. Set PBDR_DEBUG=1 to
@@ -64,6 +64,9 @@ def param_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", required=True, metavar="KEY", help="an mi.traverse key")
     p.add_argument("--translate", type=float_triplet, default=None, metavar="X,Y,Z",
                    help="direction for vertex positions / to_world: move by θ·(X,Y,Z)")
+    p.add_argument("--rotate", type=float_triplet, default=None, metavar="X,Y,Z",
+                   help="axis for vertex positions / to_world: turn by θ radians about it, "
+                        "through the shape's centre")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,7 +137,7 @@ def setup(args: argparse.Namespace, differentiable: bool):
 def perturbation(args: argparse.Namespace, scene):
     import pbdr
 
-    return pbdr.Perturbation.of(pbdr.scene_params(scene), args.param, args.translate)
+    return pbdr.Perturbation.of(pbdr.scene_params(scene), args.param, args.translate, args.rotate)
 
 
 def cmd_render(args: argparse.Namespace) -> int:

@@ -4,7 +4,10 @@ Every derivative pbdr reports (``grad``, ``fd``, ``check``) is dI/dθ at θ = 0
 for such a line through parameter space. The direction d is all ones (every
 RGB channel, every voxel) unless the parameter is a position: then
 ``translate=(x, y, z)`` moves every vertex (``*.vertex_positions``) or the
-whole shape (``*.to_world``) by θ·(x, y, z).
+whole shape (``*.to_world``) by θ·(x, y, z), and ``rotate=(x, y, z)`` turns
+it by θ radians about the axis (x, y, z) through its centre (the centroid
+of the vertices, or the origin of the shape's local frame for
+``*.to_world``).
 """
 from __future__ import annotations
 
@@ -35,12 +38,30 @@ class Perturbation:
     key: str
     base: Any                       # detached copy of the value at θ = 0
     translate: tuple[float, float, float] | None = None
+    rotate: tuple[float, float, float] | None = None    # unit axis; θ is the angle in radians
+    centre: tuple[float, float, float] | None = None    # the point the axis goes through
 
     @staticmethod
-    def of(params: mi.SceneParameters, key: str,
-           translate: Sequence[float] | None = None) -> "Perturbation":
+    def of(params: mi.SceneParameters, key: str, translate: Sequence[float] | None = None,
+           rotate: Sequence[float] | None = None) -> "Perturbation":
         key = resolve_key(params, key) if not is_transform(params.get(key)) else key
         value = params[key]
+        if translate is not None and rotate is not None:
+            raise PbdrError("give one of --translate and --rotate, not both")
+        if rotate is not None:
+            axis = np.array([float(r) for r in rotate], dtype=np.float64)
+            if axis.shape != (3,) or not np.all(np.isfinite(axis)) or not np.linalg.norm(axis) > 0:
+                raise PbdrError(f"--rotate needs a non-zero finite axis X,Y,Z, got {tuple(rotate)}")
+            if not (is_vertex_positions(key) or is_transform(value)):
+                raise PbdrError(f"--rotate applies to '*.vertex_positions' or '*.to_world' keys, "
+                                f"not '{key}'")
+            if is_transform(value):
+                centre = np.array(value.translation(), dtype=np.float64).reshape(3)
+            else:
+                centre = np.array(dr.detach(value), dtype=np.float64).reshape(-1, 3).mean(axis=0)
+            base = type(value)(value) if is_transform(value) else dr.detach(type(value)(value))
+            return Perturbation(key, base, None, tuple(float(a) for a in axis / np.linalg.norm(axis)),
+                                tuple(float(c) for c in centre))
         if translate is not None:
             translate = tuple(float(t) for t in translate)
             if len(translate) != 3 or not all(np.isfinite(translate)):
@@ -56,6 +77,8 @@ class Perturbation:
     def value_at(self, theta: Any) -> Any:
         """p + θ·d for a Python float or a (differentiable) ``mi.Float`` θ."""
         base = self.base
+        if self.rotate is not None:
+            return self._rotated(theta)
         if is_transform(base):
             offset = mi.Vector3f(self.translate) * theta
             return mi.Transform4f().translate(offset) @ base
@@ -66,6 +89,25 @@ class Perturbation:
         if isinstance(base, mi.TensorXf):
             return mi.TensorXf(base.array + theta, base.shape)
         return base + theta
+
+    def _rotated(self, theta: Any) -> Any:
+        """Rodrigues' rotation by θ about ``rotate`` through ``centre`` (differentiable in θ)."""
+        k = self.rotate
+        c, s = dr.cos(mi.Float(theta)), dr.sin(mi.Float(theta))
+        K = [[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]]
+        R = [[c * (i == j) + s * K[i][j] + (1 - c) * k[i] * k[j] for j in range(3)] for i in range(3)]
+        if is_transform(self.base):
+            m = mi.Matrix4f(R[0][0], R[0][1], R[0][2], 0.0, R[1][0], R[1][1], R[1][2], 0.0,
+                            R[2][0], R[2][1], R[2][2], 0.0, 0.0, 0.0, 0.0, 1.0)
+            centre = mi.ScalarVector3f(self.centre)
+            return mi.Transform4f().translate(centre) @ mi.Transform4f(m) @ \
+                mi.Transform4f().translate(-centre) @ self.base
+        n = dr.width(self.base) // 3
+        v = dr.unravel(mi.Point3f, self.base) - mi.ScalarVector3f(self.centre)
+        rows = [R[i][0] * v.x + R[i][1] * v.y + R[i][2] * v.z + self.centre[i] for i in range(3)]
+        out = dr.ravel(mi.Point3f(*rows))
+        assert dr.width(out) == 3 * n
+        return out
 
     def apply(self, params: mi.SceneParameters, theta: Any) -> None:
         params[self.key] = self.value_at(theta)
@@ -107,6 +149,8 @@ class Perturbation:
                             f"{base.min():.4g}); use a step below that")
 
     def describe(self) -> str:
+        if self.rotate is not None:
+            return f"{self.key} rotated by θ rad about axis {self.rotate} through {self.centre}"
         if self.translate is not None:
             return f"{self.key} translated by θ·{self.translate}"
         return f"{self.key} + θ·1"
