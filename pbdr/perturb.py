@@ -44,6 +44,10 @@ class Perturbation:
     @staticmethod
     def of(params: mi.SceneParameters, key: str, translate: Sequence[float] | None = None,
            rotate: Sequence[float] | None = None) -> "Perturbation":
+        if translate is None and rotate is None:
+            from .geometry.voxels import MediumScalePerturbation   # (it imports this module)
+            if MediumScalePerturbation.applies(params, key):
+                return MediumScalePerturbation.of_scale(params, key)
         key = resolve_key(params, key) if not is_transform(params.get(key)) else key
         value = params[key]
         if translate is not None and rotate is not None:

@@ -75,6 +75,9 @@ def resolve_key(params: mi.SceneParameters, key: str) -> str:
         hint = f"; nearest: {', '.join(near)}" if near else f"; the scene has {len(keys)} keys"
         raise PbdrError(f"unknown parameter '{key}'{hint}")
     value = params[key]
+    if isinstance(value, (bool, int, float)):
+        raise PbdrError(f"parameter '{key}' is a plain Python {type(value).__name__}, a setting "
+                        "Mitsuba keeps outside the AD graph: it is not differentiable")
     if not is_float_array(value):
         kind = type(value).__name__
         raise PbdrError(f"parameter '{key}' ({kind}) is not differentiable: "
