@@ -1,86 +1,154 @@
 """pbdr_volume vs Mitsuba's prbvolpath: time per reverse-mode gradient and error vs FD.
 
-    python scripts/bench_volume.py [--scene scenes/volume/smoke.xml]
-        [--param smoke.interior_medium.sigma_t.data] [--spp 64] [--seeds 8]
+    python scripts/bench_volume.py [--res 32] [--spp 64] [--seeds 8] [--fd-spp 1024]
+        [--fd-seeds 16] [--no-blocks] [--only NAME ...]
 
-Both integrators compute d(Σ W·I)/dθ in reverse mode (render_backward) on
-the same scene, spp and machine, for two weight images W: all ones (the
-image total, where attenuation and in-scattering partly cancel) and the
-sign of an independent finite-difference estimate (so that every pixel
-counts). The reference is central FD of ``volpath`` with common random
-numbers. Times are medians over the seeds after one warm-up gradient (JIT).
+Both integrators compute d(Σ W·I)/dθ in reverse mode (render_backward) on the
+same scene, spp and machine, seed by seed, alternating which goes first. W is
+the indicator of one 8x8-pixel block (every channel), one gradient per block,
+so each seed gives the derivative's block sums; their sum is the derivative
+of the image total (W = 1). With ``--no-blocks`` one W = 1 gradient per seed
+(no block error). The reference is central FD of ``volpath`` with common
+random numbers. Errors are ``pbdr.compare``'s: relative error and z of the
+totals, and the 8x8 block error with the error that noise alone would give.
+Times are medians over all gradients after one warm-up (JIT) per integrator.
+
+Scenes (scenes/volume): a homogeneous medium; smooth heterogeneous smoke; smoke
+in a box with a saturated core (a third of the voxels at the grid maximum,
+Mitsuba's majorant); the same box with a uniform grid; the box's density scale.
 """
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 
 import mitsuba as mi
 import numpy as np
 
 import pbdr
+from pbdr.validate import BLOCK, Estimate, compare
+
+MEDIUM = "smoke.interior_medium"
 
 
-def gradients(scene: mi.Scene, p: pbdr.Perturbation, integrator: mi.Integrator, spp: int,
-              seeds: int, weights: list[np.ndarray]) -> tuple[np.ndarray, float]:
-    """seeds x len(weights) reverse-mode derivatives, and the median seconds per gradient."""
-    pbdr.total_derivative(scene, p, spp, 999, integrator, weights=weights[0])  # warm-up (JIT)
-    values, times = [], []
-    for seed in range(seeds):
-        row = []
-        for w in weights:
-            t0 = time.perf_counter()
-            row.append(pbdr.total_derivative(scene, p, spp, 100 + seed, integrator, weights=w))
-            times.append(time.perf_counter() - t0)
-        values.append(row)
-    return np.array(values), float(np.median(times))
+@dataclass
+class Case:
+    name: str
+    scene: str
+    param: str
+    eps: float
+    defines: dict
 
 
-def mean_se(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return x.mean(axis=0), x.std(axis=0, ddof=1) / np.sqrt(len(x))
+CASES = [
+    Case("homogeneous", "homogeneous.xml", f"{MEDIUM}.sigma_t.value.value", 0.02, {}),
+    Case("smoke", "smoke.xml", f"{MEDIUM}.sigma_t.data", 0.01, {}),
+    Case("smoke_box", "smoke_box.xml", f"{MEDIUM}.sigma_t.data", 0.01, {}),
+    Case("smoke_box uniform", "smoke_box.xml", f"{MEDIUM}.sigma_t.data", 0.01,
+         {"density": "uniform.vol", "scale": "2"}),
+    Case("smoke_box scale", "smoke_box.xml", f"{MEDIUM}.scale", 0.2, {}),
+]
+INTEGRATORS = ("pbdr_volume", "prbvolpath")
+
+
+def block_weights(res: int, blocks: bool, channels: int) -> list[np.ndarray]:
+    if not blocks:
+        return [np.ones((res, res, channels), dtype=np.float32)]
+    out = []
+    for by in range(0, res, BLOCK):
+        for bx in range(0, res, BLOCK):
+            w = np.zeros((res, res, channels), dtype=np.float32)
+            w[by:by + BLOCK, bx:bx + BLOCK] = 1
+            out.append(w)
+    return out
+
+
+def as_block_image(values: np.ndarray, res: int, blocks: bool) -> np.ndarray:
+    """Block sums as an image whose 8x8 block sums are those values (for pbdr.compare)."""
+    img = np.zeros((res, res, 1), dtype=np.float64)
+    if not blocks:
+        img[0, 0, 0] = values[0]
+        return img
+    nb = -(-res // BLOCK)
+    for i, v in enumerate(values):
+        img[(i // nb) * BLOCK, (i % nb) * BLOCK, 0] = v
+    return img
+
+
+def run_case(case: Case, args: argparse.Namespace) -> dict:
+    defines = {"res": args.res, **case.defines}
+    scene = pbdr.load_scene(f"scenes/volume/{case.scene}", defines)
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), case.param)
+    fd = pbdr.finite_differences(scene, p, case.eps, args.fd_spp, seeds=args.fd_seeds, progress=True)
+    fd_img = fd.samples.sum(axis=-1, keepdims=True)
+    if not args.blocks:
+        fd_img = np.array([as_block_image([s.sum(dtype=np.float64)], args.res, False) for s in fd_img])
+    channels = fd.samples.shape[-1]
+    weights = block_weights(args.res, args.blocks, channels)
+    integrators = {n: mi.load_dict({"type": n, "max_depth": args.max_depth}) for n in INTEGRATORS}
+    for it in integrators.values():                                   # JIT warm-up
+        pbdr.total_derivative(scene, p, args.spp, 999, it, weights=weights[0])
+    values = {n: [] for n in INTEGRATORS}
+    times = {n: [] for n in INTEGRATORS}
+    for seed in range(args.seeds):
+        order = INTEGRATORS if seed % 2 == 0 else INTEGRATORS[::-1]
+        for n in order:
+            row = []
+            for w in weights:
+                t0 = time.perf_counter()
+                row.append(pbdr.total_derivative(scene, p, args.spp, 100 + seed, integrators[n], weights=w))
+                times[n].append(time.perf_counter() - t0)
+            values[n].append(as_block_image(row, args.res, args.blocks))
+    out = {"case": case, "fd": Estimate(fd_img)}
+    for n in INTEGRATORS:
+        out[n] = (float(np.median(times[n])), compare(Estimate(np.stack(values[n])), out["fd"]))
+    return out
+
+
+def table(results: list[dict], args: argparse.Namespace) -> str:
+    lines = [f"{args.res}x{args.res}, {args.spp} spp, max_depth {args.max_depth}, {args.seeds} seeds; "
+             f"FD: volpath, {args.fd_spp} spp x {args.fd_seeds} seeds, central, common random numbers",
+             "",
+             "| scene | FD total | integrator | s/gradient | ratio | total | rel. error | z | "
+             "block error (noise) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        case = r["case"]
+        base = r["prbvolpath"][0]
+        for i, n in enumerate(INTEGRATORS):
+            t, rep = r[n]
+            block = f"{rep.block_error:.1%} ({rep.block_noise:.1%})" if args.blocks else "-"
+            head = (f"{case.name} (`{case.param.split('.', 2)[-1]}`) | {rep.fd_total:+.4g} ± {rep.fd_se:.2g}"
+                    if i == 0 else " | ")
+            lines.append(f"| {head} | {n} | {t:.3f} | {t / base:.2f} | {rep.grad_total:+.4g} ± "
+                         f"{rep.grad_se:.2g} | {rep.rel_error:.1%} | {rep.z:+.1f} | {block} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scene", default="scenes/volume/smoke.xml")
-    ap.add_argument("--param", default="smoke.interior_medium.sigma_t.data")
-    ap.add_argument("--eps", type=float, default=0.01)
+    ap.add_argument("--res", type=int, default=32)
     ap.add_argument("--spp", type=int, default=64)
-    ap.add_argument("--fd-spp", type=int, default=512)
     ap.add_argument("--seeds", type=int, default=8)
+    ap.add_argument("--fd-spp", type=int, default=1024)
+    ap.add_argument("--fd-seeds", type=int, default=16)
     ap.add_argument("--max-depth", type=int, default=4)
+    ap.add_argument("--no-blocks", dest="blocks", action="store_false",
+                    help="one W = 1 gradient per seed (no block error)")
+    ap.add_argument("--only", nargs="*", default=None, help="case names to run")
     args = ap.parse_args()
 
     pbdr.set_variant(None)
-    scene = pbdr.load_scene(args.scene)
-    p = pbdr.Perturbation.of(pbdr.scene_params(scene), args.param)
-
-    sign = np.sign(pbdr.finite_differences(scene, p, args.eps, args.fd_spp, seeds=2,
-                                           first_seed=5000).mean)
-    weights = [np.ones_like(sign), sign.astype(np.float32)]
-    fd = pbdr.finite_differences(scene, p, args.eps, args.fd_spp, seeds=args.seeds, progress=True)
-    fd_vals = np.array([[float((s * w).sum(dtype=np.float64)) for w in weights] for s in fd.samples])
-    fd_mean, fd_se = mean_se(fd_vals)
-
-    rows = {}
-    for name in ("pbdr_volume", "prbvolpath"):
-        integrator = mi.load_dict({"type": name, "max_depth": args.max_depth})
-        vals, t = gradients(scene, p, integrator, args.spp, args.seeds, weights)
-        rows[name] = (mean_se(vals), t)
-
-    print(f"scene {args.scene}, d/dθ of {p.describe()}, {args.spp} spp, {args.seeds} seeds, "
-          f"max_depth {args.max_depth}; FD: volpath, eps {args.eps}, {args.fd_spp} spp")
-    print(f"{'':14s}{'s/gradient':>12s}  {'W = 1 (total)':>28s}  {'W = sign(FD)':>28s}")
-    print(f"{'FD (volpath)':14s}{'':>12s}  " + "  ".join(
-        f"{m:+12.4g} ± {s:<8.3g} {'':5s}" for m, s in zip(fd_mean, fd_se)))
-    for name, ((m, s), t) in rows.items():
-        cells = []
-        for j in range(len(weights)):
-            z = (m[j] - fd_mean[j]) / np.hypot(s[j], fd_se[j])
-            cells.append(f"{m[j]:+12.4g} ± {s[j]:<8.3g} z={z:+5.1f}")
-        print(f"{name:14s}{t:12.3f}  " + "  ".join(cells))
-    ratio = rows["pbdr_volume"][1] / rows["prbvolpath"][1]
-    print(f"time ratio pbdr_volume / prbvolpath: {ratio:.2f} (goal <= 1.5)")
+    results = []
+    for case in CASES:
+        if args.only and case.name not in args.only:
+            continue
+        results.append(run_case(case, args))
+        print(table(results[-1:], args).splitlines()[-2:][0])
+        print(table(results[-1:], args).splitlines()[-1], flush=True)
+    print()
+    print(table(results, args))
 
 
 if __name__ == "__main__":
