@@ -16,6 +16,7 @@ PLUGINS: dict[str, tuple[str, str]] = {
     "pbdr_interior": ("integrators.interior", "InteriorIntegrator"),
     "pbdr_volume": ("integrators.volume", "VolumeIntegrator"),
     "pbdr_edge": ("integrators.edge", "EdgeIntegrator"),
+    "pbdr_reparam": ("integrators.reparam", "ReparamIntegrator"),
 }
 
 

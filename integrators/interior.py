@@ -58,13 +58,43 @@ def area_jacobian(x: mi.Point3f, y: mi.Point3f, n_y: mi.Normal3f, active: mi.Boo
 class InteriorIntegrator(RBIntegrator):
     __doc__ = __doc__
 
+    #: True in subclasses whose ``warp_ray`` moves sampled directions with the
+    #: scene (``pbdr_reparam``); the path tracer below is shared, not copied.
+    warps_directions: bool = False
+
     def __init__(self, props: mi.Properties) -> None:
         super().__init__(props)
         # Mitsuba's base class reads max_depth, rr_depth and hide_emitters.
 
+    # ---- hooks for estimators that reparameterize directions ----
+    def warp_key(self, sampler: mi.Sampler) -> mi.UInt32 | None:
+        """Per-vertex random key for auxiliary samples; drawn in every pass
+        so that primal and replay see the same path. None here: the interior
+        term draws nothing extra."""
+        return None
+
+    def warp_ray(self, scene: mi.Scene, key: mi.UInt32 | None, ray: mi.Ray3f, depth: mi.UInt32,
+                 active: mi.Bool) -> tuple[mi.Ray3f, mi.Float | None]:
+        """The ray to vertex ``depth`` with an attached (warped) direction and
+        the Jacobian determinant of the warp (None: identity, no warp)."""
+        return ray, None
+
+    def attach_interaction(self, si: mi.SurfaceInteraction3f, ray: mi.Ray3f,
+                           active: mi.Bool) -> mi.SurfaceInteraction3f:
+        """Fix up the derivatives of an interaction along a warped ray."""
+        return si
+
+    def warp_terms(self, L_in: mi.Spectrum, det: mi.Float, ray: mi.Ray3f,
+                   si_prev: mi.SurfaceInteraction3f, depth: mi.UInt32,
+                   active: mi.Bool) -> mi.Spectrum:
+        """Derivative terms of a warped ray: ``L_in`` (everything it carries)
+        times the change of the Jacobian and of the previous vertex's BSDF."""
+        return mi.Spectrum(0.0)
+
     def emitter_sample_weight(self, scene: mi.Scene, si: mi.SurfaceInteraction3f,
                               ds: mi.DirectionSample3f, em_weight: mi.Spectrum,
-                              active: mi.Bool) -> tuple[mi.DirectionSample3f, mi.Spectrum]:
+                              active: mi.Bool, key: mi.UInt32 | None = None
+                              ) -> tuple[mi.DirectionSample3f, mi.Spectrum]:
         """Re-attach an emitter sample drawn without AD.
 
         The sample point stays where it was drawn (its random numbers are
@@ -125,16 +155,27 @@ class InteriorIntegrator(RBIntegrator):
         while dr.hint(active, max_iterations=self.max_depth,
                       label=f"pbdr_interior ({mode.name})"):
             active_next = mi.Bool(active)
+            key = self.warp_key(sampler)
+            warped = dr.hint(self.warps_directions and not primal, mode="scalar")
 
             # The shading point moves with the shape (interior term); in the
-            # primal pass this is an ordinary intersection.
+            # primal pass this is an ordinary intersection. A subclass may
+            # warp the ray so that it follows moving discontinuities.
             with dr.resume_grad(when=not primal):
-                si = pi.compute_surface_interaction(ray, ray_flags=mi.RayFlags.All)
+                ray_ad, det = ray, None
+                if dr.hint(warped, mode="scalar"):
+                    ray_ad, det = self.warp_ray(scene, key, ray, depth, active)
+                    Lo_warp = self.warp_terms(L, det, ray_ad, si_prev, depth, active)
+                si = pi.compute_surface_interaction(ray_ad, ray_flags=mi.RayFlags.All)
+                if dr.hint(warped, mode="scalar"):
+                    si = self.attach_interaction(si, ray_ad, active)
                 if (not primal) & mi.Bool(depth >= 1):
-                    # The incident direction follows the previous vertex's motion.
+                    # The incident direction follows the previous vertex's
+                    # motion (and the warp of the ray, if any: then si.p
+                    # slides across the ray, otherwise it moves along it).
                     si_prev_ad = pi_prev.compute_surface_interaction(ray_prev, mi.RayFlags.Minimal)
                     si_prev = dr.replace_grad(si_prev, si_prev_ad)
-                    wi = dr.normalize(si_prev.p - dr.detach(si.p))
+                    wi = dr.normalize(si_prev.p - (si.p if warped else dr.detach(si.p)))
                     si.wi = dr.replace_grad(si.wi, dr.detach(si).to_local(wi))
             bsdf = si.bsdf(ray)
 
@@ -153,7 +194,7 @@ class InteriorIntegrator(RBIntegrator):
             active_em &= ds.pdf != 0.0
             with dr.resume_grad(when=not primal):
                 if dr.hint(not primal, mode="scalar"):
-                    ds, em_weight = self.emitter_sample_weight(scene, si, ds, em_weight, active_em)
+                    ds, em_weight = self.emitter_sample_weight(scene, si, ds, em_weight, active_em, key)
                 f_em, pdf_em = bsdf.eval_pdf(ctx, si, si.to_local(ds.d), active_em)
                 w_em = dr.select(ds.delta, 1.0, mis_weight(ds.pdf, pdf_em))
                 Lr_em = β * w_em * f_em * em_weight
@@ -194,6 +235,8 @@ class InteriorIntegrator(RBIntegrator):
                     # scale it by the relative change of f·J.
                     Lr_ind = L * dr.relative_grad(f) * dr.relative_grad(J)
                     Lo = Le + Lr_em + Lr_ind
+                    if dr.hint(warped, mode="scalar"):
+                        Lo += Lo_warp
                     if dr.hint(mode == dr.ADMode.Backward, mode="scalar"):
                         dr.backward_from(δL * Lo)
                     else:

@@ -1,0 +1,344 @@
+r"""
+pbdr_reparam: boundary derivatives by warped-area reparameterization
+====================================================================
+
+A pixel (or a shading point's hemisphere) integrates an integrand that
+jumps where silhouettes are: :math:`I(\pi) = \int f(\omega, \pi)\, d\omega`.
+When :math:`\pi` moves those jumps, differentiating under the integral misses
+their motion (that is all ``pbdr_interior`` sees). A change of variables
+:math:`\omega = T_\pi(\omega')` with :math:`T_{\pi_0} = \mathrm{id}` whose
+velocity :math:`\mathcal{V} = \partial_\pi T` equals the motion of every
+discontinuity makes the integrand continuous in :math:`\omega'`, and then
+
+.. math::
+
+    \partial_\pi I = \int \partial_\pi\big[f(T_\pi(\omega'), \pi)\big]
+                     + f\, \nabla_{\!\omega}\!\cdot\mathcal{V}\; d\omega' .
+
+The velocity field is the warped-area one of Bangaru, Li, Durand 2020
+("Unbiased Warped-Area Sampling for Differentiable Rendering"), a weighted
+convolution of the motions of what auxiliary rays see, in the spirit of
+Loubet, Holzschuch, Jakob 2019 ("Reparameterizing Discontinuous Integrands
+for Differentiable Rendering"):
+
+.. math::
+
+    \mathcal{V}(\omega) = \frac{\sum_i w_i\, \partial_\pi \hat\omega_i}{\sum_i w_i},
+    \qquad w_i = \frac{1}{p_{\mathrm{vMF}}(\omega_i)\,\big(D(\omega, \omega_i) + B(\omega_i)\big)^{\gamma}},
+    \qquad D = e^{\kappa(1 - \omega\cdot\omega_i)} - 1,
+
+:math:`\omega_i` drawn from a von Mises-Fisher lobe of concentration
+:math:`\kappa` around :math:`\omega`, :math:`\hat\omega_i` the direction to
+the point that ray hits, attached to the shape's motion (``FollowShape``:
+rigid for ``to_world`` and meshes, along the normal for ``sdfgrid`` grid
+values), and :math:`B` a boundary test that vanishes on discontinuities:
+
+- triangle meshes: 3·(smallest barycentric coordinate), zero on every edge
+  (silhouettes of flat and smooth meshes are edges);
+- ``sdfgrid`` and other smooth shapes: :math:`(n\cdot\omega_i)^2`, zero on the silhouette;
+- camera rays: also the borders of the (box-filter) pixels, whose velocity is
+  zero, so every pixel is mapped onto itself;
+- nothing hit: 1.
+
+The weights blow up at a boundary, so there :math:`\mathcal{V}` takes the
+boundary's velocity. The divergence follows from the analytic gradient of
+the weights in :math:`\omega`. In the primal pass the warp is the identity:
+only derivatives change, and the image is ``pbdr_interior``'s.
+
+Where the warp applies: camera rays (fixed origin), BSDF-sampled rays at
+every bounce up to ``max_depth`` (the origin fixed, as in
+``pbdr_interior``'s replay: the next vertex is the hit of a fixed ray) and
+emitter-sampled shadow rays (solid-angle form, the origin moving with the
+shading point, so shadow edges move with occluders *and* receivers). The
+path tracer is ``pbdr_interior``'s; this class fills its hooks
+(``warp_key``, ``warp_ray``, ``warp_terms``, ``emitter_sample_weight``).
+
+Bias and variance
+-----------------
+With finitely many auxiliary rays the estimator is consistent, not unbiased
+(:math:`\mathcal{V}` is a ratio estimate). More rays: less bias, less
+variance, proportionally more time. Larger :math:`\kappa` keeps the warp
+local (less smearing of the silhouette derivative into neighbouring pixels,
+more variance, more rays needed); larger :math:`\gamma` makes the weights
+sharper at boundaries (less bias, more variance). Antithetic pairs
+(:math:`\omega_i` mirrored about :math:`\omega`) cancel the first-order
+noise of :math:`\mathcal{V}` at almost no cost.
+
+Limits: a discontinuity seen from a *moving* shading point through a
+BSDF-sampled ray moves only with the geometry in this estimator (not with
+the shading point); the camera must use a ``box`` filter; ``sdfgrid``
+shading normals change at voxel faces, which this estimator treats as smooth.
+
+Plugin parameters
+-----------------
+- ``max_depth``, ``rr_depth``, ``hide_emitters``: as ``pbdr_interior``.
+- ``reparam_rays`` (int, default 16): auxiliary rays per warped direction.
+- ``reparam_kappa`` (float, default 1e5): vMF concentration :math:`\kappa`.
+- ``reparam_exp`` (float, default 3): weight exponent :math:`\gamma`.
+- ``reparam_antithetic`` (bool, default true): mirrored pairs of rays.
+- ``reparam_emitter`` (bool, default true): warp emitter-sampled shadow rays.
+- ``reparam_max_depth`` (int, default -1): warp rays to vertices of depth
+  below this (0: camera rays only; -1: all).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import drjit as dr
+import mitsuba as mi
+
+from mitsuba.ad.integrators.common import RBIntegrator
+
+from integrators.interior import InteriorIntegrator
+from pbdr.geometry.sdf_field import SDFField
+
+# Salts that give camera/BSDF rays and shadow rays their own auxiliary streams.
+SALT_RAY, SALT_EMITTER = 0x9E3779B9, 0x85EBCA6B
+
+
+@dataclass(frozen=True)
+class WarpSettings:
+    rays: int
+    kappa: float
+    exponent: float
+    antithetic: bool
+
+
+def boundary_test(si: mi.SurfaceInteraction3f, pi: mi.PreliminaryIntersection3f,
+                  d: mi.Vector3f, hit: mi.Bool) -> mi.Float:
+    """B(ω_i) >= 0, zero on the discontinuities of a shape seen along ``d`` (detached)."""
+    is_mesh = (si.shape.shape_type() & int(mi.ShapeType.Mesh)) != 0
+    u, v = pi.prim_uv.x, pi.prim_uv.y
+    edge = 3.0 * dr.minimum(dr.minimum(u, v), 1.0 - u - v)
+    grazing = dr.square(dr.dot(si.n, d))
+    return dr.select(hit, dr.select(is_mesh, dr.maximum(edge, 0.0), grazing), 1.0)
+
+
+def harmonic_weight(sample: mi.Point2f, local: mi.Vector3f, frame: mi.Frame3f, B: mi.Float,
+                    s: WarpSettings) -> tuple[mi.Float, mi.Vector3f]:
+    """w_i and its tangential gradient in ω (both detached)."""
+    # 1/p_vMF up to a constant, e^{κ(1-cos θ)}, exact in float from the sample
+    # (the inverse of square_to_von_mises_fisher's map for sample.y).
+    inv_p = dr.rcp(dr.fma(sample.y, dr.exp(-2.0 * s.kappa), 1.0 - sample.y))
+    denom = inv_p - 1.0 + B
+    r = dr.select(denom > 1e-4, dr.rcp(denom), 0.0)
+    w = dr.power(r, s.exponent) * inv_p
+    # ∂w/∂ω: only D depends on ω; ∂D/∂ω = -κ e^{κ(1-cos θ)} ω_i (tangential part).
+    scale = dr.clip(inv_p * w * r * s.kappa * s.exponent, -1e10, 1e10)
+    return w, scale * frame.to_world(mi.Vector3f(local.x, local.y, 0.0))
+
+
+def follow_shape(si: mi.SurfaceInteraction3f, fields: list[SDFField], active: mi.Bool) -> mi.Point3f:
+    """The hit point attached to the shape's motion: Mitsuba's ``FollowShape``
+    point (rigid, barycentric) for meshes, the normal motion for ``sdfgrid``."""
+    p = si.p
+    for field in fields:
+        on = active & (si.shape == mi.ShapePtr(field.shape))
+        p = dr.select(on, field.follow(dr.detach(si.p)), p)
+    return p
+
+
+def attach_to_ray(si: mi.SurfaceInteraction3f, ray: mi.Ray3f, fields: list[SDFField],
+                  active: mi.Bool) -> mi.SurfaceInteraction3f:
+    """Along an attached ray, the hit point of an ``sdfgrid`` is where the ray
+    meets the moving tangent plane (first order in the warp and the shape)."""
+    for field in fields:
+        on = active & si.is_valid() & (si.shape == mi.ShapePtr(field.shape))
+        x = field.follow(dr.detach(si.p))
+        _, g = field.value_and_grad(dr.detach(si.p))
+        n = dr.normalize(g)
+        t = dr.dot(x - ray.o, n) / dr.dot(ray.d, n)
+        si.p = dr.replace_grad(si.p, dr.select(on, ray(t), si.p))
+    return si
+
+
+def warp_direction(scene: mi.Scene, o: mi.Point3f, o_trace: mi.Point3f, d: mi.Vector3f,
+                   key: mi.UInt32, salt: int, s: WarpSettings, active: mi.Bool,
+                   fields: list[SDFField],
+                   extra_boundary: Callable[[mi.Vector3f], mi.Float] | None = None
+                   ) -> tuple[mi.Vector3f, mi.Float]:
+    """Warp the detached direction ``d`` leaving ``o``: (attached ω, attached det).
+
+    ``o`` may be attached (its motion then moves what it sees); auxiliary rays
+    are traced from the detached ``o_trace``. ``extra_boundary(ω_i)`` adds a
+    static boundary (velocity zero), e.g. pixel borders. Primal values: ``d``
+    and 1; their derivatives are 𝒱(d) and ∇·𝒱(d).
+    """
+    d = dr.detach(d)
+    frame = mi.Frame3f(d)
+    rng = mi.PCG32(dr.width(key), mi.UInt64(key), mi.UInt64(salt))
+    Z, dZ = mi.Float(0.0), mi.Vector3f(0.0)
+    with dr.resume_grad():
+        A, div_lhs = mi.Vector3f(0.0), mi.Float(0.0)
+    sample = mi.Point2f(0.0)
+    for i in range(s.rays):
+        mirrored = s.antithetic and i % 2 == 1
+        if not mirrored:
+            sample = mi.Point2f(rng.next_float32(), rng.next_float32())
+        local = mi.warp.square_to_von_mises_fisher(sample, s.kappa)
+        if mirrored:
+            local = mi.Vector3f(-local.x, -local.y, local.z)
+        ω_i = frame.to_world(local)
+        aux = mi.Ray3f(o_trace, ω_i)
+        with dr.suspend_grad():
+            pi = scene.ray_intersect_preliminary(aux, coherent=False, reorder=False, active=active)
+            hit = active & pi.is_valid()
+        with dr.resume_grad():
+            si = pi.compute_surface_interaction(aux, mi.RayFlags.All | mi.RayFlags.FollowShape, hit)
+            V_i = dr.select(hit, dr.normalize(follow_shape(si, fields, hit) - o), ω_i)
+        with dr.suspend_grad():
+            B = boundary_test(dr.detach(si), pi, ω_i, hit)
+            w, dw = harmonic_weight(sample, local, frame, B, s)
+            Z += dr.select(active, w, 0.0)
+            dZ += dr.select(active, dw, 0.0)
+            if extra_boundary is not None:
+                w_s, dw_s = harmonic_weight(sample, local, frame, extra_boundary(ω_i), s)
+                Z += dr.select(active, w_s, 0.0)
+                dZ += dr.select(active, dw_s, 0.0)
+        with dr.resume_grad():
+            A += dr.select(active, w, 0.0) * V_i
+            div_lhs += dr.dot(dr.select(active, dw, 0.0), V_i)
+    with dr.resume_grad():
+        inv_Z = dr.rcp(dr.maximum(Z, 1e-8))
+        V = A * inv_Z
+        div = (div_lhs - dr.dot(V, dZ)) * inv_Z
+        ω = dr.select(active, dr.normalize(d + V - dr.detach(V)), d)
+        det = dr.select(active, 1.0 + div - dr.detach(div), 1.0)
+    return ω, det
+
+
+class ReparamIntegrator(InteriorIntegrator):
+    __doc__ = __doc__
+    warps_directions = True
+
+    def __init__(self, props: mi.Properties) -> None:
+        super().__init__(props)
+        rays = int(props.get("reparam_rays", 16))
+        kappa = float(props.get("reparam_kappa", 1e5))
+        exponent = float(props.get("reparam_exp", 3.0))
+        antithetic = bool(props.get("reparam_antithetic", True))
+        self.warp_emitter = bool(props.get("reparam_emitter", True))
+        self.reparam_max_depth = int(props.get("reparam_max_depth", -1))
+        if rays < 1 or (antithetic and rays % 2):
+            raise ValueError(f"reparam_rays must be >= 1 (even with antithetic sampling), got {rays}")
+        if not (kappa > 0 and exponent > 0):
+            raise ValueError("reparam_kappa and reparam_exp must be positive")
+        self.settings = WarpSettings(rays, kappa, exponent, antithetic)
+        self._fields: list[SDFField] = []
+
+    # ---- camera rays: the image position moves with the warp ----
+    def _prepare(self, scene: mi.Scene, sensor: int | mi.Sensor) -> mi.Sensor:
+        sensor = scene.sensors()[sensor] if isinstance(sensor, int) else sensor
+        if sensor.film().rfilter().is_box_filter():
+            raise ValueError("pbdr_reparam needs a smooth reconstruction filter (e.g. <rfilter "
+                             "type=\"gaussian\"/>): a warped camera ray moves its image position, "
+                             "and a box filter has no derivative there")
+        self._fields = [SDFField.of(shape) for shape in scene.shapes()
+                        if shape.shape_type() == int(mi.ShapeType.SDFGrid)]
+        return sensor
+
+    def camera_image(self, scene: mi.Scene, sensor: mi.Sensor, seed: mi.UInt32,
+                     spp: int) -> mi.TensorXf:
+        """The image splatted at warped (attached) image positions with the
+        camera ray's Jacobian as weight (Mitsuba 3.4's reparameterized
+        splatting): its derivative is the camera-ray part of the warp,
+        f·∇·𝒱 and the filter's ∇W·𝒱, normalized like the film does."""
+        film = sensor.film()
+        with dr.suspend_grad():
+            sampler, spp = self.prepare(sensor, seed, spp, self.aov_names())
+            ray, weight, pos = self.sample_rays(scene, sensor, sampler)
+            L, valid, _, _ = self.sample(mode=dr.ADMode.Primal, scene=scene, sampler=sampler.clone(),
+                                         ray=ray, depth=mi.UInt32(0), δL=None, δaovs=None,
+                                         state_in=None, active=mi.Bool(True))
+            key = self.warp_key(sampler)        # the key of the first bounce's warp in sample()
+            ray = mi.Ray3f(ray)
+        with dr.resume_grad():
+            d, det = warp_direction(scene, ray.o, ray.o, ray.d, key, SALT_RAY, self.settings,
+                                    mi.Bool(True), self._fields)
+            it = dr.zeros(mi.Interaction3f)
+            it.p = ray.o + d
+            ds, _ = sensor.sample_direction(it, mi.Point2f(0.5))
+            pos = dr.replace_grad(pos, ds.uv + mi.Vector2f(film.crop_offset()))
+            block = film.create_block()
+            block.set_coalesce(block.coalesce() and spp >= 4)
+            RBIntegrator._splat_to_block(block, film, pos, value=L * weight * det, weight=det,
+                                 alpha=dr.select(valid, mi.Float(1), mi.Float(0)), aovs=[],
+                                 wavelengths=ray.wavelengths)
+            film.put_block(block)
+            return film.develop()
+
+    def render_forward(self, scene: mi.Scene, params: Any, sensor: int | mi.Sensor = 0,
+                       seed: mi.UInt32 = 0, spp: int = 0) -> mi.TensorXf:
+        sensor = self._prepare(scene, sensor)
+        image = super().render_forward(scene, params, sensor, seed, spp)
+        dr.eval(image)
+        camera = self.camera_image(scene, sensor, seed, spp)
+        with dr.resume_grad():
+            dr.forward_to(camera)
+        return image + dr.grad(camera)
+
+    def render_backward(self, scene: mi.Scene, params: Any, grad_in: mi.TensorXf,
+                        sensor: int | mi.Sensor = 0, seed: mi.UInt32 = 0, spp: int = 0) -> None:
+        sensor = self._prepare(scene, sensor)
+        super().render_backward(scene, params, grad_in, sensor, seed, spp)
+        camera = self.camera_image(scene, sensor, seed, spp)
+        with dr.resume_grad():
+            dr.backward_from(camera * grad_in)
+        dr.eval()
+
+    # ---- hooks of pbdr_interior's path tracer ----
+    def warp_key(self, sampler: mi.Sampler) -> mi.UInt32:
+        return mi.UInt32(sampler.next_1d() * 4294967040.0)
+
+    def warp_ray(self, scene: mi.Scene, key: mi.UInt32, ray: mi.Ray3f, depth: mi.UInt32,
+                 active: mi.Bool) -> tuple[mi.Ray3f, mi.Float]:
+        ray = mi.Ray3f(dr.detach(ray))
+        if self.reparam_max_depth >= 0:
+            active = active & (depth < self.reparam_max_depth)
+        d, det = warp_direction(scene, ray.o, ray.o, ray.d, key, SALT_RAY, self.settings,
+                                active, self._fields)
+        with dr.resume_grad():
+            ray_ad = mi.Ray3f(ray)
+            ray_ad.d = d
+        return ray_ad, det
+
+    def attach_interaction(self, si: mi.SurfaceInteraction3f, ray: mi.Ray3f,
+                           active: mi.Bool) -> mi.SurfaceInteraction3f:
+        return attach_to_ray(si, ray, self._fields, active)
+
+    def warp_terms(self, L_in: mi.Spectrum, det: mi.Float, ray: mi.Ray3f,
+                   si_prev: mi.SurfaceInteraction3f, depth: mi.UInt32,
+                   active: mi.Bool) -> mi.Spectrum:
+        # The previous vertex's BSDF sees the warped outgoing direction. The
+        # camera ray's Jacobian goes to the film instead (camera_image).
+        si_prev = dr.detach(si_prev)
+        has_prev = active & (depth >= 1)
+        f_prev = si_prev.bsdf().eval(mi.BSDFContext(), si_prev, si_prev.to_local(ray.d), has_prev)
+        det = dr.select(has_prev, det, 1.0)
+        return dr.detach(L_in) * det * dr.relative_grad(f_prev)
+
+    def emitter_sample_weight(self, scene: mi.Scene, si: mi.SurfaceInteraction3f,
+                              ds: mi.DirectionSample3f, em_weight: mi.Spectrum,
+                              active: mi.Bool, key: mi.UInt32 | None = None
+                              ) -> tuple[mi.DirectionSample3f, mi.Spectrum]:
+        """Shadow ray in solid-angle form: the direction ω' to the emitter
+        sample is fixed, warped so that shadow edges move with occluders and
+        with the (attached) shading point; the pdf stays detached."""
+        if not self.warp_emitter or key is None:
+            return super().emitter_sample_weight(scene, si, ds, em_weight, active, key)
+        is_infinite = mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.Infinite)
+        o_trace = dr.detach(si.spawn_ray(ds.d).o)
+        ω, det = warp_direction(scene, si.p, o_trace, ds.d, key, SALT_EMITTER, self.settings,
+                                active & ~is_infinite, self._fields)
+        ds.d = ω
+        value = scene.eval_emitter_direction(si, ds, active)
+        inv_pdf = dr.select(ds.pdf != 0, dr.rcp(dr.detach(ds.pdf)), 0.0)
+        em_weight = dr.replace_grad(em_weight, value * inv_pdf)
+        return ds, em_weight * det
+
+    def to_string(self) -> str:
+        s = self.settings
+        return (f"ReparamIntegrator[max_depth={self.max_depth}, reparam_rays={s.rays}, "
+                f"reparam_kappa={s.kappa:g}, reparam_exp={s.exponent:g}, "
+                f"reparam_antithetic={s.antithetic}, reparam_emitter={self.warp_emitter}]")
