@@ -31,12 +31,15 @@ the scene has mesh area emitters):
   (:math:`\omega = u\cos\varphi + e\sin\varphi`, :math:`u` towards the
   foot, :math:`e` along the edge, :math:`A = n\cdot u`, :math:`B = n\cdot e`);
   :math:`W_j = 0` unless the edge is a silhouette seen from :math:`p`, a
-  boundary or a crease. BSDFs that transmit keep the whole edge and use
+  boundary or a crease (of a one-sided surface: with a face seen from the
+  front). BSDFs that transmit keep the whole edge and use
   :math:`(\sin\varphi_b - \sin\varphi_a)/d`.
 - **light**: the same :math:`W` restricted to the part of the edge that
   hides an emitter triangle from :math:`p` (the triangle's cone from
   :math:`p` and its plane behind the edge: five linear constraints on the
-  edge parameter), plus the whole of the emitters' own edges. Shadow
+  edge parameter), for edges one can see past (silhouettes seen from
+  :math:`p` and open boundaries; a crease hides the light on both sides),
+  plus the whole of the emitters' own edges. Shadow
   boundaries are where :math:`\Delta L` is large; the geometry strategy
   alone spends most samples on edge parts with nothing behind them.
 
@@ -91,6 +94,7 @@ class _Line:
     t_a: mi.Float           # the part above the tangent plane (for reflecting BSDFs)
     t_b: mi.Float
     ok: mi.Bool             # a candidate: silhouette, boundary or crease, and not degenerate
+    through: mi.Bool        # one side may see past the edge: a silhouette or an open boundary
 
     def sin_phi(self, t: mi.Float) -> mi.Float:
         s = self.s0 + t * self.length
@@ -107,10 +111,18 @@ class _Line:
         return dr.select(self.ok & (hi > lo) & dr.isfinite(W), dr.maximum(W, 0.0), 0.0)
 
 
+def is_candidate(to_a: mi.Vector3f, n0: mi.Vector3f, n1: mi.Vector3f, always: mi.Bool,
+                 facing: mi.Bool) -> mi.Bool:
+    """Edge seen from p (``to_a`` = a - p) can be a discontinuity (``silhouette_mask``)."""
+    s0, s1 = dr.dot(n0, to_a), dr.dot(n1, to_a)
+    return always | (s0 * s1 < 0) | (facing & ((s0 < 0) | (s1 < 0)))
+
+
 def _line(p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool, a: mi.Point3f, b: mi.Point3f,
-          n0: mi.Vector3f, n1: mi.Vector3f, always: mi.Bool) -> _Line:
+          n0: mi.Vector3f, n1: mi.Vector3f, always: mi.Bool, facing: mi.Bool, is_open: mi.Bool) -> _Line:
     to_a = a - p
-    silhouette = always | (dr.dot(n0, to_a) * dr.dot(n1, to_a) < 0)
+    silhouette = is_candidate(to_a, n0, n1, always, facing)
+    through = is_open | (dr.dot(n0, to_a) * dr.dot(n1, to_a) < 0)
     h_a, h_b = dr.dot(n, to_a), dr.dot(n, b - p)
     t_x = h_a / (h_a - h_b)
     t_a = dr.select(clip & (h_a < 0), t_x, 0.0)
@@ -123,7 +135,7 @@ def _line(p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool, a: mi.Point3f, b: mi.Poi
     q = to_a - s0 * ê
     d = dr.norm(q)
     ok = silhouette & above & (length > 0) & (d > 1e-7) & (t_b > t_a)
-    return _Line(to_a, e, length, s0, d, dr.dot(n, q) / d, dr.dot(n, ê), t_a, t_b, ok)
+    return _Line(to_a, e, length, s0, d, dr.dot(n, q) / d, dr.dot(n, ê), t_a, t_b, ok, through)
 
 
 def _behind(line: _Line, p: mi.Point3f, t0: mi.Point3f, t1: mi.Point3f,
@@ -162,7 +174,7 @@ class EdgeSampler:
         self.count = len(edges)
         self.p0, self.p1 = dr.detach(edges.p0), dr.detach(edges.p1)
         self.n0, self.n1 = dr.detach(edges.n0), dr.detach(edges.n1)
-        self.always = edges.boundary
+        self.always, self.facing, self.open = edges.boundary, edges.facing, edges.open
         self.shape = edges.shape_index
         if scheme != "importance":
             host = edges.numpy()
@@ -197,7 +209,8 @@ class EdgeSampler:
     def _line_at(self, j: mi.UInt32, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool) -> _Line:
         return _line(p, n, clip, dr.gather(mi.Point3f, self.p0, j), dr.gather(mi.Point3f, self.p1, j),
                      dr.gather(mi.Vector3f, self.n0, j), dr.gather(mi.Vector3f, self.n1, j),
-                     dr.gather(mi.Bool, self.always, j))
+                     dr.gather(mi.Bool, self.always, j), dr.gather(mi.Bool, self.facing, j),
+                     dr.gather(mi.Bool, self.open, j))
 
     def _light_parts(self, j: mi.UInt32, line: _Line, p: mi.Point3f, clip: mi.Bool) -> list:
         """(lo, hi, W) of each part of edge j the light strategy samples from."""
@@ -207,7 +220,8 @@ class EdgeSampler:
         for k in range(self.tri_count):
             idx = mi.UInt32(k)
             lo, hi = _behind(line, p, *(dr.gather(mi.Point3f, v, idx) for v in self.tri))
-            other = dr.gather(mi.UInt32, self.tri_shape, idx) != shape
+            # Creases seen from p hide the light on both sides: only edges one can see past.
+            other = (dr.gather(mi.UInt32, self.tri_shape, idx) != shape) & line.through
             parts.append((lo, hi, dr.select(other, line.weight(lo, hi, clip), 0.0)))
         return parts
 

@@ -59,6 +59,7 @@ class Camera:
     origin: np.ndarray      # 3
     near: float
     size: np.ndarray        # (W, H) of the crop
+    forward: np.ndarray     # 3, the viewing direction
 
     @staticmethod
     def of(sensor: mi.Sensor) -> "Camera":
@@ -72,8 +73,16 @@ class Camera:
         m = np.array(proj.matrix, dtype=np.float64).reshape(4, 4) @ \
             np.array(to_world.inverse().matrix, dtype=np.float64).reshape(4, 4)
         origin = np.array(to_world.translation(), dtype=np.float64).reshape(3)
+        forward = np.array(to_world @ mi.ScalarVector3f(0, 0, 1), dtype=np.float64).reshape(3)
         return Camera(m, origin, float(params["near_clip"]),
-                      np.array(film.crop_size(), dtype=np.float64))
+                      np.array(film.crop_size(), dtype=np.float64), forward / np.linalg.norm(forward))
+
+    def ray_towards(self, target: mi.Point3f) -> mi.Ray3f:
+        """The camera ray through a world point, started at the near plane as the sensor does."""
+        o = mi.ScalarPoint3f(self.origin)
+        d = dr.normalize(target - o)
+        near_t = self.near / dr.dot(d, mi.ScalarVector3f(self.forward))
+        return mi.Ray3f(o + d * near_t, d)
 
     def project(self, p: mi.Point3f) -> mi.Point2f:
         """Pixel coordinates of world points (differentiable)."""
@@ -152,12 +161,15 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
     if len(edges) == 0:
         return None
     host = edges.numpy()
-    sil = silhouette_mask(host["p0"], host["n0"], host["n1"], host["boundary"], cam.origin)
+    sil = silhouette_mask(host["p0"], host["n0"], host["n1"], host["boundary"], cam.origin,
+                          host["facing"])
     clip = clip_edges(cam, host["p0"], host["p1"], margin=max(float(film.rfilter().radius()) - 0.5, 0.0))
     length = np.where(sil, clip["length"], 0.0)
     total = float(length.sum())
     if total <= 0:
         return None
+    # ℓ_total per sample as data: a literal would recompile the kernel whenever edges move.
+    scale = dr.opaque(mi.Float, total)
 
     with dr.suspend_grad():
         s_edge, s_side = mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(0x7ED6E5))
@@ -193,14 +205,48 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
         side_sampler.seed(s_side, 2 * count)
         wavelength = side_sampler.next_1d() if mi.is_spectral else 0.0
         ray, ray_weight = sensor.sample_ray(sensor.shutter_open(), wavelength, xs / size, mi.Point2f(0.5))
+        on_face, target = _face_sides(cam, edges, idx, dr.detach(dr.lerp(p0, p1, s)), x, n, i, sign)
+        ray[on_face] = cam.ray_towards(target)
         L, _, _, _ = integrator.sample(dr.ADMode.Primal, scene, side_sampler, ray, None, None,
                                        mi.Bool(True))
         L = dr.select(inside, L * ray_weight, 0.0)
         ΔL = dr.gather(mi.Spectrum, L, 2 * dr.arange(mi.UInt32, count)) - \
             dr.gather(mi.Spectrum, L, 2 * dr.arange(mi.UInt32, count) + 1)
-        ΔL_w = ΔL * (total / count)
+        ΔL_w = ΔL * (scale / count)
         active = dr.any(ΔL != 0)
     return EdgeSamples(x, n, ΔL_w, active)
+
+
+def _face_sides(cam: Camera, edges, idx: mi.UInt32, X: mi.Point3f, x: mi.Point2f, n: mi.Vector2f,
+                i: mi.UInt32, sign: mi.Float) -> tuple[mi.Bool, mi.Point3f]:
+    """For side lanes (edge sample i, side sign·n): aim into the visible adjacent face.
+
+    A face seen almost edge-on is a sliver on screen, thinner than any
+    screen-space offset: a ray offset on screen would pass it, see the next
+    face, and count the sliver's jump twice (here and at the next crease).
+    So a side covered by a front-facing adjacent face is sampled at a point
+    inside that face, a small fraction of its width from the edge; a side
+    with no adjacent face keeps the screen-space offset.
+    """
+    o = mi.ScalarPoint3f(cam.origin)
+    g = lambda v: dr.gather(type(v), v, idx)                   # noqa: E731
+    p0, p1 = dr.detach(g(edges.p0)), dr.detach(g(edges.p1))
+    N = dr.normalize(dr.cross(p0 - o, p1 - o))                 # plane through the eye and the edge
+    # Which screen side (±n) the +N half-space projects to, from a point well off the plane.
+    probe = cam.project(X + N * (0.1 * dr.norm(X - o)))
+    σ = dr.sign(dr.dot(probe - dr.detach(x), n))
+    ê = dr.normalize(p1 - p0)
+    lane_on_face, target = dr.zeros(mi.Bool, dr.width(i)), dr.zeros(mi.Point3f, dr.width(i))
+    for c, nk in ((g(edges.c1), g(edges.n1)), (g(edges.c0), g(edges.n0))):
+        c, nk = dr.detach(c), dr.detach(nk)
+        to_c = c - X
+        point = X + (to_c - dr.dot(to_c, ê) * ê) * 1e-3      # inside the face, near the edge
+        side = dr.sign(dr.dot(N, c - o)) * σ
+        front = dr.dot(nk, o - X) > 0
+        serves = dr.gather(mi.Bool, front & (side != 0), i) & (dr.gather(mi.Float, side, i) == sign)
+        lane_on_face |= serves
+        target = dr.select(serves, dr.gather(mi.Point3f, point, i), target)
+    return lane_on_face, target
 
 
 def channels(value: mi.Spectrum) -> list[mi.Float]:

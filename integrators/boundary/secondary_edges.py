@@ -55,7 +55,7 @@ import drjit as dr
 import mitsuba as mi
 
 from pbdr.geometry.edges import scene_edges
-from integrators.boundary.edge_sampling import EdgeSampler
+from integrators.boundary.edge_sampling import EdgeSampler, is_candidate
 from integrators.boundary.primary_edges import channels, footprint
 
 SIDE_EPSILON = 1e-4     # angular offset of the side rays (radians)
@@ -132,9 +132,8 @@ def secondary_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
         pd, md, v0d, v1d = dr.detach(p), dr.detach(m), dr.detach(v0), dr.detach(v1)
         n0 = dr.gather(mi.Vector3f, dr.detach(edges.n0), idx)
         n1 = dr.gather(mi.Vector3f, dr.detach(edges.n1), idx)
-        boundary = dr.gather(mi.Bool, edges.boundary, idx)
-        to_edge = v0d - pd
-        active &= boundary | (dr.dot(n0, to_edge) * dr.dot(n1, to_edge) < 0)
+        active &= is_candidate(v0d - pd, n0, n1, dr.gather(mi.Bool, edges.boundary, idx),
+                               dr.gather(mi.Bool, edges.facing, idx))
         e = v1d - v0d
         r = md - pd
         dist = dr.norm(r)
@@ -156,7 +155,17 @@ def secondary_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
         side_ray = si2.spawn_ray(dr.normalize(r2))
         # Aim from the offset origin: spawn_ray's offset (~1e-4 |p|) can exceed
         # the side offset and put both rays on one side of the edge.
-        side_ray.d = dr.normalize(g(pd, mi.Point3f) + r2 - side_ray.o)
+        target = g(pd, mi.Point3f) + r2
+        # A side covered by an adjacent face seen from the front aims into that
+        # face: a face seen edge-on is thinner than the angular offset.
+        for c_k, n_k in ((edges.c1, n1), (edges.c0, n0)):
+            c_k = dr.detach(dr.gather(mi.Point3f, c_k, idx))
+            to_c = c_k - md
+            inner = md + (to_c - dr.dot(to_c, dr.normalize(e)) * dr.normalize(e)) * 1e-3
+            side = dr.sign(dr.dot(n_h, c_k - pd))
+            serves = g((dr.dot(n_k, pd - md) > 0) & (side != 0), mi.Bool) & (g(side, mi.Float) == sign)
+            target = dr.select(serves, g(inner, mi.Point3f), target)
+        side_ray.d = dr.normalize(target - side_ray.o)
         side_sampler = sensor.sampler().clone()
         side_sampler.seed(s_side, 2 * count)
         active2 = g(active, mi.Bool)

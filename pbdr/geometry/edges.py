@@ -18,7 +18,8 @@ size). Interior edges between coplanar faces never contribute and are
 dropped. Interior edges across which *shading* jumps (flat-shaded meshes,
 or vertex normals split at the edge, as on the built-in ``cube``) are
 ``crease`` edges: the radiance is discontinuous there even when both faces
-are visible, so they are always candidates. The table is rebuilt whenever the vertex positions change (a hash
+are visible, so they are candidates whenever a face is seen from the front
+(always, on two-sided surfaces). The table is rebuilt whenever the vertex positions change (a hash
 of the detached positions is the cache key).
 
 The topology (which vertex indices, which faces) is NumPy; the geometry
@@ -152,8 +153,12 @@ class EdgeSet:
     p1: mi.Point3f
     n0: mi.Vector3f         # unit normal of the first adjacent face
     n1: mi.Vector3f         # of the second one (equal to n0 on boundary edges)
-    boundary: mi.Bool       # open-mesh boundary, or a crease of the shading: always a candidate
+    boundary: mi.Bool       # open-mesh boundary, or a crease of a two-sided shape: always a candidate
     shape_index: mi.UInt32  # index into scene.shapes()
+    facing: mi.Bool         # a crease of a one-sided shape: a candidate when a face is seen from the front
+    open: mi.Bool           # an open-mesh boundary (one adjacent face): one can see past it
+    c0: mi.Point3f          # centroid of the first adjacent face (which side of the edge it lies on)
+    c1: mi.Point3f          # of the second one
 
     def __len__(self) -> int:
         return dr.width(self.boundary) if dr.width(self.p0) > 0 else 0
@@ -162,8 +167,10 @@ class EdgeSet:
         """Detached copies (E x 3 / E) for host-side selection and projection."""
         def arr(v: dr.ArrayBase) -> np.ndarray:
             return np.array(dr.detach(v), dtype=np.float64).reshape(3, -1).T if len(self) else np.zeros((0, 3))
+        def flag(v: mi.Bool) -> np.ndarray:
+            return np.array(v, dtype=bool) if len(self) else np.zeros(0, bool)
         return {"p0": arr(self.p0), "p1": arr(self.p1), "n0": arr(self.n0), "n1": arr(self.n1),
-                "boundary": np.array(self.boundary, dtype=bool) if len(self) else np.zeros(0, bool)}
+                "boundary": flag(self.boundary), "facing": flag(self.facing), "open": flag(self.open)}
 
 
 def _gather_point(buffer: mi.Float, index: np.ndarray) -> mi.Point3f:
@@ -190,9 +197,12 @@ def scene_edges(scene: mi.Scene) -> EdgeSet:
             parts.append(cached[2])     # a mesh that no parameter moves: gathered once
             continue
         p0, p1 = _gather_point(buf, topo.v0), _gather_point(buf, topo.v1)
-        n0 = _normal(*(_gather_point(buf, topo.face0[:, i]) for i in range(3)))
-        n1 = _normal(*(_gather_point(buf, topo.face1[:, i]) for i in range(3)))
-        part = (p0, p1, n0, n1, mi.Bool(topo.boundary | topo.crease), dr.full(mi.UInt32, index, len(topo)))
+        f0 = [_gather_point(buf, topo.face0[:, i]) for i in range(3)]
+        f1 = [_gather_point(buf, topo.face1[:, i]) for i in range(3)]
+        one_sided = is_one_sided(shape)
+        part = (p0, p1, _normal(*f0), _normal(*f1), mi.Bool(topo.boundary | (topo.crease & (not one_sided))),
+                dr.full(mi.UInt32, index, len(topo)), mi.Bool(topo.crease & one_sided), mi.Bool(topo.boundary),
+                mi.Point3f((f0[0] + f0[1] + f0[2]) / 3), mi.Point3f((f1[0] + f1[1] + f1[2]) / 3))
         if static:
             dr.eval(*part)
             _GEOMETRY[id(shape)] = (topo, index, part)
@@ -200,7 +210,8 @@ def scene_edges(scene: mi.Scene) -> EdgeSet:
     if not parts:
         empty3 = dr.zeros(mi.Point3f, 0)
         return EdgeSet(empty3, empty3, mi.Vector3f(empty3), mi.Vector3f(empty3),
-                       dr.zeros(mi.Bool, 0), dr.zeros(mi.UInt32, 0))
+                       dr.zeros(mi.Bool, 0), dr.zeros(mi.UInt32, 0), dr.zeros(mi.Bool, 0), dr.zeros(mi.Bool, 0),
+                       empty3, empty3)
 
     def cat(i: int, cls: type) -> dr.ArrayBase:
         items = [p[i] for p in parts]
@@ -210,17 +221,35 @@ def scene_edges(scene: mi.Scene) -> EdgeSet:
             return cls(*(dr.concat([it[k] for it in items]) for k in range(3)))
         return cls(dr.concat(items))
     edges = EdgeSet(cat(0, mi.Point3f), cat(1, mi.Point3f), cat(2, mi.Vector3f), cat(3, mi.Vector3f),
-                    cat(4, mi.Bool), cat(5, mi.UInt32))
+                    cat(4, mi.Bool), cat(5, mi.UInt32), cat(6, mi.Bool), cat(7, mi.Bool),
+                    cat(8, mi.Point3f), cat(9, mi.Point3f))
     # One kernel of fixed shape; left lazy, the gathers fuse with whatever
     # else is pending and the kernel recompiles on every call.
-    dr.eval(edges.p0, edges.p1, edges.n0, edges.n1, edges.boundary, edges.shape_index)
+    dr.eval(edges.p0, edges.p1, edges.n0, edges.n1, edges.boundary, edges.shape_index, edges.facing,
+            edges.open, edges.c0, edges.c1)
     return edges
 
 
+def is_one_sided(shape: mi.Shape) -> bool:
+    """Whether a shape looks black from behind: a BSDF without back side or
+    transmission (diffuse, conductors, ...), and area emitters emit forwards only."""
+    bsdf = shape.bsdf()
+    if bsdf is None:
+        return shape.emitter() is not None
+    flags = int(dr.min(bsdf.flags()) if not isinstance(bsdf.flags(), int) else bsdf.flags())
+    return not mi.has_flag(flags, mi.BSDFFlags.BackSide) and not mi.has_flag(flags, mi.BSDFFlags.Transmission)
+
+
 def silhouette_mask(p0: np.ndarray, n0: np.ndarray, n1: np.ndarray, boundary: np.ndarray,
-                    origin: np.ndarray) -> np.ndarray:
-    """Edges (E x 3 arrays) that are boundaries/creases or silhouettes seen from ``origin``."""
+                    origin: np.ndarray, facing: np.ndarray | None = None) -> np.ndarray:
+    """Edges (E x 3 arrays) that can be discontinuities seen from ``origin``.
+
+    Boundaries, silhouettes, and ``facing`` creases with a face seen from the
+    front: a crease of a one-sided surface seen from behind on both faces
+    has the same (zero) radiance on both sides.
+    """
     d = p0 - origin
     s0 = np.einsum("ij,ij->i", n0, d)
     s1 = np.einsum("ij,ij->i", n1, d)
-    return boundary | (s0 * s1 < 0)
+    front = (s0 < 0) | (s1 < 0)
+    return boundary | (s0 * s1 < 0) | ((facing if facing is not None else False) & front)
