@@ -115,14 +115,67 @@ def test_reverse_mode_matches_forward_mode() -> None:
     assert reverse == pytest.approx(forward, rel=1e-3, abs=1e-3)
 
 
-# ---- secondary edges (shadows) ----
+# ---- secondary edges: shadows, indirect occlusion, moving lights, rotations ----
 
-def test_shadow_and_silhouette_agree_with_fd() -> None:
-    scene = pbdr.load_scene(scene_path("shadow.xml"))
-    p = pbdr.Perturbation.of(pbdr.scene_params(scene), "cube.vertex_positions", (1, 0, 0))
-    result = pbdr.check(scene, p, eps=0.002, spp=64, fd_spp=256, seeds=8,
-                        integrator=edge_integrator(3))
+# (scene, XML defaults, key, translate, rotate, max_depth, spp)
+GEOMETRY_CASES = {
+    # silhouette + shadow of a cube resting on the floor (contact points)
+    "shadow": ("shadow.xml", {}, "cube.vertex_positions", (1, 0, 0), None, 3, 64),
+    # the box of a Cornell box: indirect occlusion, colour bleeding, a glossy sphere
+    "cbox": ("cbox.xml", {}, "box.vertex_positions", (1, 0, 0), None, 4, 64),
+    # 480 crease edges; silhouettes of edge-on sliver faces
+    "icosphere": ("edge/icosphere.xml", {}, "sphere.vertex_positions", (1, 0, 0), None, 3, 128),
+    # a rotating object (vertex positions about the vertical axis through its centre)
+    "rotation": ("shadow.xml", {}, "cube.vertex_positions", None, (0, 1, 0), 3, 64),
+    # a moving area light (to_world): the shadow moves, the light's own edges sweep the floor
+    "moving-light": ("shadow.xml", {}, "light.to_world", (1, 0, 0), None, 3, 64),
+    # a tilting area light (to_world rotation)
+    "tilting-light": ("shadow.xml", {}, "light.to_world", None, (1, 0, 0), 3, 64),
+}
+
+
+def _case(name: str) -> tuple:
+    path, defines, key, translate, rotate, depth, spp = GEOMETRY_CASES[name]
+    scene = pbdr.load_scene(scene_path(path), defines)
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), key, translate, rotate)
+    return scene, p, depth, spp
+
+
+@pytest.mark.parametrize("name", list(GEOMETRY_CASES))
+def test_geometry_derivatives_agree_with_fd(name: str) -> None:
+    scene, p, depth, spp = _case(name)
+    result = pbdr.check(scene, p, eps=0.002, spp=spp, fd_spp=256, seeds=8,
+                        integrator=edge_integrator(depth))
+    assert _fd_signal(result) > 16       # FD blocks far from zero: the test can tell zero from not
     assert_agrees(result)
+
+
+def _fd_signal(result: "pbdr.CheckResult") -> float:
+    """Largest squared z-score against zero of a large FD 8x8 block sum (a moving
+    light redistributes light: its total derivative may be ~0, its blocks are not)."""
+    blocks = result.fd.blocks()
+    mean, var = blocks.mean(axis=0), blocks.var(axis=0, ddof=1) / len(blocks)
+    large = np.abs(mean) >= 0.1 * np.abs(mean).max()     # not a float-noise block
+    return float(np.max(mean[large] ** 2 / np.maximum(var[large], 1e-30)))
+
+
+@pytest.mark.parametrize("name", ["shadow", "moving-light"])
+def test_without_secondary_edges_the_check_fails(name: str) -> None:
+    """Interior + primary alone miss shadows and the moving light's edges (the test has power)."""
+    scene, p, depth, spp = _case(name)
+    result = pbdr.check(scene, p, eps=0.002, spp=spp, fd_spp=256, seeds=8,
+                        integrator=edge_integrator(depth, secondary=False))
+    assert not result.report.passed
+
+
+@pytest.mark.parametrize("name", ["moving-light", "rotation"])
+def test_reverse_mode_matches_forward_mode_for_lights_and_rotations(name: str) -> None:
+    scene, p, depth, _ = _case(name)
+    integrator = edge_integrator(depth)
+    w = np.random.default_rng(3).random((32, 32, 3)).astype(np.float32)
+    forward = float((pbdr.derivative(scene, p, 16, seed=9, integrator=integrator) * w).sum())
+    reverse = pbdr.total_derivative(scene, p, 16, seed=9, integrator=integrator, weights=w)
+    assert reverse == pytest.approx(forward, rel=1e-3, abs=1e-3)
 
 
 def _secondary_only(scheme: str) -> mi.Integrator:
