@@ -83,7 +83,7 @@ Plugin parameters
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import drjit as dr
 import mitsuba as mi
@@ -91,6 +91,7 @@ import mitsuba as mi
 from mitsuba.ad.integrators.common import RBIntegrator
 
 from integrators.interior import InteriorIntegrator
+from pbdr.geometry.face_edges import FaceEdgeTable
 from pbdr.geometry.sdf_field import SDFField
 
 # Salts that give camera/BSDF rays and shadow rays their own auxiliary streams.
@@ -100,19 +101,53 @@ SALT_RAY, SALT_EMITTER = 0x9E3779B9, 0x85EBCA6B
 @dataclass(frozen=True)
 class WarpSettings:
     rays: int
-    kappa: float
+    kappa: float | mi.Float       # may differ per lane (camera vs. secondary rays)
     exponent: float
     antithetic: bool
 
 
-def boundary_test(si: mi.SurfaceInteraction3f, pi: mi.PreliminaryIntersection3f,
-                  d: mi.Vector3f, hit: mi.Bool) -> mi.Float:
-    """B(ω_i) >= 0, zero on the discontinuities of a shape seen along ``d`` (detached)."""
-    is_mesh = (si.shape.shape_type() & int(mi.ShapeType.Mesh)) != 0
-    u, v = pi.prim_uv.x, pi.prim_uv.y
-    edge = 3.0 * dr.minimum(dr.minimum(u, v), 1.0 - u - v)
-    grazing = dr.square(dr.dot(si.n, d))
-    return dr.select(hit, dr.select(is_mesh, dr.maximum(edge, 0.0), grazing), 1.0)
+@dataclass
+class WarpScene:
+    """What the warp needs to know about the scene, gathered once per render."""
+
+    scene: mi.Scene
+    fields: list[SDFField]          # sdfgrid shapes, attached to grid / to_world
+    edges: FaceEdgeTable            # discontinuity edges of every mesh
+
+    @staticmethod
+    def of(scene: mi.Scene) -> "WarpScene":
+        fields = [SDFField.of(shape) for shape in scene.shapes()
+                  if shape.shape_type() == int(mi.ShapeType.SDFGrid)]
+        return WarpScene(scene, fields, FaceEdgeTable.of(scene))
+
+    def boundary_test(self, si: mi.SurfaceInteraction3f, pi: mi.PreliminaryIntersection3f,
+                      o: mi.Point3f, d: mi.Vector3f, hit: mi.Bool) -> mi.Float:
+        """B(ω_i) >= 0, zero on the discontinuities seen from ``o`` along ``d`` (detached)."""
+        B_mesh, is_mesh = self.edges.edge_distance(si, pi.prim_uv, o, hit)
+        grazing = dr.square(dr.dot(si.n, d))
+        return dr.select(hit, dr.select(is_mesh, B_mesh, grazing), 1.0)
+
+    def follow_shape(self, si: mi.SurfaceInteraction3f, active: mi.Bool) -> mi.Point3f:
+        """The hit point attached to the shape's motion: Mitsuba's ``FollowShape``
+        point (rigid, barycentric) for meshes, the normal motion for ``sdfgrid``."""
+        p = si.p
+        for field in self.fields:
+            on = active & (si.shape == mi.ShapePtr(field.shape))
+            p = dr.select(on, field.follow(dr.detach(si.p)), p)
+        return p
+
+    def attach_to_ray(self, si: mi.SurfaceInteraction3f, ray: mi.Ray3f,
+                      active: mi.Bool) -> mi.SurfaceInteraction3f:
+        """Along an attached ray, an ``sdfgrid`` hit point is where the ray meets
+        the moving tangent plane (first order in the warp and the shape)."""
+        for field in self.fields:
+            on = active & si.is_valid() & (si.shape == mi.ShapePtr(field.shape))
+            x = field.follow(dr.detach(si.p))
+            _, g = field.value_and_grad(dr.detach(si.p))
+            n = dr.normalize(g)
+            t = dr.dot(x - ray.o, n) / dr.dot(ray.d, n)
+            si.p = dr.replace_grad(si.p, dr.select(on, ray(t), si.p))
+        return si
 
 
 def harmonic_weight(sample: mi.Point2f, local: mi.Vector3f, frame: mi.Frame3f, B: mi.Float,
@@ -129,40 +164,13 @@ def harmonic_weight(sample: mi.Point2f, local: mi.Vector3f, frame: mi.Frame3f, B
     return w, scale * frame.to_world(mi.Vector3f(local.x, local.y, 0.0))
 
 
-def follow_shape(si: mi.SurfaceInteraction3f, fields: list[SDFField], active: mi.Bool) -> mi.Point3f:
-    """The hit point attached to the shape's motion: Mitsuba's ``FollowShape``
-    point (rigid, barycentric) for meshes, the normal motion for ``sdfgrid``."""
-    p = si.p
-    for field in fields:
-        on = active & (si.shape == mi.ShapePtr(field.shape))
-        p = dr.select(on, field.follow(dr.detach(si.p)), p)
-    return p
-
-
-def attach_to_ray(si: mi.SurfaceInteraction3f, ray: mi.Ray3f, fields: list[SDFField],
-                  active: mi.Bool) -> mi.SurfaceInteraction3f:
-    """Along an attached ray, the hit point of an ``sdfgrid`` is where the ray
-    meets the moving tangent plane (first order in the warp and the shape)."""
-    for field in fields:
-        on = active & si.is_valid() & (si.shape == mi.ShapePtr(field.shape))
-        x = field.follow(dr.detach(si.p))
-        _, g = field.value_and_grad(dr.detach(si.p))
-        n = dr.normalize(g)
-        t = dr.dot(x - ray.o, n) / dr.dot(ray.d, n)
-        si.p = dr.replace_grad(si.p, dr.select(on, ray(t), si.p))
-    return si
-
-
-def warp_direction(scene: mi.Scene, o: mi.Point3f, o_trace: mi.Point3f, d: mi.Vector3f,
-                   key: mi.UInt32, salt: int, s: WarpSettings, active: mi.Bool,
-                   fields: list[SDFField],
-                   extra_boundary: Callable[[mi.Vector3f], mi.Float] | None = None
+def warp_direction(ws: WarpScene, o: mi.Point3f, o_trace: mi.Point3f, d: mi.Vector3f,
+                   key: mi.UInt32, salt: int, s: WarpSettings, active: mi.Bool
                    ) -> tuple[mi.Vector3f, mi.Float]:
     """Warp the detached direction ``d`` leaving ``o``: (attached ω, attached det).
 
     ``o`` may be attached (its motion then moves what it sees); auxiliary rays
-    are traced from the detached ``o_trace``. ``extra_boundary(ω_i)`` adds a
-    static boundary (velocity zero), e.g. pixel borders. Primal values: ``d``
+    are traced from the detached ``o_trace``. Primal values: ``d``
     and 1; their derivatives are 𝒱(d) and ∇·𝒱(d).
     """
     d = dr.detach(d)
@@ -182,20 +190,16 @@ def warp_direction(scene: mi.Scene, o: mi.Point3f, o_trace: mi.Point3f, d: mi.Ve
         ω_i = frame.to_world(local)
         aux = mi.Ray3f(o_trace, ω_i)
         with dr.suspend_grad():
-            pi = scene.ray_intersect_preliminary(aux, coherent=False, reorder=False, active=active)
+            pi = ws.scene.ray_intersect_preliminary(aux, coherent=False, reorder=False, active=active)
             hit = active & pi.is_valid()
         with dr.resume_grad():
             si = pi.compute_surface_interaction(aux, mi.RayFlags.All | mi.RayFlags.FollowShape, hit)
-            V_i = dr.select(hit, dr.normalize(follow_shape(si, fields, hit) - o), ω_i)
+            V_i = dr.select(hit, dr.normalize(ws.follow_shape(si, hit) - o), ω_i)
         with dr.suspend_grad():
-            B = boundary_test(dr.detach(si), pi, ω_i, hit)
+            B = ws.boundary_test(dr.detach(si), pi, o_trace, ω_i, hit)
             w, dw = harmonic_weight(sample, local, frame, B, s)
             Z += dr.select(active, w, 0.0)
             dZ += dr.select(active, dw, 0.0)
-            if extra_boundary is not None:
-                w_s, dw_s = harmonic_weight(sample, local, frame, extra_boundary(ω_i), s)
-                Z += dr.select(active, w_s, 0.0)
-                dZ += dr.select(active, dw_s, 0.0)
         with dr.resume_grad():
             A += dr.select(active, w, 0.0) * V_i
             div_lhs += dr.dot(dr.select(active, dw, 0.0), V_i)
@@ -216,16 +220,18 @@ class ReparamIntegrator(InteriorIntegrator):
         super().__init__(props)
         rays = int(props.get("reparam_rays", 16))
         kappa = float(props.get("reparam_kappa", 1e5))
+        kappa_secondary = float(props.get("reparam_kappa_secondary", 1e3))
         exponent = float(props.get("reparam_exp", 3.0))
         antithetic = bool(props.get("reparam_antithetic", True))
         self.warp_emitter = bool(props.get("reparam_emitter", True))
         self.reparam_max_depth = int(props.get("reparam_max_depth", -1))
         if rays < 1 or (antithetic and rays % 2):
             raise ValueError(f"reparam_rays must be >= 1 (even with antithetic sampling), got {rays}")
-        if not (kappa > 0 and exponent > 0):
-            raise ValueError("reparam_kappa and reparam_exp must be positive")
+        if not (kappa > 0 and kappa_secondary > 0 and exponent > 0):
+            raise ValueError("reparam_kappa, reparam_kappa_secondary and reparam_exp must be positive")
         self.settings = WarpSettings(rays, kappa, exponent, antithetic)
-        self._fields: list[SDFField] = []
+        self.settings_secondary = WarpSettings(rays, kappa_secondary, exponent, antithetic)
+        self._ws: WarpScene | None = None
 
     # ---- camera rays: the image position moves with the warp ----
     def _prepare(self, scene: mi.Scene, sensor: int | mi.Sensor) -> mi.Sensor:
@@ -234,8 +240,7 @@ class ReparamIntegrator(InteriorIntegrator):
             raise ValueError("pbdr_reparam needs a smooth reconstruction filter (e.g. <rfilter "
                              "type=\"gaussian\"/>): a warped camera ray moves its image position, "
                              "and a box filter has no derivative there")
-        self._fields = [SDFField.of(shape) for shape in scene.shapes()
-                        if shape.shape_type() == int(mi.ShapeType.SDFGrid)]
+        self._ws = WarpScene.of(scene)
         return sensor
 
     def camera_image(self, scene: mi.Scene, sensor: mi.Sensor, seed: mi.UInt32,
@@ -254,8 +259,8 @@ class ReparamIntegrator(InteriorIntegrator):
             key = self.warp_key(sampler)        # the key of the first bounce's warp in sample()
             ray = mi.Ray3f(ray)
         with dr.resume_grad():
-            d, det = warp_direction(scene, ray.o, ray.o, ray.d, key, SALT_RAY, self.settings,
-                                    mi.Bool(True), self._fields)
+            d, det = warp_direction(self._ws, ray.o, ray.o, ray.d, key, SALT_RAY, self.settings,
+                                    mi.Bool(True))
             it = dr.zeros(mi.Interaction3f)
             it.p = ray.o + d
             ds, _ = sensor.sample_direction(it, mi.Point2f(0.5))
@@ -296,8 +301,10 @@ class ReparamIntegrator(InteriorIntegrator):
         ray = mi.Ray3f(dr.detach(ray))
         if self.reparam_max_depth >= 0:
             active = active & (depth < self.reparam_max_depth)
-        d, det = warp_direction(scene, ray.o, ray.o, ray.d, key, SALT_RAY, self.settings,
-                                active, self._fields)
+        s = self.settings
+        kappa = dr.select(depth == 0, s.kappa, self.settings_secondary.kappa)
+        d, det = warp_direction(self._ws, ray.o, ray.o, ray.d, key, SALT_RAY,
+                                WarpSettings(s.rays, kappa, s.exponent, s.antithetic), active)
         with dr.resume_grad():
             ray_ad = mi.Ray3f(ray)
             ray_ad.d = d
@@ -305,7 +312,7 @@ class ReparamIntegrator(InteriorIntegrator):
 
     def attach_interaction(self, si: mi.SurfaceInteraction3f, ray: mi.Ray3f,
                            active: mi.Bool) -> mi.SurfaceInteraction3f:
-        return attach_to_ray(si, ray, self._fields, active)
+        return self._ws.attach_to_ray(si, ray, active)
 
     def warp_terms(self, L_in: mi.Spectrum, det: mi.Float, ray: mi.Ray3f,
                    si_prev: mi.SurfaceInteraction3f, depth: mi.UInt32,
@@ -327,14 +334,15 @@ class ReparamIntegrator(InteriorIntegrator):
         with the (attached) shading point; the pdf stays detached."""
         if not self.warp_emitter or key is None:
             return super().emitter_sample_weight(scene, si, ds, em_weight, active, key)
-        is_infinite = mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.Infinite)
         o_trace = dr.detach(si.spawn_ray(ds.d).o)
-        ω, det = warp_direction(scene, si.p, o_trace, ds.d, key, SALT_EMITTER, self.settings,
-                                active & ~is_infinite, self._fields)
+        ω, det = warp_direction(self._ws, si.p, o_trace, ds.d, key, SALT_EMITTER,
+                                self.settings_secondary,
+                                active)
         ds.d = ω
         value = scene.eval_emitter_direction(si, ds, active)
         inv_pdf = dr.select(ds.pdf != 0, dr.rcp(dr.detach(ds.pdf)), 0.0)
-        em_weight = dr.replace_grad(em_weight, value * inv_pdf)
+        visible = dr.max(mi.unpolarized_spectrum(dr.detach(em_weight))) > 0   # shadow ray of the primal
+        em_weight = dr.replace_grad(em_weight, dr.select(visible, value * inv_pdf, 0.0))
         return ds, em_weight * det
 
     def to_string(self) -> str:
