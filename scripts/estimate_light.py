@@ -21,7 +21,7 @@ from pbdr.optimize import config_from_dict, optimize, truth_values
 SCENES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scenes")
 
 config = config_from_dict({
-    "scene": "scene.xml", "iterations": 60, "spp": 8, "defines": {"res": "24"},
+    "scene": "scene.xml", "iterations": 100, "spp": 8, "defines": {"res": "24"},
     "target": {"scene": "scene.xml", "spp": 512,
                "defines": {"radiance": "30, 24, 18", "light_x": "0.1", "light_z": "-0.1"}},
     "param": [
