@@ -80,6 +80,29 @@ def test_scene_edges_are_attached_to_parameters() -> None:
         p.restore(params)
 
 
+def test_rotation_perturbation_turns_about_the_centre() -> None:
+    import drjit as dr
+    scene = pbdr.load_scene(scene_path("shadow.xml"))
+    params = pbdr.scene_params(scene)
+    p = pbdr.Perturbation.of(params, "cube.vertex_positions", rotate=(0, 2, 0))
+    v0 = np.array(p.value_at(0.0)).reshape(-1, 3)
+    v1 = np.array(p.value_at(0.4)).reshape(-1, 3)
+    c = np.array(p.centre)
+    assert np.allclose(v0, np.array(params["cube.vertex_positions"]).reshape(-1, 3), atol=1e-6)
+    assert np.allclose(np.linalg.norm(v1 - c, axis=1), np.linalg.norm(v0 - c, axis=1), atol=1e-5)
+    assert np.allclose(v1[:, 1], v0[:, 1], atol=1e-6)                  # about the y axis
+    theta = mi.Float(0.0)
+    dr.enable_grad(theta)
+    out = p.value_at(theta)
+    dr.forward_from(theta)
+    velocity = np.array(dr.grad(out)).reshape(-1, 3)
+    assert np.allclose(velocity, np.cross([0, 1, 0], v0 - c), atol=1e-5)  # ω × (v - c), θ in radians
+    with pytest.raises(pbdr.PbdrError):
+        pbdr.Perturbation.of(params, "cube.bsdf.reflectance.value", rotate=(0, 1, 0))
+    with pytest.raises(pbdr.PbdrError):
+        pbdr.Perturbation.of(params, "cube.vertex_positions", (1, 0, 0), (0, 1, 0))
+
+
 # ---- primary edges (max_depth 1: the derivative is all boundary term) ----
 
 @pytest.mark.parametrize("key,direction,rfilter", [

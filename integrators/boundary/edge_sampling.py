@@ -51,7 +51,7 @@ unbounded weights at contact points when the point is drawn uniformly.
 
 This is the per-point importance that Li et al. 2018 (sec. 5.2)
 approximate with a hierarchy over edges; here it is evaluated exactly for
-every edge in two passes (sum, then inversion), :math:`O(E \cdot T)` per
+every edge in one pass (streaming inversion), :math:`O(E \cdot T)` per
 sample for :math:`E` edges and :math:`T \le` ``MAX_EMITTER_TRIANGLES``
 emitter triangles, which suits scenes of up to a few thousand edges.
 The baselines ``uniform`` and ``length`` draw an edge from one scene-wide
@@ -236,7 +236,7 @@ class EdgeSampler:
 
     # ---- sampling ----
     def sample(self, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool, u_strategy: mi.Float,
-               u_edge: mi.Float, u_point: mi.Float, active: mi.Bool) -> EdgeSample:
+               u_edge: mi.Float, u_light: mi.Float, u_point: mi.Float, active: mi.Bool) -> EdgeSample:
         """An edge and a point on it for shading points ``p`` (normal ``n`` on the side of wi)."""
         if self.scheme != "importance":
             idx = self.distr.sample(u_edge, active)
@@ -244,13 +244,12 @@ class EdgeSampler:
             inv_pdf = length / dr.gather(mi.Float, self.pmf, idx)
             return EdgeSample(idx, u_point, inv_pdf, active)
 
-        total_g, total_l = self._totals(p, n, clip, active)
-        dr.eval(total_g, total_l)   # once: a loop output evaluated later would rerun the loop
+        j_g, j_l, u_part, total_g, total_l = self._choose(p, n, clip, u_edge, u_light, active)
+        dr.eval(j_g, j_l, u_part, total_g, total_l)   # together: each alone would rerun the loop
+        u_part = dr.clip(u_part, 0.0, 0.99999994)      # still uniform: picks the part of edge j_l
         q = dr.select(total_l > 0, self.q, 0.0)
         by_light = u_strategy < q
-        idx, u_part = self._choose(p, n, clip, by_light, u_edge * dr.select(by_light, total_l, total_g),
-                                   active)
-        dr.eval(idx, u_part)
+        idx = dr.select(by_light, j_l, j_g)
         line = self._line_at(idx, p, n, clip)
         # The part of the edge to draw the point from.
         lo, hi = mi.Float(line.t_a), mi.Float(line.t_b)
@@ -291,35 +290,33 @@ class EdgeSampler:
         return dr.select((W > 0) & (t >= lo) & (t <= hi), W * p_l, 0.0)
 
     @dr.syntax
-    def _totals(self, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool,
-                active: mi.Bool) -> tuple[mi.Float, mi.Float]:
-        """Σ_j W_geometry and Σ_j W_light."""
+    def _choose(self, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool, u_g: mi.Float, u_l: mi.Float,
+                active: mi.Bool) -> tuple[mi.UInt32, mi.UInt32, mi.Float, mi.Float, mi.Float]:
+        """One pass over the edges: an edge ∝ W_geometry, one ∝ W_light, and both sums.
+
+        Streaming inversion: edge j replaces the choice with probability
+        W_j / Σ_{i<=j} W_i, decided by one uniform number that is rescaled
+        to stay uniform (P(j) = W_j / ΣW exactly, up to rounding); what is
+        left of u_l is uniform again, given the choices, and is returned.
+        """
         total_g, total_l = mi.Float(0.0), mi.Float(0.0)
+        j_g, j_l = mi.UInt32(0), mi.UInt32(0)
         j = mi.UInt32(0)
         while active & (j < self.count):
             W_g, W_l = self._weights(j, p, n, clip)
             total_g += W_g
             total_l += W_l
+            if W_g > 0:
+                P = W_g / total_g
+                if u_g < P:
+                    j_g, u_g = j, u_g / P
+                else:
+                    u_g = (u_g - P) / (1 - P)
+            if W_l > 0:
+                P = W_l / total_l
+                if u_l < P:
+                    j_l, u_l = j, u_l / P
+                else:
+                    u_l = (u_l - P) / (1 - P)
             j += 1
-        return total_g, total_l
-
-    @dr.syntax
-    def _choose(self, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool, by_light: mi.Bool,
-                target: mi.Float, active: mi.Bool) -> tuple[mi.UInt32, mi.Float]:
-        """The edge where the running sum of the strategy's W passes ``target``, and the
-        position of the target inside that edge's weight (a fresh uniform number)."""
-        acc = mi.Float(0.0)
-        chosen, u_part = mi.UInt32(0), mi.Float(0.0)
-        found = mi.Bool(False)
-        j = mi.UInt32(0)
-        while active & ~found & (j < self.count):
-            W_g, W_l = self._weights(j, p, n, clip)
-            W = dr.select(by_light, W_l, W_g)
-            if W > 0:
-                # The last positive edge catches u · ΣW rounding up to ΣW.
-                chosen = j
-                u_part = dr.clip((target - acc) / W, 0.0, 0.99999994)
-                found = acc + W > target
-            acc += W
-            j += 1
-        return chosen, u_part
+        return j_g, j_l, u_l, total_g, total_l

@@ -120,7 +120,7 @@ def secondary_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
         n_c = si.sh_frame.n * dr.sign(mi.Frame3f.cos_theta(si.wi))
         clip = ~mi.has_flag(bsdf.flags(), mi.BSDFFlags.Transmission)
         smp = edge_sampler.sample(si.p, n_c, clip, sampler.next_1d(), sampler.next_1d(),
-                                  sampler.next_1d(), active)
+                                  sampler.next_1d(), sampler.next_1d(), active)
         idx, active = smp.index, active & smp.active
     with dr.resume_grad():
         si_ad = pi.compute_surface_interaction(ray, mi.RayFlags.All, active)
