@@ -9,6 +9,8 @@ majorant), where delta tracking with the plain majorant samples no null
 collisions (smoke_box.xml).
 uniform.vol (16^3): a constant grid, the usual starting point of a density
 recovery (``smoke_box.xml -D density=uniform.vol``).
+recover/truth.vol, recover/init.vol (16^3): the density to recover (two puffs
+of different size over a thin haze) and the uniform start (recover/config.toml).
 """
 from __future__ import annotations
 
@@ -35,6 +37,14 @@ def uniform() -> np.ndarray:
     return np.ones((RES, RES, RES), dtype=np.float32)
 
 
+def recover_truth() -> np.ndarray:
+    return voxels.blobs(RES, [((0.38, 0.4, 0.45), 0.17, 1.0), ((0.68, 0.64, 0.55), 0.11, 0.8)], floor=0.02)
+
+
+def recover_init() -> np.ndarray:
+    return np.full((RES, RES, RES), 0.1, dtype=np.float32)
+
+
 def albedo() -> np.ndarray:
     x = voxels.cell_centers(RES)
     zz, yy, xx = np.meshgrid(x, x, x, indexing="ij")
@@ -48,4 +58,6 @@ if __name__ == "__main__":
     voxels.write_vol(HERE / "albedo.vol", albedo())
     voxels.write_vol(HERE / "smoke_box.vol", smoke_box())
     voxels.write_vol(HERE / "uniform.vol", uniform())
+    voxels.write_vol(HERE / "recover" / "truth.vol", recover_truth())
+    voxels.write_vol(HERE / "recover" / "init.vol", recover_init())
     print("wrote density.vol, albedo.vol, smoke_box.vol, uniform.vol in", HERE)
