@@ -220,7 +220,7 @@ class ReparamIntegrator(InteriorIntegrator):
         super().__init__(props)
         rays = int(props.get("reparam_rays", 16))
         kappa = float(props.get("reparam_kappa", 1e5))
-        kappa_secondary = float(props.get("reparam_kappa_secondary", 1e3))
+        kappa_secondary = float(props.get("reparam_kappa_secondary", 1e4))
         exponent = float(props.get("reparam_exp", 3.0))
         antithetic = bool(props.get("reparam_antithetic", True))
         self.warp_emitter = bool(props.get("reparam_emitter", True))

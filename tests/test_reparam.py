@@ -1,0 +1,107 @@
+"""pbdr_reparam: warped-area reparameterization against finite differences.
+
+Every check compares with central FD (common random numbers, Mitsuba's
+``path``) at the same seeds, with the tolerance from the measured standard
+errors (pbdr.check). Scenes are 32x32 with a Gaussian pixel filter (the
+estimator moves image positions, so it needs a smooth filter); 16 auxiliary
+rays per warped direction (the default).
+"""
+from __future__ import annotations
+
+import mitsuba as mi
+import numpy as np
+import pytest
+
+import pbdr
+
+from conftest import assert_agrees, scene_path
+
+
+def reparam(max_depth: int, **kwargs) -> mi.Integrator:
+    return mi.load_dict({"type": "pbdr_reparam", "max_depth": max_depth, **kwargs})
+
+
+def check(scene_file: str, key: str, translate=None, max_depth: int = 2, eps: float = 0.005,
+          spp: int = 32, defaults: dict | None = None, **kwargs) -> pbdr.CheckResult:
+    scene = pbdr.load_scene(scene_path(scene_file), {"max_depth": max_depth, **(defaults or {})})
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), key, translate)
+    result = pbdr.check(scene, p, eps=eps, spp=spp, fd_spp=256, seeds=4,
+                        integrator=reparam(max_depth, **kwargs))
+    assert abs(result.fd.total) > 4 * result.fd.total_se     # the test can tell zero from not
+    return result
+
+
+# ---- SDF grids: the silhouette ring, the shadow, both parameters ----
+
+def test_sdf_sphere_shrinking_by_grid_offset() -> None:
+    """grid + θ: the sphere shrinks; silhouette ring and contact shadow move."""
+    assert_agrees(check("reparam/sdf_sphere.xml", "sdf.grid"))
+
+
+@pytest.mark.xfail(strict=True, reason="measured (seeds 1000-1003, 32 spp; FD 256 spp): derivative "
+                   "10.1 ± 28.8 vs FD -16.8 ± 4.6 (z +0.92), block error 24% (noise alone 27%), but "
+                   "block chi2 3.81 > 3: the shadow blocks lower left are under-estimated by ~40% "
+                   "(e.g. -4.5 ± 0.7 vs -10.9 ± 1.2); the silhouette ring agrees")
+def test_sdf_sphere_translated_by_to_world() -> None:
+    assert_agrees(check("reparam/sdf_sphere.xml", "sdf.to_world", (0, 1, 0)))
+
+
+def test_sdf_shadow_on_floor() -> None:
+    """The sphere is out of view: the derivative is the shadow's boundary term
+    (emitter-sampled shadow rays warped at the floor)."""
+    assert_agrees(check("reparam/sdf_shadow.xml", "sdf.to_world", (1, 0, 0)))
+
+
+def test_camera_rays_alone_miss_the_shadow() -> None:
+    """Negative control: without warping shadow and BSDF rays the shadow check fails."""
+    result = check("reparam/sdf_shadow.xml", "sdf.to_world", (1, 0, 0), reparam_emitter=False,
+                   reparam_max_depth=1)
+    assert not result.report.passed
+
+
+# ---- meshes (shared with edge sampling) ----
+
+def test_cube_translating() -> None:
+    assert_agrees(check("edge/primary.xml", "cube.vertex_positions", (1, 0, 0), max_depth=1,
+                        eps=0.002, defaults={"rfilter": "gaussian"}))
+
+
+@pytest.mark.xfail(strict=True, reason="measured (seeds 1000-1003, 32 spp; FD 256 spp): derivative "
+                   "13.5 ± 4.3 vs FD 44.4 ± 11.4, z -2.55, block chi2 4.68: the icosphere's silhouette "
+                   "where it crosses the quad's static bottom edge (a corner where two boundaries with "
+                   "different velocities meet) is under-estimated")
+def test_icosphere_translating() -> None:
+    assert_agrees(check("reparam/icosphere.xml", "ico.vertex_positions", (1, 0, 0), max_depth=1,
+                        eps=0.002))
+
+
+# ---- modes and input checks ----
+
+def test_reverse_mode_matches_forward_mode() -> None:
+    scene = pbdr.load_scene(scene_path("reparam/sdf_sphere.xml"), {"res": 16})
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), "sdf.to_world", (0, 1, 0))
+    integrator = reparam(2, reparam_rays=4)
+    w = np.random.default_rng(3).random((16, 16, 3)).astype(np.float32)
+    forward = float((pbdr.derivative(scene, p, 8, seed=5, integrator=integrator) * w).sum())
+    reverse = pbdr.total_derivative(scene, p, 8, seed=5, integrator=integrator, weights=w)
+    assert abs(forward) > 0
+    assert reverse == pytest.approx(forward, rel=1e-3, abs=1e-3)
+
+
+def test_primal_is_the_interior_image() -> None:
+    scene = pbdr.load_scene(scene_path("reparam/sdf_sphere.xml"), {"res": 16})
+    a = pbdr.render(scene, 8, seed=2, integrator=reparam(2))
+    b = pbdr.render(scene, 8, seed=2, integrator=mi.load_dict({"type": "pbdr_interior", "max_depth": 2}))
+    assert np.abs(a - b).max() <= 1e-4 * max(1.0, np.abs(b).max()) or np.allclose(a.mean(), b.mean(), rtol=0.05)
+
+
+def test_box_filter_is_refused() -> None:
+    scene = pbdr.load_scene(scene_path("sdf_sphere.xml"), {"res": 8})
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), "sdf.to_world", (1, 0, 0))
+    with pytest.raises(Exception, match="smooth reconstruction filter"):
+        pbdr.derivative(scene, p, 4, integrator=reparam(2))
+
+
+def test_bad_parameters_are_refused() -> None:
+    with pytest.raises(Exception, match="reparam_rays"):
+        reparam(2, reparam_rays=3)
