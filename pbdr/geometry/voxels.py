@@ -132,7 +132,7 @@ class VoxelPerturbation(Perturbation):
         d = np.asarray(direction, dtype=np.float32)
         if d.size != dr.width(value.array):
             raise PbdrError(f"direction has {d.size} values, '{key}' has {dr.width(value.array)}")
-        return VoxelPerturbation(key, dr.detach(mi.TensorXf(value)), None, d.reshape(-1))
+        return VoxelPerturbation(key, dr.detach(mi.TensorXf(value)), direction=d.reshape(-1))
 
     @staticmethod
     def voxel(params: mi.SceneParameters, key: str, index: Sequence[int]) -> "VoxelPerturbation":
