@@ -6,6 +6,8 @@ standard errors (pbdr.check). Scenes are 32x32 with 16^3 grids.
 """
 from __future__ import annotations
 
+import json
+
 import drjit as dr
 import mitsuba as mi
 import numpy as np
@@ -187,14 +189,14 @@ def test_cli_scale_and_refusal(tmp_path, capsys) -> None:
 
 # ---- Density recovery (pbdr optimize, scenes/volume/recover) ----
 
-def recover(integrator: str = "pbdr_volume") -> tuple[float, float]:
+def recover(integrator: str = "pbdr_volume", out_dir: str | None = None) -> tuple[float, float]:
     """30 steps at 16x16, 8 spp, four views: (grid RMS error final/initial, loss last/first)."""
     from dataclasses import replace
     from pbdr.optimize import load_config, optimize
 
     config = load_config(scene_path("volume/recover/config.toml"))
     config.params[0].lr = 0.1
-    config = replace(config, iterations=30, spp=8, spp_grad=8, out_dir=None, integrator=integrator,
+    config = replace(config, iterations=30, spp=8, spp_grad=8, out_dir=out_dir, integrator=integrator,
                      defines={**config.defines, "res": "16"}, target=replace(config.target, spp=64))
     truth = voxels.read_vol(scene_path("volume/recover/truth.vol")).ravel()
     initial = voxels.read_vol(scene_path("volume/recover/init.vol")).ravel()
@@ -212,10 +214,14 @@ def recover(integrator: str = "pbdr_volume") -> tuple[float, float]:
 ERROR_RATIO_BOUND = 0.68
 
 
-def test_density_recovery_from_four_views() -> None:
-    error_ratio, loss_ratio = recover()
+def test_density_recovery_from_four_views(tmp_path) -> None:
+    error_ratio, loss_ratio = recover(out_dir=str(tmp_path / "run"))
     assert loss_ratio < 0.6, loss_ratio
     assert error_ratio < ERROR_RATIO_BOUND, error_ratio
+    # The recovered grid is written back as a .vol the exported scene reads.
+    recovered = np.array(json.loads((tmp_path / "run" / "params.json").read_text())[f"{MEDIUM}.sigma_t.data"])
+    exported = pbdr.scene_params(pbdr.load_scene(tmp_path / "run" / "scene" / "scene.xml"))
+    np.testing.assert_allclose(np.array(exported[f"{MEDIUM}.sigma_t.data"]).ravel(), recovered, rtol=1e-6)
 
 
 def test_density_recovery_bound_catches_a_biased_gradient() -> None:

@@ -32,6 +32,9 @@ def walk(elem: ET.Element, parts: list[str]) -> ET.Element | None:
         child = next((c for c in elem if c.get("name") == part), None)
         if child is None:
             child = next((c for c in elem if c.tag == part), None)
+        if child is None and part in ("interior_medium", "exterior_medium"):
+            # mi.traverse's "interior_medium" is <medium name="interior"> in the XML
+            child = next((c for c in elem if c.tag == "medium" and c.get("name") == part[:-7]), None)
         if child is None:
             return None
         elem = child
