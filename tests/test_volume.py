@@ -161,11 +161,15 @@ def test_floor_reflectance_with_medium() -> None:
                         eps=0.02))
 
 
-def test_forward_and_reverse_agree() -> None:
-    scene = pbdr.load_scene(scene_path(SMOKE))
+@pytest.mark.parametrize("scene_name, keys", [
+    (SMOKE, ("sigma_t.data", "albedo.data", "scale")),
+    (HOMOGENEOUS, ("sigma_t.value.value", "albedo.value.value")),   # exact free flights
+])
+def test_forward_and_reverse_agree(scene_name: str, keys: tuple[str, ...]) -> None:
+    scene = pbdr.load_scene(scene_path(scene_name))
     integrator = volume_integrator()
-    for key in (f"{MEDIUM}.sigma_t.data", f"{MEDIUM}.albedo.data"):
-        p = pbdr.Perturbation.of(pbdr.scene_params(scene), key)
+    for key in keys:
+        p = pbdr.Perturbation.of(pbdr.scene_params(scene), f"{MEDIUM}.{key}")
         weights = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
         forward = float((pbdr.derivative(scene, p, 16, 7, integrator) * weights).sum(dtype=np.float64))
         reverse = pbdr.total_derivative(scene, p, 16, 7, integrator, weights=weights)
