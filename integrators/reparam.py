@@ -33,17 +33,22 @@ the point that ray hits, attached to the shape's motion (``FollowShape``:
 rigid for ``to_world`` and meshes, along the normal for ``sdfgrid`` grid
 values), and :math:`B` a boundary test that vanishes on discontinuities:
 
-- triangle meshes: 3·(smallest barycentric coordinate), zero on every edge
-  (silhouettes of flat and smooth meshes are edges);
+- triangle meshes: 3·(barycentric distance to the nearest edge of the hit
+  triangle that can be a discontinuity: open boundaries and shading creases
+  always, smooth edges when they are silhouettes from the ray's origin, never
+  the diagonal between coplanar faces; ``pbdr.geometry.face_edges``);
 - ``sdfgrid`` and other smooth shapes: :math:`(n\cdot\omega_i)^2`, zero on the silhouette;
-- camera rays: also the borders of the (box-filter) pixels, whose velocity is
-  zero, so every pixel is mapped onto itself;
 - nothing hit: 1.
 
 The weights blow up at a boundary, so there :math:`\mathcal{V}` takes the
 boundary's velocity. The divergence follows from the analytic gradient of
 the weights in :math:`\omega`. In the primal pass the warp is the identity:
 only derivatives change, and the image is ``pbdr_interior``'s.
+
+Camera rays: the warp moves a sample's image position, so the film is
+splatted at the warped (attached) position with the Jacobian as weight, as
+Mitsuba 3.4's ``prb_reparam`` did; this needs a smooth pixel filter
+(``gaussian``), a box filter is refused.
 
 Where the warp applies: camera rays (fixed origin), BSDF-sampled rays at
 every bounce up to ``max_depth`` (the origin fixed, as in
@@ -66,14 +71,22 @@ noise of :math:`\mathcal{V}` at almost no cost.
 
 Limits: a discontinuity seen from a *moving* shading point through a
 BSDF-sampled ray moves only with the geometry in this estimator (not with
-the shading point); the camera must use a ``box`` filter; ``sdfgrid``
-shading normals change at voxel faces, which this estimator treats as smooth.
+the shading point); the camera needs a smooth pixel filter; where a moving
+silhouette crosses a static edge (a corner) the harmonic average cannot
+follow both and the derivative there is biased; rare directions with large
+divergence make shadow derivatives heavy-tailed at few samples.
 
 Plugin parameters
 -----------------
 - ``max_depth``, ``rr_depth``, ``hide_emitters``: as ``pbdr_interior``.
 - ``reparam_rays`` (int, default 16): auxiliary rays per warped direction.
-- ``reparam_kappa`` (float, default 1e5): vMF concentration :math:`\kappa`.
+- ``reparam_kappa`` (float, default 1e5): vMF concentration :math:`\kappa` of
+  camera rays (about a sixth of a pixel at 32x32).
+- ``reparam_kappa_secondary`` (float, default 1e4): :math:`\kappa` of shadow
+  and BSDF rays: a wider lobe spreads a shadow edge's derivative over more
+  samples (less variance); 1e3 under-estimated shadow blocks of
+  ``scenes/reparam/sdf_shadow.xml`` by up to 2x (bias), 1e5 leaves the edge to
+  a handful of samples per pixel (variance).
 - ``reparam_exp`` (float, default 3): weight exponent :math:`\gamma`.
 - ``reparam_antithetic`` (bool, default true): mirrored pairs of rays.
 - ``reparam_emitter`` (bool, default true): warp emitter-sampled shadow rays.

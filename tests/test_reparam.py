@@ -88,11 +88,15 @@ def test_reverse_mode_matches_forward_mode() -> None:
     assert reverse == pytest.approx(forward, rel=1e-3, abs=1e-3)
 
 
-def test_primal_is_the_interior_image() -> None:
+def test_primal_estimates_the_interior_image() -> None:
+    """The warp is the identity in the primal pass: same image as pbdr_interior
+    up to noise (one more sampler dimension per bounce decorrelates the samples)."""
     scene = pbdr.load_scene(scene_path("reparam/sdf_sphere.xml"), {"res": 16})
-    a = pbdr.render(scene, 8, seed=2, integrator=reparam(2))
-    b = pbdr.render(scene, 8, seed=2, integrator=mi.load_dict({"type": "pbdr_interior", "max_depth": 2}))
-    assert np.abs(a - b).max() <= 1e-4 * max(1.0, np.abs(b).max()) or np.allclose(a.mean(), b.mean(), rtol=0.05)
+    interior = mi.load_dict({"type": "pbdr_interior", "max_depth": 2})
+    a = np.stack([pbdr.render(scene, 16, seed=s, integrator=reparam(2)).mean() for s in range(4)])
+    b = np.stack([pbdr.render(scene, 16, seed=s, integrator=interior).mean() for s in range(4)])
+    se = np.hypot(a.std(ddof=1), b.std(ddof=1)) / 2
+    assert abs(a.mean() - b.mean()) <= 4 * se + 1e-6
 
 
 def test_box_filter_is_refused() -> None:

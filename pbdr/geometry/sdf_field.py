@@ -14,10 +14,10 @@ moves, along the normal (the implicit-function derivative):
     p' = p - ∇F · F(p; θ) / |∇F|²       (∇F detached, F attached)
 
 At θ₀, F(p) = 0 so p' = p; its derivative is the normal velocity of the
-surface, for changes of the grid values and of ``to_world`` alike.
-Mitsuba 3.9.1's own ``FollowShape`` interaction for ``sdfgrid`` has zero
-derivative at points near silhouettes, which is where a boundary estimator
-needs it.
+surface, for changes of the grid values and of ``to_world`` alike. (Mitsuba's
+``FollowShape`` interaction computes the same point inside the shape; this
+version is plain Dr.Jit, so its derivatives can be checked and do not depend
+on a shape's ray flags.)
 """
 from __future__ import annotations
 
