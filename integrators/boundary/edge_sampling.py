@@ -212,10 +212,12 @@ class EdgeSampler:
                      dr.gather(mi.Bool, self.always, j), dr.gather(mi.Bool, self.facing, j),
                      dr.gather(mi.Bool, self.open, j))
 
-    def _light_parts(self, j: mi.UInt32, line: _Line, p: mi.Point3f, clip: mi.Bool) -> list:
-        """(lo, hi, W) of each part of edge j the light strategy samples from."""
-        own = dr.gather(mi.Bool, self.emitter_edge, j)     # an emitter's own edge: all of it
-        parts = [(line.t_a, line.t_b, dr.select(own, line.weight(line.t_a, line.t_b, clip), 0.0))]
+    def _light_parts(self, j: mi.UInt32, line: _Line, p: mi.Point3f, clip: mi.Bool,
+                     W_g: mi.Float) -> list:
+        """(lo, hi, W) of each part of edge j the light strategy samples from
+        (``W_g``: the edge's geometry weight, the whole of an emitter's own edge)."""
+        own = dr.gather(mi.Bool, self.emitter_edge, j)
+        parts = [(line.t_a, line.t_b, dr.select(own, W_g, 0.0))]
         shape = dr.gather(mi.UInt32, self.shape, j)
         for k in range(self.tri_count):
             idx = mi.UInt32(k)
@@ -229,10 +231,12 @@ class EdgeSampler:
                  clip: mi.Bool) -> tuple[mi.Float, mi.Float]:
         """(W_geometry, W_light) of edge j at p."""
         line = self._line_at(j, p, n, clip)
+        W_g = line.weight(line.t_a, line.t_b, clip)
         W_light = mi.Float(0.0)
-        for _, _, W in self._light_parts(j, line, p, clip):
-            W_light += W
-        return line.weight(line.t_a, line.t_b, clip), W_light
+        if self.q > 0:
+            for _, _, W in self._light_parts(j, line, p, clip, W_g):
+                W_light += W
+        return W_g, W_light
 
     # ---- sampling ----
     def sample(self, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool, u_strategy: mi.Float,
@@ -253,8 +257,9 @@ class EdgeSampler:
         line = self._line_at(idx, p, n, clip)
         # The part of the edge to draw the point from.
         lo, hi = mi.Float(line.t_a), mi.Float(line.t_b)
+        W_g = line.weight(line.t_a, line.t_b, clip)
         if self.q > 0:
-            parts = self._light_parts(idx, line, p, clip)
+            parts = self._light_parts(idx, line, p, clip, W_g)
             W_l = mi.Float(0.0)
             for _, _, W in parts:
                 W_l += W
@@ -269,7 +274,6 @@ class EdgeSampler:
         s = line.d * sin * dr.rsqrt(dr.maximum((1 - sin) * (1 + sin), 1e-12))
         t = dr.clip((s - line.s0) / line.length, lo, hi)
 
-        W_g = line.weight(line.t_a, line.t_b, clip)
         pdf = (1 - q) * self._pdf_part(line, line.t_a, line.t_b, W_g, t) / total_g
         if self.q > 0:
             pdf_l = mi.Float(0.0)

@@ -207,9 +207,11 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
         ray, ray_weight = sensor.sample_ray(sensor.shutter_open(), wavelength, xs / size, mi.Point2f(0.5))
         on_face, target = _face_sides(cam, edges, idx, dr.detach(dr.lerp(p0, p1, s)), x, n, i, sign)
         ray[on_face] = cam.ray_towards(target)
+        dr.eval(ray, ray_weight, inside)
         L, _, _, _ = integrator.sample(dr.ADMode.Primal, scene, side_sampler, ray, None, None,
                                        mi.Bool(True))
         L = dr.select(inside, L * ray_weight, 0.0)
+        dr.eval(L)      # all channels in one kernel: one by one, each would retrace the paths
         ΔL = dr.gather(mi.Spectrum, L, 2 * dr.arange(mi.UInt32, count)) - \
             dr.gather(mi.Spectrum, L, 2 * dr.arange(mi.UInt32, count) + 1)
         ΔL_w = ΔL * (scale / count)
