@@ -64,22 +64,70 @@ i.e. the perturbation adds no scattering where :math:`\sigma_t = 0` at
 
 Next-event estimation from media and smooth surfaces is MIS-weighted with
 phase/BSDF sampling; emitted radiance, BSDF values and emitter values are
-differentiated as in ``pbdr_interior`` (shape motion is not). Spectrally
-varying extinction is allowed (null weights may then be negative); free
-flights use channel 0 of the majorant.
+differentiated as in ``pbdr_interior``. Spectrally varying extinction is
+allowed (null weights may then be negative); free flights use channel 0 of
+the majorant.
+
+Boundary term of moving meshes (primary edges)
+----------------------------------------------
+The path replay above is the interior term: camera rays, sampled distances
+and visibility are fixed, so it holds no derivative of *where* a mesh is.
+When mesh vertex positions carry gradients (``*.vertex_positions``, a
+mesh's ``to_world`` perturbation), the silhouettes seen from the camera add
+the primary-edge term of ``pbdr_edge`` (Li, Aittala, Durand, Lehtinen 2018,
+eq. 5),
+
+.. math::
+
+    \partial_\pi I_p^{\text{boundary}} = \int_{\text{edges}}
+        \frac{k_p(x)}{\int k}\, \big(L(x - \epsilon n) - L(x + \epsilon n)\big)\,
+        (n \cdot \partial_\pi x)\, d\ell(x),
+
+computed by ``integrators/boundary/primary_edges.py`` itself (no copy):
+that module traces both sides of each edge sample with *this* integrator's
+primal ``sample``, so :math:`L` on either side is the volumetric radiance
+(attenuation along the camera ray, in-scattering, surfaces behind the
+medium). Silhouettes seen through a medium therefore get the right jump.
+Camera rays start outside media, as for the interior term. The medium
+containers' own edges are sampled too but do not move (no velocity, no
+contribution): media containers are assumed static (this is "where the
+medium container does not move"; a moving container would also need the
+boundary of its medium's interior, which is not implemented).
+
+Not implemented: *secondary* edges (silhouettes seen from path vertices:
+shadows of a moving mesh cast on surfaces or into a medium, and occlusion
+of a moving mesh seen from medium vertices). ``pbdr_edge``'s secondary
+sampler walks its own surface-only camera paths (no transmittance, no
+medium vertices), so it is not used here; a moving mesh whose shadow or
+indirect occlusion is visible gets a biased derivative, and so does its
+shading (the hit point and normal of a moving mesh are not differentiated
+in the interior term, which matters for faces not parallel to the motion).
+
+When no mesh has gradient-enabled vertex positions (density, albedo,
+material or light-colour derivatives) the boundary pass is skipped, so
+those derivatives cost what they did without it.
 
 Plugin parameters
 -----------------
 - ``max_depth`` (int, default 6): longest path in real scattering events, as ``volpath``.
 - ``rr_depth`` (int, default 5): depth at which Russian roulette starts.
 - ``majorant_factor`` (float, default 1.5): :math:`\kappa > 1` (heterogeneous media).
+- ``primary`` (bool, default true): add the primary-edge boundary term
+  (when some mesh moves).
+- ``spp_primary`` (int, default -1): primary-edge samples per pixel of the
+  image (``spp_primary · W · H`` edge points, each traced on both sides);
+  -1 uses a quarter of the call's spp, as ``pbdr_edge``.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import drjit as dr
 import mitsuba as mi
 
 from mitsuba.ad.integrators.common import RBIntegrator, mis_weight
+
+from integrators.boundary.primary_edges import render_primary_backward, render_primary_forward
 
 
 def free_flight_sample(u: mi.Float, factor: mi.Float | float) -> mi.Float:
@@ -117,6 +165,51 @@ class VolumeIntegrator(RBIntegrator):
         self.majorant_factor = float(props.get("majorant_factor", 1.5))
         if not self.majorant_factor > 1.0:
             raise ValueError(f"pbdr_volume: majorant_factor must be > 1, got {self.majorant_factor}")
+        self.use_primary = bool(props.get("primary", True))
+        self.spp_primary = int(props.get("spp_primary", -1))
+
+    # ---- Boundary term: primary edges of moving meshes (integrators/boundary/primary_edges.py) ----
+    @staticmethod
+    def meshes_move(scene: mi.Scene) -> bool:
+        """Whether some mesh's vertex positions carry gradients (a cheap flag test, no read-back)."""
+        for shape in scene.shapes():
+            buffer = getattr(shape, "vertex_positions_buffer", None)
+            if buffer is not None and dr.grad_enabled(buffer()):
+                return True
+        return False
+
+    def primary_count(self, scene: mi.Scene, sensor: mi.Sensor, spp: int) -> int:
+        """Primary-edge samples for a call with ``spp``: 0 when off or when no mesh moves."""
+        if not self.use_primary or not self.meshes_move(scene):
+            return 0
+        base = spp if spp > 0 else sensor.sampler().sample_count()
+        per_pixel = self.spp_primary if self.spp_primary > 0 else max(1, base // 4)
+        size = sensor.film().crop_size()
+        return per_pixel * int(size[0]) * int(size[1])
+
+    @staticmethod
+    def sensor_of(scene: mi.Scene, sensor: int | mi.Sensor) -> mi.Sensor:
+        return scene.sensors()[sensor] if isinstance(sensor, int) else sensor
+
+    def render_forward(self, scene: mi.Scene, params: Any, sensor: int | mi.Sensor = 0,
+                       seed: mi.UInt32 = 0, spp: int = 0) -> mi.TensorXf:
+        """Interior term (path replay) + primary-edge term of moving meshes."""
+        sensor = self.sensor_of(scene, sensor)
+        n_primary = self.primary_count(scene, sensor, spp)
+        image = super().render_forward(scene, params, sensor, seed, spp)
+        if n_primary > 0:
+            image = image + render_primary_forward(scene, sensor, self, mi.UInt32(seed), n_primary)
+        return image
+
+    def render_backward(self, scene: mi.Scene, params: Any, grad_in: mi.TensorXf,
+                        sensor: int | mi.Sensor = 0, seed: mi.UInt32 = 0, spp: int = 0) -> None:
+        """Reverse mode of ``render_forward``: both terms accumulate into the parameters' gradients."""
+        sensor = self.sensor_of(scene, sensor)
+        n_primary = self.primary_count(scene, sensor, spp)
+        super().render_backward(scene, params, grad_in, sensor, seed, spp)
+        if n_primary > 0:
+            render_primary_backward(scene, sensor, self, grad_in, mi.UInt32(seed), n_primary)
+            dr.eval()
 
     def tentative_collision(self, medium: mi.MediumPtr, ray: mi.Ray3f, u: mi.Float, active: mi.Bool,
                             attached: bool) -> tuple[mi.MediumInteraction3f, mi.Float, mi.Bool]:
@@ -390,4 +483,5 @@ class VolumeIntegrator(RBIntegrator):
 
     def to_string(self) -> str:
         return (f"VolumeIntegrator[max_depth = {self.max_depth}, rr_depth = {self.rr_depth}, "
-                f"majorant_factor = {self.majorant_factor}]")
+                f"majorant_factor = {self.majorant_factor}, primary = {self.use_primary}, "
+                f"spp_primary = {self.spp_primary}]")
