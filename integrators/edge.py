@@ -59,6 +59,7 @@ import drjit as dr
 import mitsuba as mi
 
 from integrators.interior import InteriorIntegrator
+from integrators.boundary import boundary_sample_count, sensor_of
 from integrators.boundary.primary_edges import render_primary_backward, render_primary_forward
 from integrators.boundary.secondary_edges import render_secondary_backward, render_secondary_forward
 
@@ -81,19 +82,12 @@ class EdgeIntegrator(InteriorIntegrator):
         """(interior spp, primary edge samples, secondary camera paths) for a call with ``spp``."""
         base = spp if spp > 0 else sensor.sampler().sample_count()
         interior = self.spp_interior if self.spp_interior > 0 else base
-        primary = self.spp_primary if self.spp_primary > 0 else max(1, interior // 4)
-        secondary = self.spp_secondary if self.spp_secondary > 0 else max(1, interior // 8)
-        size = sensor.film().crop_size()
-        pixels = int(size[0]) * int(size[1])
-        return interior, primary * pixels, secondary * pixels
-
-    @staticmethod
-    def sensor_of(scene: mi.Scene, sensor: int | mi.Sensor) -> mi.Sensor:
-        return scene.sensors()[sensor] if isinstance(sensor, int) else sensor
+        return (interior, boundary_sample_count(sensor, self.spp_primary, interior, 4),
+                boundary_sample_count(sensor, self.spp_secondary, interior, 8))
 
     def render_forward(self, scene: mi.Scene, params: Any, sensor: int | mi.Sensor = 0,
                        seed: mi.UInt32 = 0, spp: int = 0) -> mi.TensorXf:
-        sensor = self.sensor_of(scene, sensor)
+        sensor = sensor_of(scene, sensor)
         spp_i, n_primary, n_secondary = self.counts(sensor, spp)
         if self.use_interior:
             image = super().render_forward(scene, params, sensor, seed, spp_i)
@@ -109,7 +103,7 @@ class EdgeIntegrator(InteriorIntegrator):
 
     def render_backward(self, scene: mi.Scene, params: Any, grad_in: mi.TensorXf,
                         sensor: int | mi.Sensor = 0, seed: mi.UInt32 = 0, spp: int = 0) -> None:
-        sensor = self.sensor_of(scene, sensor)
+        sensor = sensor_of(scene, sensor)
         spp_i, n_primary, n_secondary = self.counts(sensor, spp)
         if self.use_interior:
             super().render_backward(scene, params, grad_in, sensor, seed, spp_i)

@@ -127,6 +127,7 @@ import mitsuba as mi
 
 from mitsuba.ad.integrators.common import RBIntegrator, mis_weight
 
+from integrators.boundary import boundary_sample_count, sensor_of
 from integrators.boundary.primary_edges import render_primary_backward, render_primary_forward
 
 
@@ -183,18 +184,12 @@ class VolumeIntegrator(RBIntegrator):
         if not self.use_primary or not self.meshes_move(scene):
             return 0
         base = spp if spp > 0 else sensor.sampler().sample_count()
-        per_pixel = self.spp_primary if self.spp_primary > 0 else max(1, base // 4)
-        size = sensor.film().crop_size()
-        return per_pixel * int(size[0]) * int(size[1])
-
-    @staticmethod
-    def sensor_of(scene: mi.Scene, sensor: int | mi.Sensor) -> mi.Sensor:
-        return scene.sensors()[sensor] if isinstance(sensor, int) else sensor
+        return boundary_sample_count(sensor, self.spp_primary, base, 4)
 
     def render_forward(self, scene: mi.Scene, params: Any, sensor: int | mi.Sensor = 0,
                        seed: mi.UInt32 = 0, spp: int = 0) -> mi.TensorXf:
         """Interior term (path replay) + primary-edge term of moving meshes."""
-        sensor = self.sensor_of(scene, sensor)
+        sensor = sensor_of(scene, sensor)
         n_primary = self.primary_count(scene, sensor, spp)
         image = super().render_forward(scene, params, sensor, seed, spp)
         if n_primary > 0:
@@ -204,7 +199,7 @@ class VolumeIntegrator(RBIntegrator):
     def render_backward(self, scene: mi.Scene, params: Any, grad_in: mi.TensorXf,
                         sensor: int | mi.Sensor = 0, seed: mi.UInt32 = 0, spp: int = 0) -> None:
         """Reverse mode of ``render_forward``: both terms accumulate into the parameters' gradients."""
-        sensor = self.sensor_of(scene, sensor)
+        sensor = sensor_of(scene, sensor)
         n_primary = self.primary_count(scene, sensor, spp)
         super().render_backward(scene, params, grad_in, sensor, seed, spp)
         if n_primary > 0:

@@ -164,6 +164,18 @@ def _behind(line: _Line, p: mi.Point3f, t0: mi.Point3f, t1: mi.Point3f,
     return lo, dr.select(empty, lo, hi)
 
 
+def _stream_step(W: mi.Float, total: mi.Float, j: mi.UInt32, chosen: mi.UInt32,
+                 u: mi.Float) -> tuple[mi.UInt32, mi.Float]:
+    """One step of the streaming inversion: edge ``j`` (weight ``W``, running
+    sum ``total``) replaces ``chosen`` with probability W / total; ``u`` is
+    rescaled so that it stays uniform either way."""
+    P = W / total
+    take = (W > 0) & (u < P)
+    keep = (W > 0) & ~take
+    u = dr.select(take, u / P, dr.select(keep, (u - P) / (1 - P), u))
+    return dr.select(take, j, chosen), u
+
+
 class EdgeSampler:
     """Draws secondary-edge samples at shading points with one of ``SCHEMES``."""
 
@@ -310,17 +322,7 @@ class EdgeSampler:
             W_g, W_l = self._weights(j, p, n, clip)
             total_g += W_g
             total_l += W_l
-            if W_g > 0:
-                P = W_g / total_g
-                if u_g < P:
-                    j_g, u_g = j, u_g / P
-                else:
-                    u_g = (u_g - P) / (1 - P)
-            if W_l > 0:
-                P = W_l / total_l
-                if u_l < P:
-                    j_l, u_l = j, u_l / P
-                else:
-                    u_l = (u_l - P) / (1 - P)
+            j_g, u_g = _stream_step(W_g, total_g, j, j_g, u_g)
+            j_l, u_l = _stream_step(W_l, total_l, j, j_l, u_l)
             j += 1
         return j_g, j_l, u_l, total_g, total_l
