@@ -18,18 +18,20 @@ import mitsuba as mi
 import numpy as np
 
 from ..errors import PbdrError
+from ..geometry.edges import weld
 from .config import RegularizerSpec
 
 
-def weld(positions: np.ndarray) -> np.ndarray:
+def representatives(positions: np.ndarray) -> np.ndarray:
     """Index of the first vertex at the same position, for every vertex.
 
     Built-in shapes split vertices per face (a cube has 24); the Laplacian
     must see one vertex per position or it would pull a face's copy only
-    towards its own face.
+    towards its own face. Positions are welded as the edge tables weld them.
     """
-    _, first, inverse = np.unique(np.round(positions, 6), axis=0, return_index=True, return_inverse=True)
-    return first[inverse.ravel()]
+    ids = weld(positions)
+    _, first = np.unique(ids, return_index=True)
+    return first[ids]
 
 
 def laplacian(params: mi.SceneParameters, key: str, weight: float) -> Callable[[Any], mi.Float]:
@@ -39,7 +41,7 @@ def laplacian(params: mi.SceneParameters, key: str, weight: float) -> Callable[[
     if faces_key not in params:
         raise PbdrError(f"[[regularizer]] laplacian: no '{faces_key}' for '{key}'")
     verts = np.array(params[key]).reshape(-1, 3)
-    rep = weld(verts)
+    rep = representatives(verts)
     faces = rep[np.array(params[faces_key]).reshape(-1, 3)]
     edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
     edges = np.unique(np.concatenate([edges, edges[:, ::-1]]), axis=0)
