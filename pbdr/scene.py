@@ -111,26 +111,37 @@ def integrator_setting(integrator: mi.Integrator, name: str) -> int | bool | Non
     return int(m.group(1)) if m else None
 
 
+def default_differentiable_type(scene: mi.Scene, moves_geometry: bool = False) -> str:
+    """The pbdr integrator for derivatives of ``scene``: ``pbdr_volume`` with
+    media, ``pbdr_edge`` when geometry moves (boundary terms), else
+    ``pbdr_interior``."""
+    if has_media(scene):
+        return "pbdr_volume"
+    return "pbdr_edge" if moves_geometry else "pbdr_interior"
+
+
 def make_integrator(scene: mi.Scene, type_: str | None = None, max_depth: int | None = None,
-                    differentiable: bool = False) -> mi.Integrator:
+                    differentiable: bool = False, props: dict[str, Any] | None = None) -> mi.Integrator:
     """The integrator to render ``scene`` with.
 
     ``type_=None`` keeps the scene's own integrator, except that with
     ``differentiable=True`` a non-AD integrator (e.g. ``path``) is replaced by
-    ``pbdr_interior`` (``pbdr_volume`` when the scene has media). The scene
-    integrator's ``max_depth``, ``rr_depth`` and ``hide_emitters`` carry over
-    (``max_depth`` unless given).
+    ``default_differentiable_type``. ``props`` are plugin settings for
+    ``type_``. The scene integrator's ``max_depth``, ``rr_depth`` and
+    ``hide_emitters`` carry over where ``props``/``max_depth`` do not set them,
+    and are dropped for types that do not take them.
     """
     own = scene.integrator()
     if type_ is None and differentiable and not isinstance(own, mi.ad.integrators.common.ADIntegrator):
-        type_ = "pbdr_volume" if has_media(scene) else "pbdr_interior"
+        type_ = default_differentiable_type(scene)
     if type_ is None and max_depth is None:
         return own
     if type_ is None:
         raise PbdrError("--max-depth needs --integrator to name the integrator type")
     if max_depth is not None and (max_depth == 0 or max_depth < -1):
         raise PbdrError(f"max depth must be -1 (infinite) or >= 1, got {max_depth}")
-    props: dict[str, Any] = {"type": type_}
+    explicit = dict(props or {})
+    props = {"type": type_, **explicit}
     if max_depth is not None:
         props["max_depth"] = max_depth
     # Settings carried over from the scene's integrator, dropped for types without them.
@@ -143,6 +154,7 @@ def make_integrator(scene: mi.Scene, type_: str | None = None, max_depth: int | 
         except Exception as exc:
             unused = [k for k in carried if k in props and f'"{k}"' in str(exc)]
             if not unused:
-                raise PbdrError(f"cannot create integrator '{type_}': {one_line(exc)}") from None
+                with_props = f" with {explicit}" if explicit else ""
+                raise PbdrError(f"cannot create integrator '{type_}'{with_props}: {one_line(exc)}") from None
             for k in unused:
                 del props[k]

@@ -21,10 +21,10 @@ import drjit as dr
 import mitsuba as mi
 import numpy as np
 
-from ..errors import PbdrError, one_line
+from ..errors import PbdrError
 from ..imageio import read_image, sheet, tonemap, write_png, write_render
 from ..render import check_spp, opaque_seed, render
-from ..scene import CARRIED_SETTINGS, has_media, integrator_setting, load_scene
+from ..scene import default_differentiable_type, load_scene, make_integrator
 from ..variant import ensure_variant
 from . import checkpoint
 from .config import OptimizeConfig, load_config
@@ -67,22 +67,11 @@ def choose_integrator(config: OptimizeConfig, scene: mi.Scene) -> tuple[str, mi.
     """
     name, props = config.integrator, dict(config.integrator_props)
     if name is None:
-        if has_media(scene):
-            name = "pbdr_volume"
-        elif any(p.moves_geometry() for p in config.params):
-            name = "pbdr_edge" if plugin_available("pbdr_edge") else "prb_projective"
-            if name == "prb_projective":
-                props.setdefault("guiding", "none")
-        else:
-            name = "pbdr_interior"
-    for setting in CARRIED_SETTINGS:
-        value = integrator_setting(scene.integrator(), setting)
-        if value is not None and setting not in props:
-            props[setting] = value
-    try:
-        return name, mi.load_dict({"type": name, **props})
-    except Exception as exc:
-        raise PbdrError(f"cannot create integrator '{name}' with {props}: {one_line(exc)}") from None
+        name = default_differentiable_type(scene, any(p.moves_geometry() for p in config.params))
+        if name == "pbdr_edge" and not plugin_available("pbdr_edge"):
+            name = "prb_projective"
+            props.setdefault("guiding", "none")
+    return name, make_integrator(scene, name, props=props)
 
 
 def fingerprint(config: OptimizeConfig) -> str:
