@@ -62,6 +62,15 @@ def is_float_array(value: Any) -> bool:
     return dr.is_array_v(value) and dr.is_float_v(value) and dr.is_diff_v(value)
 
 
+def faces_key(params: mi.SceneParameters, key: str, what: str) -> str:
+    """The ``*.faces`` key of the mesh whose ``*.vertex_positions`` is ``key``
+    (``what`` names the user of it in the error)."""
+    faces = key[: -len("vertex_positions")] + "faces"
+    if not key.endswith("vertex_positions") or faces not in params:
+        raise PbdrError(f"{what}: no '{faces}' for '{key}'")
+    return faces
+
+
 def resolve_key(params: mi.SceneParameters, key: str) -> str:
     """Check that ``key`` names a differentiable parameter; return it.
 

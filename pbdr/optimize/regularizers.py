@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import PbdrError
 from ..geometry.edges import weld
+from ..scene import faces_key
 from .config import RegularizerSpec
 
 
@@ -37,12 +38,10 @@ def representatives(positions: np.ndarray) -> np.ndarray:
 def laplacian(params: mi.SceneParameters, key: str, weight: float) -> Callable[[Any], mi.Float]:
     if not key.endswith("vertex_positions"):
         raise PbdrError(f"[[regularizer]] laplacian applies to '*.vertex_positions', not '{key}'")
-    faces_key = key[: -len("vertex_positions")] + "faces"
-    if faces_key not in params:
-        raise PbdrError(f"[[regularizer]] laplacian: no '{faces_key}' for '{key}'")
+    fkey = faces_key(params, key, "[[regularizer]] laplacian")
     verts = np.array(params[key]).reshape(-1, 3)
     rep = representatives(verts)
-    faces = rep[np.array(params[faces_key]).reshape(-1, 3)]
+    faces = rep[np.array(params[fkey]).reshape(-1, 3)]
     edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
     edges = np.unique(np.concatenate([edges, edges[:, ::-1]]), axis=0)
     edges = edges[edges[:, 0] != edges[:, 1]]

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import PbdrError
 from ..perturb import is_transform
-from ..scene import resolve_key
+from ..scene import faces_key, resolve_key
 from .config import ParamSpec
 
 
@@ -114,13 +114,13 @@ def largesteps_variable(params: mi.SceneParameters, spec: ParamSpec, value: Any)
         resolve_key(params, spec.key)
     if not spec.key.endswith("vertex_positions"):
         raise PbdrError(f"[[param]] '{spec.key}': transform = \"largesteps\" needs a '*.vertex_positions' key")
-    faces_key = spec.key[: -len("vertex_positions")] + "faces"
+    faces = params[faces_key(params, spec.key, f"[[param]] '{spec.key}'")]
+    positions = dr.detach(mi.Float(value))
     try:
         from mitsuba.ad import LargeSteps
-        solver = LargeSteps(dr.detach(mi.Float(value)), mi.UInt32(params[faces_key]), spec.lambda_)
+        solver = LargeSteps(positions, mi.UInt32(faces), spec.lambda_)
     except ImportError:
         raise PbdrError("transform = \"largesteps\" needs the 'cholespy' package (pip install cholespy)") from None
-    positions = dr.detach(mi.Float(value))
     if spec.init is not None:
         if len(spec.init) != dr.width(positions):
             raise PbdrError(f"[[param]] '{spec.key}': init has {len(spec.init)} numbers, "
