@@ -56,6 +56,7 @@ def area_jacobian(x: mi.Point3f, y: mi.Point3f, n_y: mi.Normal3f, active: mi.Boo
 
 
 class InteriorIntegrator(RBIntegrator):
+    renders_media = False   # media boundaries are null surfaces, as in Mitsuba's path
     __doc__ = __doc__
 
     #: True in subclasses whose ``warp_ray`` moves sampled directions with the

@@ -159,6 +159,7 @@ def safe_rcp(x: mi.Float) -> mi.Float:
 
 
 class VolumeIntegrator(RBIntegrator):
+    renders_media = True
     __doc__ = __doc__
 
     def __init__(self, props: mi.Properties) -> None:

@@ -131,6 +131,9 @@ def setup(args: argparse.Namespace, differentiable: bool):
     pbdr.set_variant(args.variant)
     scene = pbdr.load_scene(args.scene, pbdr.parse_defines(args.defines))
     integrator = pbdr.make_integrator(scene, args.integrator, args.max_depth, differentiable)
+    warning = pbdr.scene.media_warning(scene, integrator) if differentiable else None
+    if warning:
+        print(f"pbdr: warning: {warning}", file=sys.stderr)
     return scene, integrator
 
 

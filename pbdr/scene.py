@@ -129,15 +129,39 @@ def default_differentiable_type(scene: mi.Scene, moves_geometry: bool = False) -
     return "pbdr_edge" if moves_geometry else "pbdr_interior"
 
 
+def renders_media(integrator: mi.Integrator) -> bool:
+    """Whether ``integrator`` renders participating media (``volpath``-like).
+
+    Surface integrators (``path``, ``prb``, ``pbdr_interior``, ``pbdr_edge``)
+    ignore media and count a null-BSDF medium boundary as a bounce; volumetric
+    ones pass through it. Python integrators say so with a ``renders_media``
+    attribute; Mitsuba's are recognised by name.
+    """
+    flag = getattr(integrator, "renders_media", None)
+    if isinstance(flag, bool):
+        return flag
+    return "volpath" in type(integrator).__name__.lower() or str(integrator).startswith("Volumetric")
+
+
+def media_warning(scene: mi.Scene, integrator: mi.Integrator) -> str | None:
+    """A one-line warning when a surface integrator is given a scene with media."""
+    if not has_media(scene) or renders_media(integrator):
+        return None
+    name = type(integrator).__name__
+    return (f"the scene has participating media, which {name} ignores (medium boundaries count as "
+            "bounces, as in Mitsuba's path); pbdr_volume renders them")
+
+
 def make_integrator(scene: mi.Scene, type_: str | None = None, max_depth: int | None = None,
-                    differentiable: bool = False, props: dict[str, Any] | None = None) -> mi.Integrator:
+                    differentiable: bool = False, props: dict[str, Any] | None = None,
+                    settings_from: mi.Integrator | None = None) -> mi.Integrator:
     """The integrator to render ``scene`` with.
 
     ``type_=None`` keeps the scene's own integrator, except that with
     ``differentiable=True`` a non-AD integrator (e.g. ``path``) is replaced by
     ``default_differentiable_type``. ``props`` are plugin settings for
     ``type_``. The scene integrator's ``max_depth``, ``rr_depth`` and
-    ``hide_emitters`` carry over where ``props``/``max_depth`` do not set them,
+    ``hide_emitters`` (or ``settings_from``'s) carry over where ``props``/``max_depth`` do not set them,
     and are dropped for types that do not take them.
     """
     own = scene.integrator()
@@ -154,7 +178,8 @@ def make_integrator(scene: mi.Scene, type_: str | None = None, max_depth: int | 
     if max_depth is not None:
         props["max_depth"] = max_depth
     # Settings carried over from the scene's integrator, dropped for types without them.
-    carried = {name: integrator_setting(own, name) for name in CARRIED_SETTINGS
+    source = settings_from if settings_from is not None else own
+    carried = {name: integrator_setting(source, name) for name in CARRIED_SETTINGS
                if name not in props}
     props.update({k: v for k, v in carried.items() if v is not None})
     while True:

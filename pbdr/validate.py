@@ -23,7 +23,7 @@ from tqdm import tqdm
 from .errors import PbdrError
 from .perturb import Perturbation
 from .render import check_spp, derivative, opaque_seed, seeds_for, to_numpy
-from .scene import has_media, make_integrator
+from .scene import has_media, make_integrator, renders_media
 
 BLOCK = 8
 
@@ -64,9 +64,16 @@ class Estimate:
         return padded.reshape(k, hb, size, wb, size, c).sum(axis=(2, 4))
 
 
-def fd_integrator(scene: mi.Scene, max_depth: int | None = None) -> mi.Integrator:
-    """Mitsuba's reference integrator for the scene: ``path``, or ``volpath`` with media."""
-    return make_integrator(scene, "volpath" if has_media(scene) else "path", max_depth)
+def fd_integrator(scene: mi.Scene, max_depth: int | None = None,
+                  like: mi.Integrator | None = None) -> mi.Integrator:
+    """Mitsuba's reference integrator for the scene: ``path``, or ``volpath`` with media.
+
+    With ``like`` (the integrator under test) the reference renders what it
+    renders: ``path`` when it ignores media, and its ``max_depth``,
+    ``rr_depth`` and ``hide_emitters``.
+    """
+    volumetric = has_media(scene) and (like is None or renders_media(like))
+    return make_integrator(scene, "volpath" if volumetric else "path", max_depth, settings_from=like)
 
 
 def finite_differences(scene: mi.Scene, perturbation: Perturbation, eps: float, spp: int,
@@ -194,6 +201,7 @@ def check(scene: mi.Scene, perturbation: Perturbation, eps: float, spp: int, fd_
     perturbation.check_step(eps)        # before the derivatives, not after them
     grad = derivative_estimate(scene, perturbation, spp, seeds, integrator, progress=progress,
                                sensor=sensor)
-    fd = finite_differences(scene, perturbation, eps, fd_spp or spp, seeds, progress=progress,
-                            sensor=sensor)
+    reference = fd_integrator(scene, like=integrator) if integrator is not None else None
+    fd = finite_differences(scene, perturbation, eps, fd_spp or spp, seeds, reference,
+                            progress=progress, sensor=sensor)
     return CheckResult(compare(grad, fd, z_tol, chi2_tol), grad, fd)
