@@ -49,12 +49,14 @@ integrator does.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import drjit as dr
 import mitsuba as mi
 
 from pbdr.geometry.edges import scene_edges
+from integrators.boundary import sliding_point
 from integrators.boundary.edge_sampling import EdgeSampler, is_candidate
 from integrators.boundary.primary_edges import channels, footprint
 
@@ -76,24 +78,35 @@ def _trace_sides(integrator: mi.Integrator, scene: mi.Scene, sampler: mi.Sampler
     return L, d
 
 
-def secondary_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
-                      seed: mi.UInt32, count: int, k: int, scheme: str):
-    """Edge samples at vertex k of ``count`` camera paths.
+@dataclass
+class Vertex:
+    """Path vertex k of ``count`` camera paths, where one secondary edge is sampled.
 
-    Returns (pixel position, A, m, p, n_h, valid) where the boundary value is
-    A_m · (n_h·m) + A_p · (n_h·p) (A = (A_m, A_p) detached Spectra), or None.
+    A walker (``surface_vertices`` here, a volumetric one in ``pbdr_volume``)
+    yields these; ``edge_samples_at`` does the rest. Fields are detached but
+    ``position()``, which follows the parameters as the interior term moves
+    the vertex.
     """
-    edges = scene_edges(scene)
-    if len(edges) == 0:
-        return None
-    edge_sampler = EdgeSampler(scene, edges, scheme)
-    film = sensor.film()
-    size = mi.ScalarVector2f(film.crop_size())
+
+    k: int
+    pos: mi.Point2f                       # pixel position of the camera sample
+    β: mi.Spectrum                        # throughput of the camera path up to the vertex
+    p: mi.Point3f                         # position (detached)
+    position: Callable[[], mi.Point3f]    # position, AD-attached
+    n: mi.Vector3f                        # normal on the arriving side (medium vertex: any)
+    clip: mi.Bool                         # only directions above n count (no transmission)
+    f: Callable[[mi.Vector3f, mi.Bool], mi.Spectrum]          # BSDF·cos / phase value towards ω
+    spawn: Callable[[mi.UInt32, mi.Vector3f], mi.Ray3f]       # side ray of lane's vertex towards d
+    trace: Callable[[mi.Sampler, mi.UInt32, mi.Ray3f, int, mi.Bool], tuple[mi.Spectrum, mi.Float]]
+    active: mi.Bool
+
+
+def surface_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
+                     sampler: mi.Sampler, count: int, depth: int) -> Iterator[Vertex]:
+    """Vertices 0 .. depth - 1 of ``count`` camera paths, walked once by BSDF sampling."""
+    size = mi.ScalarVector2f(sensor.film().crop_size())
     ctx = mi.BSDFContext()
     with dr.suspend_grad():
-        s_path, s_side = mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(0x5EC0 + k))
-        sampler = sensor.sampler().clone()
-        sampler.seed(s_path, count)
         pos = sampler.next_2d() * size
         ray, ray_weight = sensor.sample_ray(sensor.shutter_open(), 0.5 if not mi.is_spectral
                                             else sampler.next_1d(), pos / size, mi.Point2f(0.5))
@@ -101,35 +114,65 @@ def secondary_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
         β = mi.Spectrum(ray_weight)
         active = mi.Bool(True)
         pi = scene.ray_intersect_preliminary(ray, coherent=True, active=active)
-        for _ in range(k):   # walk to vertex k by BSDF sampling
+    for k in range(depth):
+        with dr.suspend_grad():
             si = pi.compute_surface_interaction(ray, mi.RayFlags.All, active)
+            dr.eval(si)     # one kernel for all fields (gathered per field later)
             active &= si.is_valid()
             bsdf = si.bsdf(ray)
-            bs, w = bsdf.sample(ctx, si, sampler.next_1d(), sampler.next_2d(), active)
-            β *= w
-            active &= dr.any(mi.unpolarized_spectrum(β) != 0)
-            ray = si.spawn_ray(si.to_world(bs.wo))
-            pi = scene.ray_intersect_preliminary(ray, coherent=False, active=active)
-            dr.eval(pi, ray, β, active)
-        si = pi.compute_surface_interaction(ray, mi.RayFlags.All, active)
-        dr.eval(si)     # one kernel for all fields (gathered per field below)
-        active &= si.is_valid()
-        bsdf = si.bsdf(ray)
+        def position(pi=pi, ray=ray, active=mi.Bool(active)) -> mi.Point3f:
+            with dr.resume_grad():   # slides along the detached ray
+                return sliding_point(scene, pi, ray, active)
+
+        def f(ω: mi.Vector3f, act: mi.Bool, si=si, bsdf=bsdf) -> mi.Spectrum:
+            return bsdf.eval(ctx, si, si.to_local(ω), act)
+
+        def spawn(lanes: mi.UInt32, d: mi.Vector3f, si=si) -> mi.Ray3f:
+            return dr.gather(mi.SurfaceInteraction3f, si, lanes).spawn_ray(d)
+
+        def trace(side_sampler: mi.Sampler, lanes: mi.UInt32, ray: mi.Ray3f, depth_left: int,
+                  act: mi.Bool) -> tuple[mi.Spectrum, mi.Float]:
+            return _trace_sides(integrator, scene, side_sampler, ray, depth_left, act)
+
         # The shading normal on the side the path arrives from, and whether
         # the BSDF can transmit (then edges below the surface count too).
         n_c = si.sh_frame.n * dr.sign(mi.Frame3f.cos_theta(si.wi))
         clip = ~mi.has_flag(bsdf.flags(), mi.BSDFFlags.Transmission)
-        smp = edge_sampler.sample(si.p, n_c, clip, sampler.next_1d(), sampler.next_1d(),
+        yield Vertex(k, pos, β, si.p, position, n_c, clip, f, spawn, trace, mi.Bool(active))
+        if k + 1 == depth:
+            return
+        with dr.suspend_grad():   # next vertex by BSDF sampling
+            bs, w = bsdf.sample(ctx, si, sampler.next_1d(), sampler.next_2d(), active)
+            β = β * w
+            active &= dr.any(mi.unpolarized_spectrum(β) != 0)
+            ray = si.spawn_ray(si.to_world(bs.wo))
+            pi = scene.ray_intersect_preliminary(ray, coherent=False, active=active)
+            dr.eval(pi, ray, β, active)
+
+
+def edge_samples_at(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, edges,
+                    edge_sampler: EdgeSampler, sampler: mi.Sampler, seed: mi.UInt32, count: int,
+                    vertex: Vertex):
+    """One edge sample at each path's ``vertex``.
+
+    Returns (pixel position, A_m, A_p, m, p, n_h, valid) where the boundary
+    value is A_m · (n_h·m) + A_p · (n_h·p) (A detached Spectra).
+    """
+    size = mi.ScalarVector2f(sensor.film().crop_size())
+    k, active = vertex.k, mi.Bool(vertex.active)
+    with dr.suspend_grad():
+        s_side = mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(0x5EC0 + k))[1]
+        pd = vertex.p
+        smp = edge_sampler.sample(pd, vertex.n, vertex.clip, sampler.next_1d(), sampler.next_1d(),
                                   sampler.next_1d(), sampler.next_1d(), active)
         idx, active = smp.index, active & smp.active
     with dr.resume_grad():
-        si_ad = pi.compute_surface_interaction(ray, mi.RayFlags.All, active)
-        p = si_ad.p                                   # slides along the detached ray
+        p = vertex.position()
         v0 = dr.gather(mi.Point3f, edges.p0, idx)
         v1 = dr.gather(mi.Point3f, edges.p1, idx)
         m = dr.lerp(v0, v1, smp.t)
     with dr.suspend_grad():
-        pd, md, v0d, v1d = dr.detach(p), dr.detach(m), dr.detach(v0), dr.detach(v1)
+        md, v0d, v1d = dr.detach(m), dr.detach(v0), dr.detach(v1)
         n0 = dr.gather(mi.Vector3f, dr.detach(edges.n0), idx)
         n1 = dr.gather(mi.Vector3f, dr.detach(edges.n1), idx)
         active &= is_candidate(v0d - pd, n0, n1, dr.gather(mi.Bool, edges.boundary, idx),
@@ -141,9 +184,22 @@ def secondary_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
         n_h = dr.normalize(dr.cross(v0d - pd, v1d - pd))
         sin_α = dr.norm(dr.cross(ω, dr.normalize(e)))
         inv_pdf = smp.inv_pdf
-        f = bsdf.eval(ctx, si, si.to_local(ω), active)
+        f = vertex.f(ω, active)
         active &= dr.any(mi.unpolarized_spectrum(f) != 0) & (dist > 0)
-        scale = β * f * (sin_α / dist * inv_pdf)
+        scale = vertex.β * f * (sin_α / dist * inv_pdf)
+
+        # For each adjacent face: a point inside it near m, and whether it
+        # covers a side (seen from the front, on side ``side`` of the plane).
+        faces = []
+        for c_k, n_k in ((edges.c1, n1), (edges.c0, n0)):
+            c_k = dr.detach(dr.gather(mi.Point3f, c_k, idx))
+            to_c = c_k - md
+            inner = md + (to_c - dr.dot(to_c, dr.normalize(e)) * dr.normalize(e)) * 1e-3
+            side = dr.sign(dr.dot(n_h, c_k - pd))
+            faces.append((inner, (dr.dot(n_k, pd - md) > 0) & (side != 0), side))
+        # One kernel for everything the side lanes gather: gathered lazily,
+        # each source would be a kernel of its own that recomputes the rest.
+        dr.eval(r, dist, n_h, pd, scale, active, faces)
 
         # The two sides, traced with the remaining depth.
         lane = dr.arange(mi.UInt32, 2 * count)
@@ -151,25 +207,20 @@ def secondary_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
         sign = dr.select((lane & 1) == 0, -1.0, 1.0)
         g = lambda v, cls: dr.gather(type(v), v, i)     # noqa: E731
         r2 = g(r, mi.Vector3f) + sign * (SIDE_EPSILON * g(dist, mi.Float)) * g(n_h, mi.Vector3f)
-        si2 = dr.gather(mi.SurfaceInteraction3f, si, i)
-        side_ray = si2.spawn_ray(dr.normalize(r2))
+        side_ray = vertex.spawn(i, dr.normalize(r2))
         # Aim from the offset origin: spawn_ray's offset (~1e-4 |p|) can exceed
         # the side offset and put both rays on one side of the edge.
         target = g(pd, mi.Point3f) + r2
         # A side covered by an adjacent face seen from the front aims into that
         # face: a face seen edge-on is thinner than the angular offset.
-        for c_k, n_k in ((edges.c1, n1), (edges.c0, n0)):
-            c_k = dr.detach(dr.gather(mi.Point3f, c_k, idx))
-            to_c = c_k - md
-            inner = md + (to_c - dr.dot(to_c, dr.normalize(e)) * dr.normalize(e)) * 1e-3
-            side = dr.sign(dr.dot(n_h, c_k - pd))
-            serves = g((dr.dot(n_k, pd - md) > 0) & (side != 0), mi.Bool) & (g(side, mi.Float) == sign)
+        for inner, front, side in faces:
+            serves = g(front, mi.Bool) & (g(side, mi.Float) == sign)
             target = dr.select(serves, g(inner, mi.Point3f), target)
         side_ray.d = dr.normalize(target - side_ray.o)
         side_sampler = sensor.sampler().clone()
         side_sampler.seed(s_side, 2 * count)
         active2 = g(active, mi.Bool)
-        L, d = _trace_sides(integrator, scene, side_sampler, side_ray,
+        L, d = vertex.trace(side_sampler, i, side_ray,
                             integrator.max_depth - 1 - k if integrator.max_depth > 0 else -1, active2)
         dr.eval(L, d)   # together: evaluated one by one, each would retrace the side paths
         dist2 = g(dist, mi.Float)
@@ -188,19 +239,26 @@ def secondary_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
         A_p = dr.select(active, A_p, 0.0)
         area = float(size[0] * size[1]) / count   # pixel-area weight of one camera sample
         A_m, A_p = A_m * area, A_p * area
-        dr.eval(pos, A_m, A_p, n_h, active)
-    return pos, A_m, A_p, m, p, n_h, active
+        dr.eval(A_m, A_p, n_h, active)
+    return vertex.pos, A_m, A_p, m, p, n_h, active
 
 
 def samples_per_vertex(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
-                       seed: mi.UInt32, count: int, scheme: str) -> Iterator[tuple]:
-    """Edge samples at path vertex k = 0, 1, ... (up to max_depth - 1; 8 when unbounded)."""
+                       seed: mi.UInt32, count: int, scheme: str,
+                       walker: Callable[..., Iterator[Vertex]] = surface_vertices) -> Iterator[tuple]:
+    """Edge samples at path vertex k = 0, 1, ... (up to max_depth - 1; 8 when unbounded)
+    of one set of ``count`` camera paths."""
     depth = integrator.max_depth if integrator.max_depth > 0 else 8
-    for k in range(max(0, depth - 1)):
-        smp = secondary_samples(scene, sensor, integrator, seed, count, k, scheme)
-        if smp is None:
-            return
-        yield smp
+    edges = scene_edges(scene)
+    if len(edges) == 0 or depth < 2:
+        return
+    edge_sampler = EdgeSampler(scene, edges, scheme)
+    with dr.suspend_grad():
+        s_path = mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(0x5EC0))[0]
+        sampler = sensor.sampler().clone()
+        sampler.seed(s_path, count)
+    for vertex in walker(scene, sensor, integrator, sampler, count, depth - 1):
+        yield edge_samples_at(scene, sensor, integrator, edges, edge_sampler, sampler, seed, count, vertex)
 
 
 def render_secondary_forward(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
@@ -213,6 +271,7 @@ def render_secondary_forward(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.
                                                                count, scheme):
         dr.forward_to(m, p, flags=dr.ADFlag.ClearInterior)  # keep the parameters' tangents
         vm, vp = dr.dot(n_h, dr.grad(m)), dr.dot(n_h, dr.grad(p))
+        dr.eval(vm, vp)     # once: the splat below would replay the AD graph per channel
         with dr.suspend_grad():
             value = A_m * vm + A_p * vp
             for pixel, w, valid in footprint(film, pos):
