@@ -280,6 +280,6 @@ def test_boundary_pass_skipped_without_moving_meshes() -> None:
     params = pbdr.scene_params(scene)
     integrator, sensor = volume_integrator(), scene.sensors()[0]
     with pbdr.Perturbation.of(params, f"{MEDIUM}.sigma_t.value.value").attached(params):
-        assert integrator.primary_count(scene, sensor, 32) == 0
+        assert integrator.boundary_counts(scene, sensor, 32) == (0, 0)
     with pbdr.Perturbation.of(params, "cube.vertex_positions", translate=(1, 0, 0)).attached(params):
-        assert integrator.primary_count(scene, sensor, 32) == 8 * 32 * 32
+        assert integrator.boundary_counts(scene, sensor, 32) == (8 * 32 * 32, 0)   # secondary: opt-in

@@ -262,13 +262,14 @@ def samples_per_vertex(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integr
 
 
 def render_secondary_forward(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
-                             seed: mi.UInt32, count: int, scheme: str = "importance") -> mi.TensorXf:
+                             seed: mi.UInt32, count: int, scheme: str = "importance",
+                             walker: Callable[..., Iterator[Vertex]] = surface_vertices) -> mi.TensorXf:
     film = sensor.film()
     size = film.crop_size()
     nch = film.base_channels_count()
     out = dr.zeros(mi.Float, int(size[0]) * int(size[1]) * nch)
     for pos, A_m, A_p, m, p, n_h, active in samples_per_vertex(scene, sensor, integrator, seed,
-                                                               count, scheme):
+                                                               count, scheme, walker):
         dr.forward_to(m, p, flags=dr.ADFlag.ClearInterior)  # keep the parameters' tangents
         vm, vp = dr.dot(n_h, dr.grad(m)), dr.dot(n_h, dr.grad(p))
         dr.eval(vm, vp)     # once: the splat below would replay the AD graph per channel
@@ -282,11 +283,12 @@ def render_secondary_forward(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.
 
 def render_secondary_backward(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
                               grad_in: mi.TensorXf, seed: mi.UInt32, count: int,
-                              scheme: str = "importance") -> None:
+                              scheme: str = "importance",
+                              walker: Callable[..., Iterator[Vertex]] = surface_vertices) -> None:
     film = sensor.film()
     nch = film.base_channels_count()
     for pos, A_m, A_p, m, p, n_h, active in samples_per_vertex(scene, sensor, integrator, seed,
-                                                               count, scheme):
+                                                               count, scheme, walker):
         with dr.suspend_grad():
             wm, wp = mi.Float(0), mi.Float(0)
             for pixel, w, valid in footprint(film, pos):

@@ -1,0 +1,154 @@
+r"""
+Camera-path vertices in scenes with participating media (secondary edges of ``pbdr_volume``)
+============================================================================================
+
+Experimental (``pbdr_volume``'s ``secondary`` is off by default): it agrees
+with finite differences when no null-BSDF medium boundary lies between the
+camera, the vertex and the edge, and not yet otherwise (see ``volume.py``).
+
+``secondary_edges.py`` samples one silhouette edge at every vertex of a
+camera path; ``surface_vertices`` there walks surface-only paths. This
+walker produces the vertices of ``pbdr_volume``'s paths instead:
+
+- free flights through media by delta tracking (the integrator's own
+  ``delta_tracking``, primal), so the throughput :math:`\beta_k` holds the
+  transmittance and scattering weights, and a vertex is a *real* event;
+- null-BSDF surfaces (medium boundaries) are crossed, not counted, as in
+  ``volpath``;
+- at a **medium vertex** the reflected radiance is
+  :math:`\int_{S^2} f_p(\omega)\, L_i(p, \omega)\, d\omega` (phase function
+  :math:`f_p`): every direction counts (no tangent-plane clip), and the side
+  rays start in that medium;
+- at a **surface vertex** the BSDF and the cosine, as for ``pbdr_edge``; the
+  side rays start in the medium on their side of the surface.
+
+Both side paths are traced with ``pbdr_volume``'s primal ``sample`` (given
+the medium they start in), so :math:`L_\mp` include attenuation and
+in-scattering along and after the side rays.
+
+Vertices are *fixed*: the interior term of ``pbdr_volume`` holds camera
+rays, sampled distances and surface hit points fixed, so the boundary term
+uses the same parameterization, :math:`\dot p = 0` (the edge's own motion
+:math:`\dot m` is all the velocity). This is exact for vertices on static
+surfaces and in static media: shadows that a moving mesh casts on them and
+into them, and occlusion seen from them. Vertices on the moving mesh itself
+are where ``pbdr_volume``'s interior term is incomplete (see its docstring).
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import drjit as dr
+import mitsuba as mi
+
+from integrators.boundary.secondary_edges import Vertex
+
+
+@dr.syntax
+def _next_event(integrator: mi.Integrator, scene: mi.Scene, sampler: mi.Sampler, ray: mi.Ray3f,
+                medium: mi.MediumPtr, β: mi.Spectrum, active: mi.Bool):
+    """Flight along ``ray`` to the next real event: a medium collision or a non-null surface.
+
+    Returns (is_medium, mei, si, ray, medium, β, active) with ``ray`` the last
+    segment (its direction is the incident one at the event).
+    """
+    ray = mi.Ray3f(ray)
+    medium = mi.MediumPtr(medium)
+    β = mi.Spectrum(β)
+    searching = mi.Bool(active)
+    found_medium = mi.Bool(False)
+    mei = dr.zeros(mi.MediumInteraction3f)
+    si = dr.zeros(mi.SurfaceInteraction3f)
+    while searching:
+        si[searching] = scene.ray_intersect(ray, mi.RayFlags.All, False, searching)
+        in_medium = searching & (medium != None)   # noqa: E711 (Dr.Jit pointer test)
+        m, real, _, _, _, β, _ = integrator.delta_tracking(
+            dr.ADMode.Primal, sampler, ray, medium, si.t, mi.Spectrum(0), β, mi.Spectrum(0), in_medium)
+        mei[real] = m
+        found_medium |= real
+        searching &= ~real & si.is_valid()
+        bsdf = si.bsdf(ray)
+        null = searching & mi.has_flag(bsdf.flags(), mi.BSDFFlags.Null) & \
+            ~mi.has_flag(bsdf.flags(), mi.BSDFFlags.Reflection)
+        # A null surface (medium boundary) is crossed without counting as a vertex.
+        β[null] *= bsdf.eval_null_transmission(si, null)
+        medium[null & si.is_medium_transition()] = si.target_medium(ray.d)
+        ray[null] = si.spawn_ray(ray.d)
+        searching &= null
+    active = mi.Bool(active) & (found_medium | si.is_valid())
+    return found_medium, mei, si, ray, medium, β, active
+
+
+def medium_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
+                    sampler: mi.Sampler, count: int, depth: int) -> Iterator[Vertex]:
+    """Vertices 0 .. depth - 1 of ``count`` volumetric camera paths (a ``secondary_edges`` walker)."""
+    size = mi.ScalarVector2f(sensor.film().crop_size())
+    ctx = mi.BSDFContext()
+    with dr.suspend_grad():
+        pos = sampler.next_2d() * size
+        ray, ray_weight = sensor.sample_ray(sensor.shutter_open(), 0.5 if not mi.is_spectral
+                                            else sampler.next_1d(), pos / size, mi.Point2f(0.5))
+        ray = mi.Ray3f(ray)
+        β = mi.Spectrum(ray_weight)
+        medium = dr.zeros(mi.MediumPtr)             # cameras outside media, as pbdr_volume
+        active = mi.Bool(True)
+    for k in range(depth):
+        with dr.suspend_grad():
+            is_medium, mei, si, ray, medium, β, active = _next_event(
+                integrator, scene, sampler, ray, medium, β, active)
+            is_medium &= active
+            bsdf = si.bsdf(ray)
+            phase = mei.medium.phase_function()
+            phase_ctx = mi.PhaseFunctionContext(sampler)
+            p = dr.select(is_medium, mei.p, si.p)
+            n_c = dr.select(is_medium, -ray.d, si.sh_frame.n * dr.sign(mi.Frame3f.cos_theta(si.wi)))
+            clip = ~is_medium & ~mi.has_flag(bsdf.flags(), mi.BSDFFlags.Transmission)
+            dr.eval(si, mei, p, n_c, clip, β, active, medium)
+
+        def f(ω: mi.Vector3f, act: mi.Bool, si=si, mei=mei, bsdf=bsdf, phase=phase,
+              phase_ctx=phase_ctx, is_medium=is_medium) -> mi.Spectrum:
+            f_s = bsdf.eval(ctx, si, si.to_local(ω), act & ~is_medium)
+            f_p = phase.eval_pdf(phase_ctx, mei, ω, act & is_medium)[0]
+            return dr.select(is_medium, mi.Spectrum(f_p), f_s)
+
+        def origin(lanes: mi.UInt32, d: mi.Vector3f, si=si, p=p, is_medium=is_medium,
+                   medium=medium) -> tuple[mi.Ray3f, mi.MediumPtr]:
+            s = dr.gather(mi.SurfaceInteraction3f, si, lanes)
+            in_medium = dr.gather(mi.Bool, is_medium, lanes)
+            ray = s.spawn_ray(d)
+            ray[in_medium] = mi.Ray3f(dr.gather(mi.Point3f, p, lanes), d)
+            start = dr.gather(mi.MediumPtr, medium, lanes)
+            start[~in_medium & s.is_medium_transition()] = s.target_medium(d)
+            return ray, start
+
+        def spawn(lanes: mi.UInt32, d: mi.Vector3f, origin=origin) -> mi.Ray3f:
+            return origin(lanes, d)[0]
+
+        def trace(side_sampler: mi.Sampler, lanes: mi.UInt32, ray: mi.Ray3f, depth_left: int,
+                  act: mi.Bool, origin=origin) -> tuple[mi.Spectrum, mi.Float]:
+            start = origin(lanes, ray.d)[1]
+            saved = integrator.max_depth
+            integrator.max_depth = depth_left
+            try:
+                L, _, _, _ = integrator.sample(dr.ADMode.Primal, scene, side_sampler, ray, None, None,
+                                               act, medium=start)
+            finally:
+                integrator.max_depth = saved
+            pi = scene.ray_intersect_preliminary(ray, coherent=False, active=act)
+            return L, dr.select(pi.is_valid(), pi.t, dr.inf)
+
+        yield Vertex(k, pos, β, p, lambda p=p: mi.Point3f(p), n_c, clip, f, spawn, trace, mi.Bool(active))
+        if k + 1 == depth:
+            return
+        with dr.suspend_grad():   # the next direction: phase or BSDF sampling
+            wo_p, w_p, pdf_p = phase.sample(phase_ctx, mei, sampler.next_1d(), sampler.next_2d(),
+                                            active & is_medium)
+            bs, w_s = bsdf.sample(ctx, si, sampler.next_1d(), sampler.next_2d(), active & ~is_medium)
+            β = β * dr.select(is_medium, mi.Spectrum(w_p), w_s)
+            active &= dr.select(is_medium, pdf_p > 0, bs.pdf > 0) & dr.any(mi.unpolarized_spectrum(β) != 0)
+            wo = dr.select(is_medium, wo_p, si.to_world(bs.wo))
+            ray = si.spawn_ray(wo)
+            ray[is_medium] = mei.spawn_ray(wo)
+            surface_transition = ~is_medium & si.is_medium_transition()
+            medium[surface_transition] = si.target_medium(wo)
+            dr.eval(ray, β, active, medium)
