@@ -4,6 +4,7 @@ forward mode and accumulates parameter gradients in reverse mode):
 (silhouettes seen from shading points)."""
 from __future__ import annotations
 
+import drjit as dr
 import mitsuba as mi
 
 
@@ -31,8 +32,6 @@ def sliding_point(scene: mi.Scene, pi: mi.PreliminaryIntersection3f, ray: mi.Ray
     ``compute_surface_interaction``, whose AD goes through a virtual call
     that forward mode cannot traverse once its inputs' edges were cleared.
     """
-    import drjit as dr
-
     p = mi.Point3f(dr.detach(ray(pi.t)))
     for shape in scene.shapes():
         if not shape.is_mesh() or not dr.grad_enabled(shape.vertex_positions_buffer()):

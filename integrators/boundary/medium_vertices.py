@@ -41,7 +41,7 @@ from typing import Iterator
 import drjit as dr
 import mitsuba as mi
 
-from integrators.boundary.secondary_edges import Vertex
+from integrators.boundary.secondary_edges import Vertex, camera_sample, trace_sides
 
 
 @dr.syntax
@@ -82,14 +82,9 @@ def _next_event(integrator: mi.Integrator, scene: mi.Scene, sampler: mi.Sampler,
 def medium_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
                     sampler: mi.Sampler, count: int, depth: int) -> Iterator[Vertex]:
     """Vertices 0 .. depth - 1 of ``count`` volumetric camera paths (a ``secondary_edges`` walker)."""
-    size = mi.ScalarVector2f(sensor.film().crop_size())
     ctx = mi.BSDFContext()
     with dr.suspend_grad():
-        pos = sampler.next_2d() * size
-        ray, ray_weight = sensor.sample_ray(sensor.shutter_open(), 0.5 if not mi.is_spectral
-                                            else sampler.next_1d(), pos / size, mi.Point2f(0.5))
-        ray = mi.Ray3f(ray)
-        β = mi.Spectrum(ray_weight)
+        pos, ray, β = camera_sample(sensor, sampler)
         medium = dr.zeros(mi.MediumPtr)             # cameras outside media, as pbdr_volume
         active = mi.Bool(True)
     for k in range(depth):
@@ -126,16 +121,8 @@ def medium_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
 
         def trace(side_sampler: mi.Sampler, lanes: mi.UInt32, ray: mi.Ray3f, depth_left: int,
                   act: mi.Bool, origin=origin) -> tuple[mi.Spectrum, mi.Float]:
-            start = origin(lanes, ray.d)[1]
-            saved = integrator.max_depth
-            integrator.max_depth = depth_left
-            try:
-                L, _, _, _ = integrator.sample(dr.ADMode.Primal, scene, side_sampler, ray, None, None,
-                                               act, medium=start)
-            finally:
-                integrator.max_depth = saved
-            pi = scene.ray_intersect_preliminary(ray, coherent=False, active=act)
-            return L, dr.select(pi.is_valid(), pi.t, dr.inf)
+            return trace_sides(integrator, scene, side_sampler, ray, depth_left, act,
+                               medium=origin(lanes, ray.d)[1])
 
         yield Vertex(k, pos, β, p, lambda p=p: mi.Point3f(p), n_c, clip, f, spawn, trace, mi.Bool(active))
         if k + 1 == depth:

@@ -64,13 +64,14 @@ SIDE_EPSILON = 1e-4     # angular offset of the side rays (radians)
 NEAR_TOLERANCE = 1e-2   # a side hit within this relative distance of m is "at the edge"
 
 
-def _trace_sides(integrator: mi.Integrator, scene: mi.Scene, sampler: mi.Sampler, p_ray: mi.Ray3f,
-                 depth_left: int, active: mi.Bool) -> tuple[mi.Spectrum, mi.Float]:
-    """Radiance along rays with ``depth_left`` segments, and distance to the first hit."""
+def trace_sides(integrator: mi.Integrator, scene: mi.Scene, sampler: mi.Sampler, p_ray: mi.Ray3f,
+                depth_left: int, active: mi.Bool, **kwargs) -> tuple[mi.Spectrum, mi.Float]:
+    """Radiance along rays with ``depth_left`` segments, and distance to the first hit
+    (``kwargs`` go to the integrator's ``sample``, e.g. the ``medium`` the rays start in)."""
     saved = integrator.max_depth, integrator.hide_emitters
     integrator.max_depth, integrator.hide_emitters = depth_left, False
     try:
-        L, _, _, _ = integrator.sample(dr.ADMode.Primal, scene, sampler, p_ray, None, None, active)
+        L, _, _, _ = integrator.sample(dr.ADMode.Primal, scene, sampler, p_ray, None, None, active, **kwargs)
     finally:
         integrator.max_depth, integrator.hide_emitters = saved
     pi = scene.ray_intersect_preliminary(p_ray, coherent=False, active=active)
@@ -101,17 +102,21 @@ class Vertex:
     active: mi.Bool
 
 
+def camera_sample(sensor: mi.Sensor, sampler: mi.Sampler) -> tuple[mi.Point2f, mi.Ray3f, mi.Spectrum]:
+    """A camera ray per lane: its pixel position, the ray and its weight (detached)."""
+    size = mi.ScalarVector2f(sensor.film().crop_size())
+    pos = sampler.next_2d() * size
+    ray, ray_weight = sensor.sample_ray(sensor.shutter_open(), 0.5 if not mi.is_spectral
+                                        else sampler.next_1d(), pos / size, mi.Point2f(0.5))
+    return pos, mi.Ray3f(ray), mi.Spectrum(ray_weight)
+
+
 def surface_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
                      sampler: mi.Sampler, count: int, depth: int) -> Iterator[Vertex]:
     """Vertices 0 .. depth - 1 of ``count`` camera paths, walked once by BSDF sampling."""
-    size = mi.ScalarVector2f(sensor.film().crop_size())
     ctx = mi.BSDFContext()
     with dr.suspend_grad():
-        pos = sampler.next_2d() * size
-        ray, ray_weight = sensor.sample_ray(sensor.shutter_open(), 0.5 if not mi.is_spectral
-                                            else sampler.next_1d(), pos / size, mi.Point2f(0.5))
-        ray = mi.Ray3f(ray)
-        β = mi.Spectrum(ray_weight)
+        pos, ray, β = camera_sample(sensor, sampler)
         active = mi.Bool(True)
         pi = scene.ray_intersect_preliminary(ray, coherent=True, active=active)
     for k in range(depth):
@@ -132,7 +137,7 @@ def surface_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrat
 
         def trace(side_sampler: mi.Sampler, lanes: mi.UInt32, ray: mi.Ray3f, depth_left: int,
                   act: mi.Bool) -> tuple[mi.Spectrum, mi.Float]:
-            return _trace_sides(integrator, scene, side_sampler, ray, depth_left, act)
+            return trace_sides(integrator, scene, side_sampler, ray, depth_left, act)
 
         # The shading normal on the side the path arrives from, and whether
         # the BSDF can transmit (then edges below the surface count too).
