@@ -100,3 +100,15 @@ def test_fd_reference_renders_what_the_integrator_under_test_renders() -> None:
     assert str(fd_integrator(scene, like=volume)).startswith("Volumetric")
     assert media_warning(scene, volume) is None
 
+
+def test_edge_through_a_null_medium_boundary_agrees_with_path() -> None:
+    # An emissive cube seen partly through the (sigma_t = 0) medium box with
+    # max_depth 1: the part behind the box's null faces is black for path
+    # and pbdr_edge alike. Against volpath this looked like missing edges.
+    scene = pbdr.load_scene(scene_path("volume/cube_medium.xml"),
+                            {"cube_x": 0.75, "cube_y": 0.5, "cube_z": -0.8, "size": 0.15,
+                             "cube_radiance": 4, "max_depth": 1, "sigma_t": 0})
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), "cube.vertex_positions", (1, 0, 0))
+    integrator = pbdr.make_integrator(scene, "pbdr_edge", max_depth=1)
+    result = pbdr.check(scene, p, 0.002, 64, 1024, seeds=8, integrator=integrator)
+    assert result.report.passed, result.report.summary()
