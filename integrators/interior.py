@@ -46,6 +46,8 @@ import mitsuba as mi
 
 from mitsuba.ad.integrators.common import RBIntegrator, mis_weight
 
+from pbdr.geometry.rays import pass_through
+
 
 def area_jacobian(x: mi.Point3f, y: mi.Point3f, n_y: mi.Normal3f, active: mi.Bool) -> mi.Float:
     """|cos θ_y| / |x - y|²: solid angle at x to area at y (differentiable in x)."""
@@ -203,7 +205,8 @@ class InteriorIntegrator(RBIntegrator):
             # ---- BSDF sampling (detached) ----
             bs, bsdf_weight = bsdf.sample(ctx, si, sampler.next_1d(), sampler.next_2d(), active_next)
             L = (L + Le + Lr_em) if primal else (L - Le - Lr_em)
-            ray_next = si.spawn_ray(si.to_world(bs.wo))
+            null = mi.has_flag(bs.sampled_type, mi.BSDFFlags.Null)   # on the same line
+            ray_next = dr.select(null, pass_through(ray, si), si.spawn_ray(si.to_world(bs.wo)))
             η *= bs.eta
             β *= bsdf_weight
 

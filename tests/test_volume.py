@@ -242,12 +242,18 @@ BEHIND = {"cube_x": "0.0", "cube_y": "1.0", "cube_z": "-0.8", "size": "0.15", "c
           "max_depth": "1"}
 
 
-def check_cube(defines: dict, primary: bool = True, seeds: int = 8) -> pbdr.CheckResult:
+# The black cube between the light and the medium: its shadow falls on the
+# floor inside the medium box (seen through its null faces) and into the medium.
+SHADOW = {"cube_x": "0.3", "cube_y": "1.45", "cube_z": "0.2", "size": "0.12", "max_depth": "3"}
+
+
+def check_cube(defines: dict, primary: bool = True, seeds: int = 8, secondary: bool = True,
+               spp: int = 32) -> pbdr.CheckResult:
     scene = pbdr.load_scene(scene_path(CUBE_MEDIUM), defines)
     p = pbdr.Perturbation.of(pbdr.scene_params(scene), "cube.vertex_positions", translate=(1, 0, 0))
     integrator = mi.load_dict({"type": "pbdr_volume", "max_depth": int(defines.get("max_depth", 4)),
-                               "primary": primary})
-    return pbdr.check(scene, p, eps=0.002, spp=32, fd_spp=256, seeds=seeds, integrator=integrator)
+                               "primary": primary, "secondary": secondary})
+    return pbdr.check(scene, p, eps=0.002, spp=spp, fd_spp=8 * spp, seeds=seeds, integrator=integrator)
 
 
 @pytest.mark.parametrize("defines", [{}, BEHIND], ids=["in-front-of-smoke", "behind-medium"])
@@ -261,6 +267,21 @@ def test_moving_cube_primary_edges(defines: dict) -> None:
 def test_moving_cube_without_primary_edges_disagrees() -> None:
     # Negative control: the interior term alone misses the silhouette (the test has power).
     result = check_cube({}, primary=False, seeds=4)
+    assert not result.report.passed
+
+
+@pytest.mark.parametrize("sigma_t", ["1.5", "0"], ids=["smoke", "empty-box"])
+def test_moving_cube_shadow_secondary_edges(sigma_t: str) -> None:
+    # The shadow's derivative is the secondary-edge term at floor and medium
+    # vertices. With sigma_t = 0 the box is only null faces: camera and side
+    # rays cross them, which shifted side rays across the edge they aim at
+    # until null crossings kept the ray's line (pbdr.geometry.rays).
+    assert_agrees(check_cube({**SHADOW, "sigma_t": sigma_t}, spp=64))
+
+
+def test_moving_cube_shadow_without_secondary_edges_disagrees() -> None:
+    # Negative control: without the term the shadow's derivative is missing.
+    result = check_cube(SHADOW, secondary=False, seeds=4)
     assert not result.report.passed
 
 
@@ -282,4 +303,25 @@ def test_boundary_pass_skipped_without_moving_meshes() -> None:
     with pbdr.Perturbation.of(params, f"{MEDIUM}.sigma_t.value.value").attached(params):
         assert integrator.boundary_counts(scene, sensor, 32) == (0, 0)
     with pbdr.Perturbation.of(params, "cube.vertex_positions", translate=(1, 0, 0)).attached(params):
-        assert integrator.boundary_counts(scene, sensor, 32) == (8 * 32 * 32, 0)   # secondary: opt-in
+        assert integrator.boundary_counts(scene, sensor, 32) == (8 * 32 * 32, 4 * 32 * 32)
+
+
+def test_null_crossing_keeps_the_ray_line() -> None:
+    # spawn_ray shifts a ray crossing a surface by ~1e-4 (its normal offset),
+    # as much as an edge sample's side ray is offset from the edge.
+    from pbdr.geometry.rays import pass_through
+    scene = mi.load_dict({"type": "scene", "plane": {"type": "rectangle", "bsdf": {"type": "null"}}})
+    rng = np.random.default_rng(3)
+    o = rng.uniform(-0.5, 0.5, (3, 64)) + np.array([[0.0], [0.0], [2.0]])
+    target = np.vstack([rng.uniform(-0.9, 0.9, (2, 64)), np.zeros((1, 64))])
+    d = (target - o) / np.linalg.norm(target - o, axis=0)
+    ray = mi.Ray3f(mi.Point3f(*o), mi.Vector3f(*d))
+    si = scene.ray_intersect(ray)
+    assert bool(dr.all(si.is_valid()))
+    def off_line(p: mi.Point3f) -> np.ndarray:
+        v = np.array(p) - o
+        return np.linalg.norm(v - (v * d).sum(0) * d, axis=0)
+    past = pass_through(ray, si)
+    assert off_line(past.o).max() < 1e-6 < 1e-5 < off_line(si.spawn_ray(ray.d).o).max()
+    assert (np.array(past.o)[2] < 0).all()                          # beyond the plane
+    assert not bool(dr.any(scene.ray_intersect(past).is_valid()))   # and past it

@@ -2,10 +2,6 @@ r"""
 Camera-path vertices in scenes with participating media (secondary edges of ``pbdr_volume``)
 ============================================================================================
 
-Experimental (``pbdr_volume``'s ``secondary`` is off by default): it agrees
-with finite differences when no null-BSDF medium boundary lies between the
-camera, the vertex and the edge, and not yet otherwise (see ``volume.py``).
-
 ``secondary_edges.py`` samples one silhouette edge at every vertex of a
 camera path; ``surface_vertices`` there walks surface-only paths. This
 walker produces the vertices of ``pbdr_volume``'s paths instead:
@@ -14,7 +10,8 @@ walker produces the vertices of ``pbdr_volume``'s paths instead:
   ``delta_tracking``, primal), so the throughput :math:`\beta_k` holds the
   transmittance and scattering weights, and a vertex is a *real* event;
 - null-BSDF surfaces (medium boundaries) are crossed, not counted, as in
-  ``volpath``;
+  ``volpath``, on the ray's own line (``pass_through``: a side ray aimed
+  1e-4 from an edge beyond such a surface must stay on its side);
 - at a **medium vertex** the reflected radiance is
   :math:`\int_{S^2} f_p(\omega)\, L_i(p, \omega)\, d\omega` (phase function
   :math:`f_p`): every direction counts (no tangent-plane clip), and the side
@@ -41,6 +38,7 @@ from typing import Iterator
 import drjit as dr
 import mitsuba as mi
 
+from pbdr.geometry.rays import pass_through
 from integrators.boundary.secondary_edges import Vertex, camera_sample, trace_sides
 
 
@@ -73,7 +71,7 @@ def _next_event(integrator: mi.Integrator, scene: mi.Scene, sampler: mi.Sampler,
         # A null surface (medium boundary) is crossed without counting as a vertex.
         β[null] *= bsdf.eval_null_transmission(si, null)
         medium[null & si.is_medium_transition()] = si.target_medium(ray.d)
-        ray[null] = si.spawn_ray(ray.d)
+        ray[null] = pass_through(ray, si)
         searching &= null
     active = mi.Bool(active) & (found_medium | si.is_valid())
     return found_medium, mei, si, ray, medium, β, active
