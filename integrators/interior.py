@@ -46,15 +46,8 @@ import mitsuba as mi
 
 from mitsuba.ad.integrators.common import RBIntegrator, mis_weight
 
+from pbdr.geometry.measure import area_jacobian, attached_emitter_sample
 from pbdr.geometry.rays import pass_through
-
-
-def area_jacobian(x: mi.Point3f, y: mi.Point3f, n_y: mi.Normal3f, active: mi.Bool) -> mi.Float:
-    """|cos θ_y| / |x - y|²: solid angle at x to area at y (differentiable in x)."""
-    d = y - x
-    dist2 = dr.squared_norm(d)
-    cos_y = dr.abs_dot(n_y, d) * dr.rsqrt(dist2)
-    return dr.select(active & (dist2 > 0), cos_y / dist2, 0.0)
 
 
 class InteriorIntegrator(RBIntegrator):
@@ -98,33 +91,9 @@ class InteriorIntegrator(RBIntegrator):
                               ds: mi.DirectionSample3f, em_weight: mi.Spectrum,
                               active: mi.Bool, key: mi.UInt32 | None = None
                               ) -> tuple[mi.DirectionSample3f, mi.Spectrum]:
-        """Re-attach an emitter sample drawn without AD.
-
-        The sample point stays where it was drawn (its random numbers are
-        fixed), but its radiance, the direction from a moving shading point
-        and the area-to-solid-angle Jacobian are recomputed with AD so that
-        emitters and shading points can be differentiated.
-        """
-        is_surface = mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.Surface)
-        is_infinite = mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.Infinite)
-        textured = active & is_surface & mi.has_flag(ds.emitter.flags(),
-                                                     mi.EmitterFlags.SpatiallyVarying)
-        # A textured area light needs the UV of the (possibly moving) sample point.
-        ray_em = si.spawn_ray_to(ds.p)
-        ray_em.o = dr.fma(ray_em.d, ray_em.maxt, ray_em.o)  # start next to the emitter
-        ray_em.maxt = dr.largest(ray_em.maxt)
-        si_em = scene.ray_intersect(ray_em, textured)
-        ds_ad = dr.select(textured, mi.DirectionSample3f(scene, si_em, si),
-                          dr.zeros(mi.DirectionSample3f))
-        ds_ad.d = dr.select(textured, ds_ad.d, dr.normalize(ds.p - si.p))
-        ds_ad.d = dr.select(is_infinite, ds.d, ds_ad.d)
-        ds = dr.replace_grad(ds, ds_ad)
-
-        value = scene.eval_emitter_direction(si, ds, active)
-        inv_pdf = dr.select(ds.pdf != 0, dr.rcp(ds.pdf), 0.0)
-        em_weight = dr.replace_grad(em_weight, value * dr.detach(inv_pdf))
-        J = area_jacobian(si.p, dr.detach(ds.p), dr.detach(ds.n), active & is_surface)
-        return ds, em_weight * dr.relative_grad(J)
+        """Re-attach an emitter sample drawn without AD (``attached_emitter_sample``);
+        ``pbdr_reparam`` also warps it."""
+        return attached_emitter_sample(scene, si, ds, em_weight, active)
 
     @dr.syntax
     def sample(self, mode: dr.ADMode, scene: mi.Scene, sampler: mi.Sampler,

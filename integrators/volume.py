@@ -109,9 +109,22 @@ cube_z=0.2 -D size=0.12 -D max_depth=3``, 32x32, 64 spp, FD 512 spp, 8
 seeds): χ² 0.73 (with spawn_ray crossings 5.4), 0.52 with σ_t = 0 (11.6),
 and without the term the shadow's derivative is missing (χ² 74).
 
+Moving surface points (interior term, ``moving_surface_terms``): a point
+hit on a moving mesh slides along its fixed ray (``attached_interaction``:
+position, normals and shading frame attached to the vertex buffer), so
+its emission, BSDF, cosine and light samples (``attached_emitter_sample``)
+follow; the next real vertex (a surface point past any null boundaries,
+or a medium collision) stays fixed, so the BSDF value towards it and the
+Jacobian :math:`|\cos\theta_y| / r^2` (:math:`1 / r^2` in a medium) carry
+the motion. Transmittance along segments with a moving end is held fixed:
+exact while a moving mesh's own light paths run through vacuum (the cube
+of ``cube_medium.xml`` turning under the light: χ² 0.92, without these
+terms χ² 12, z -12), biased when light leaving a moving mesh crosses a
+medium on its way to the next vertex or the light.
+
 When no mesh has gradient-enabled vertex positions (density, albedo,
-material or light-colour derivatives) the boundary pass is skipped, so
-those derivatives cost what they did without it.
+material or light-colour derivatives) the boundary pass and these terms
+are skipped, so those derivatives cost what they did without them.
 
 Plugin parameters
 -----------------
@@ -136,8 +149,9 @@ import mitsuba as mi
 
 from mitsuba.ad.integrators.common import RBIntegrator, mis_weight
 
+from pbdr.geometry.measure import area_jacobian, attached_emitter_sample, volume_jacobian
 from pbdr.geometry.rays import pass_through
-from integrators.boundary import boundary_sample_count, sensor_of
+from integrators.boundary import attached_interaction, boundary_sample_count, sensor_of
 from integrators.boundary.medium_vertices import medium_vertices
 from integrators.boundary.primary_edges import render_primary_backward, render_primary_forward
 from integrators.boundary.secondary_edges import render_secondary_backward, render_secondary_forward
@@ -184,6 +198,7 @@ class VolumeIntegrator(RBIntegrator):
         self.use_secondary = bool(props.get("secondary", True))
         self.spp_secondary = int(props.get("spp_secondary", -1))
         self.edge_sampling = str(props.get("edge_sampling", "importance"))
+        self.moving_meshes = False   # set per derivative render: replay moving surface points
 
     # ---- Boundary term: primary edges of moving meshes (integrators/boundary/primary_edges.py) ----
     @staticmethod
@@ -209,7 +224,11 @@ class VolumeIntegrator(RBIntegrator):
         """Interior term (path replay) + primary-edge term of moving meshes."""
         sensor = sensor_of(scene, sensor)
         n_primary, n_secondary = self.boundary_counts(scene, sensor, spp)
-        image = super().render_forward(scene, params, sensor, seed, spp)
+        self.moving_meshes = self.meshes_move(scene)
+        try:
+            image = super().render_forward(scene, params, sensor, seed, spp)
+        finally:
+            self.moving_meshes = False
         if n_primary > 0:
             image = image + render_primary_forward(scene, sensor, self, mi.UInt32(seed), n_primary)
         if n_secondary > 0:
@@ -222,7 +241,11 @@ class VolumeIntegrator(RBIntegrator):
         """Reverse mode of ``render_forward``: both terms accumulate into the parameters' gradients."""
         sensor = sensor_of(scene, sensor)
         n_primary, n_secondary = self.boundary_counts(scene, sensor, spp)
-        super().render_backward(scene, params, grad_in, sensor, seed, spp)
+        self.moving_meshes = self.meshes_move(scene)
+        try:
+            super().render_backward(scene, params, grad_in, sensor, seed, spp)
+        finally:
+            self.moving_meshes = False
         if n_primary > 0:
             render_primary_backward(scene, sensor, self, grad_in, mi.UInt32(seed), n_primary)
         if n_secondary > 0:
@@ -368,6 +391,44 @@ class VolumeIntegrator(RBIntegrator):
 
         return T, δL
 
+    def moving_surface_terms(self, mode: dr.ADMode, scene: mi.Scene, ray: mi.Ray3f,
+                             si: mi.SurfaceInteraction3f, mei: mi.MediumInteraction3f,
+                             on_surface: mi.Bool, in_medium: mi.Bool, bsdf: mi.BSDFPtr,
+                             prev_surface: mi.Bool, prev_ray: mi.Ray3f, prev_wo: mi.Vector3f,
+                             L: mi.Spectrum, δL: mi.Spectrum) -> tuple[mi.SurfaceInteraction3f, mi.Spectrum]:
+        r"""Interior-term factors of moving surface points (replay, when some mesh moves).
+
+        This vertex, if on a surface, slides along its (fixed) ray: returns
+        it attached, so that its emission, BSDF, cosine and light samples
+        follow. The segment from a surface point :math:`x` (previous real
+        vertex) to this vertex :math:`y` keeps :math:`y` fixed (area or
+        volume measure) while :math:`x` moves: ``L`` (all that arrives at
+        :math:`x` along it) takes the relative change of
+        :math:`f_s(x, \omega_{xy})\, J(x, y)` (:math:`J = |\cos\theta_y| /
+        r^2` or :math:`1 / r^2`), less that of :math:`f_s(x, \omega_0)`,
+        already counted at :math:`x`; :math:`y`'s incident direction follows
+        :math:`x`. The transmittance between the two is held fixed.
+        """
+        with dr.resume_grad():
+            si_ad = attached_interaction(scene, si, ray, on_surface)
+            is_vertex = in_medium | (on_surface & ~mi.has_flag(bsdf.flags(), mi.BSDFFlags.Null))
+            segment = prev_surface & is_vertex
+            x = attached_interaction(scene, scene.ray_intersect(prev_ray, segment), prev_ray, segment)
+            y = dr.detach(dr.select(in_medium, mei.p, si.p))
+            ω = dr.normalize(y - x.p)
+            bsdf_x = x.bsdf(prev_ray)
+            ctx = mi.BSDFContext()
+            f_ω = bsdf_x.eval(ctx, x, x.to_local(ω), segment)
+            f_0 = bsdf_x.eval(ctx, x, x.to_local(prev_wo), segment)
+            J = dr.select(in_medium, volume_jacobian(x.p, y, segment),
+                          area_jacobian(x.p, y, dr.detach(si.n), segment))
+            Lo = L * (relative(f_ω, segment) - relative(f_0, segment) + relative(mi.Spectrum(J), segment))
+            δL = propagate(mode, δL, dr.select(segment, Lo, 0.0))
+            wi = dr.normalize(x.p - dr.detach(si.p))
+            si_ad.wi = dr.select(segment & on_surface,
+                                 dr.replace_grad(si_ad.wi, dr.detach(si_ad).to_local(wi)), si_ad.wi)
+        return si_ad, δL
+
     @dr.syntax
     def sample(self, mode: dr.ADMode, scene: mi.Scene, sampler: mi.Sampler,
                ray: mi.Ray3f, δL: mi.Spectrum | None, state_in: mi.Spectrum | None,
@@ -392,6 +453,12 @@ class VolumeIntegrator(RBIntegrator):
         last_event = dr.zeros(mi.Interaction3f)     # last real scattering vertex (MIS)
         last_pdf = mi.Float(1.0)
         specular_chain = mi.Bool(True)
+        # Moving meshes (replay): the last real vertex if it was a surface point,
+        # the ray that found it and the direction sampled there.
+        moving = dr.hint(not primal and self.moving_meshes, mode="scalar")
+        prev_surface = mi.Bool(False)
+        prev_ray = dr.zeros(mi.Ray3f)
+        prev_wo = mi.Vector3f(0.0)
 
         while dr.hint(active, label=f"pbdr_volume ({mode.name})"):
             # ---- Termination: Russian roulette, depth ----
@@ -432,6 +499,10 @@ class VolumeIntegrator(RBIntegrator):
                 Le = β * w_hit * emitter.eval(si, active_e)
             act_surface &= si.is_valid()
             bsdf = si.bsdf(ray)
+            si_ad = si
+            if dr.hint(moving, mode="scalar"):
+                si_ad, δL = self.moving_surface_terms(mode, scene, ray, si, mei, act_surface, act_scatter,
+                                                      bsdf, prev_surface, prev_ray, prev_wo, L, δL)
 
             # ---- Next-event estimation from media and smooth surfaces ----
             nee_surface = act_surface & mi.has_flag(bsdf.flags(), mi.BSDFFlags.Smooth) & \
@@ -453,13 +524,19 @@ class VolumeIntegrator(RBIntegrator):
             phase = mei.medium.phase_function()
             phase[~act_scatter] = dr.zeros(mi.PhaseFunctionPtr)
             with dr.resume_grad(when=not primal):
+                d_em = mi.Vector3f(ds.d)
                 if dr.hint(not primal, mode="scalar"):
                     Le_em = scene.eval_emitter_direction(ref, ds, nee)
                     em_weight = dr.replace_grad(em_weight, Le_em * dr.select(ds.pdf != 0, dr.rcp(ds.pdf), 0))
-                f_bsdf, pdf_bsdf = bsdf.eval_pdf(ctx, si, si.to_local(ds.d), nee_surface)
+                if dr.hint(moving, mode="scalar"):   # from the moving point to the fixed light sample
+                    ds_ad, em_ad = attached_emitter_sample(scene, si_ad, ds, em_weight, nee_surface)
+                    em_weight = dr.select(nee_surface, em_ad, em_weight)
+                    d_em = dr.select(nee_surface, ds_ad.d, d_em)
+                f_bsdf, pdf_bsdf = bsdf.eval_pdf(ctx, si_ad, si_ad.to_local(d_em), nee_surface)
                 f_phase, pdf_phase = phase.eval_pdf(phase_ctx, mei, ds.d, nee_medium)
                 f_em = dr.select(nee_surface, f_bsdf, f_phase)
-                pdf_dir = dr.select(ds.delta, 0.0, dr.select(nee_surface, pdf_bsdf, pdf_phase))
+                # MIS weights are held fixed, as on the BSDF-hit side.
+                pdf_dir = dr.detach(dr.select(ds.delta, 0.0, dr.select(nee_surface, pdf_bsdf, pdf_phase)))
                 Lr_em = dr.select(nee, β * f_em * mis_weight(ds.pdf, pdf_dir) * em_weight * T, 0.0)
                 L = (L + dr.detach(Le + Lr_em)) if primal else (L - dr.detach(Le + Lr_em))
                 if dr.hint(not primal, mode="scalar"):
@@ -485,11 +562,19 @@ class VolumeIntegrator(RBIntegrator):
             act_surface &= bs.pdf > 0.0
             if dr.hint(not primal, mode="scalar"):
                 with dr.resume_grad():
-                    f = bsdf.eval(ctx, si, bs.wo, act_surface)
+                    wo_local = bs.wo
+                    if dr.hint(moving, mode="scalar"):   # the world direction is what stays fixed
+                        wo_local = si_ad.to_local(si.to_world(bs.wo))
+                    f = bsdf.eval(ctx, si_ad, wo_local, act_surface)
                     δL = propagate(mode, δL, L * relative(f, act_surface))
             β[act_surface] *= bsdf_weight
             η[act_surface] *= bs.eta
             null_sampled = act_surface & mi.has_flag(bs.sampled_type, mi.BSDFFlags.Null)
+            if dr.hint(moving, mode="scalar"):
+                non_null = act_surface & ~null_sampled
+                prev_surface = (prev_surface | non_null) & ~act_scatter
+                prev_ray[non_null] = mi.Ray3f(ray)
+                prev_wo[non_null] = si.to_world(bs.wo)
             ray[act_surface] = dr.select(null_sampled, pass_through(ray, si),
                                          si.spawn_ray(si.to_world(bs.wo)))
             needs_intersection |= act_surface

@@ -43,3 +43,51 @@ def sliding_point(scene: mi.Scene, pi: mi.PreliminaryIntersection3f, ray: mi.Ray
         t = dr.dot(n, v0 - ray.o) / dr.dot(n, ray.d)
         p = dr.select(on, ray.o + t * ray.d, p)
     return p
+
+
+def _moving_meshes(scene: mi.Scene) -> list:
+    return [s for s in scene.shapes() if s.is_mesh() and dr.grad_enabled(s.vertex_positions_buffer())]
+
+
+def attached_interaction(scene: mi.Scene, si: mi.SurfaceInteraction3f, ray: mi.Ray3f,
+                         active: mi.Bool) -> mi.SurfaceInteraction3f:
+    """``si`` (hit along the fixed ``ray``, detached) with its position, normals
+    and shading frame attached to the vertex positions of moving meshes.
+
+    The point slides along the ray (as ``sliding_point``); the shading normal
+    is the interpolated vertex normal (or the face normal), and the frame's
+    tangents are re-orthogonalized to it, so values at θ = 0 are unchanged.
+    Written out for the same reason as ``sliding_point``; a second
+    ``compute_surface_interaction`` with AD in one loop body made forward
+    mode fail ("edge ... outside of the current dr.isolate_grad() scope").
+    """
+    si = dr.detach(si)
+    out = mi.SurfaceInteraction3f(si)
+    for shape in _moving_meshes(scene):
+        on = active & si.is_valid() & (si.shape == mi.ShapePtr(shape))
+        face = dr.gather(mi.Vector3u, shape.faces_buffer(), si.prim_index, on)
+        v = [dr.gather(mi.Point3f, shape.vertex_positions_buffer(), face[i], on) for i in range(3)]
+        n_g = dr.normalize(dr.cross(v[1] - v[0], v[2] - v[0]))
+        n_g *= dr.sign(dr.dot(dr.detach(n_g), si.n))      # Mitsuba's orientation of si.n
+        t = dr.dot(n_g, v[0] - ray.o) / dr.dot(n_g, ray.d)
+        p = ray.o + t * ray.d
+        n_s = n_g
+        if shape.has_vertex_normals():
+            vd = [dr.detach(x) for x in v]                  # barycentrics of the (detached) hit
+            e1, e2, q = vd[1] - vd[0], vd[2] - vd[0], si.p - vd[0]
+            d11, d12, d22 = dr.dot(e1, e1), dr.dot(e1, e2), dr.dot(e2, e2)
+            q1, q2 = dr.dot(q, e1), dr.dot(q, e2)
+            det = d11 * d22 - d12 * d12
+            b1, b2 = (d22 * q1 - d12 * q2) / det, (d11 * q2 - d12 * q1) / det
+            nv = [dr.gather(mi.Vector3f, shape.vertex_normals_buffer(), face[i], on) for i in range(3)]
+            n_s = dr.normalize((1 - b1 - b2) * nv[0] + b1 * nv[1] + b2 * nv[2])
+            n_s *= dr.sign(dr.dot(dr.detach(n_s), si.sh_frame.n))
+        s_t = dr.normalize(si.sh_frame.s - dr.dot(si.sh_frame.s, n_s) * n_s)
+        frame = mi.Frame3f(s_t, dr.cross(n_s, s_t), n_s)
+        out.p = dr.select(on, dr.replace_grad(si.p, p), out.p)
+        out.t = dr.select(on, dr.replace_grad(si.t, t), out.t)
+        out.n = dr.select(on, dr.replace_grad(si.n, n_g), out.n)
+        out.sh_frame = dr.select(on, dr.replace_grad(si.sh_frame, frame), out.sh_frame)
+    # The incident direction (local) follows the frame.
+    out.wi = dr.replace_grad(si.wi, out.to_local(-ray.d))
+    return out

@@ -23,13 +23,15 @@ Both side paths are traced with ``pbdr_volume``'s primal ``sample`` (given
 the medium they start in), so :math:`L_\mp` include attenuation and
 in-scattering along and after the side rays.
 
-Vertices are *fixed*: the interior term of ``pbdr_volume`` holds camera
-rays, sampled distances and surface hit points fixed, so the boundary term
-uses the same parameterization, :math:`\dot p = 0` (the edge's own motion
-:math:`\dot m` is all the velocity). This is exact for vertices on static
-surfaces and in static media: shadows that a moving mesh casts on them and
-into them, and occlusion seen from them. Vertices on the moving mesh itself
-are where ``pbdr_volume``'s interior term is incomplete (see its docstring).
+Velocities follow ``pbdr_volume``'s interior term: medium vertices are
+fixed (:math:`\dot p = 0`: sampled distances are held), surface points
+slide along their ray (``sliding_point``) and a moving surface point keeps
+its next vertex fixed, at the first surface that is not a null boundary
+(``_real_hit_distance``; the side paths' transmittance is held, as in the
+interior term). Static vertices get Li et al.'s :math:`n_h\cdot\dot m /
+\lVert m - p\rVert`: shadows that a moving mesh casts on surfaces and into
+media, and occlusion seen from them; points on the moving mesh add the
+motion of every edge they see (e.g. a light's border seen from its faces).
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ import drjit as dr
 import mitsuba as mi
 
 from pbdr.geometry.rays import pass_through
+from integrators.boundary import sliding_point
 from integrators.boundary.secondary_edges import Vertex, camera_sample, trace_sides
 
 
@@ -75,6 +78,25 @@ def _next_event(integrator: mi.Integrator, scene: mi.Scene, sampler: mi.Sampler,
         searching &= null
     active = mi.Bool(active) & (found_medium | si.is_valid())
     return found_medium, mei, si, ray, medium, β, active
+
+
+@dr.syntax
+def _real_hit_distance(scene: mi.Scene, ray: mi.Ray3f, active: mi.Bool) -> mi.Float:
+    """Distance along ``ray`` to the first surface that is not a null medium boundary
+    (the next vertex that a moving vertex keeps fixed; inf if none)."""
+    ray = mi.Ray3f(ray)
+    d = mi.Float(0.0)
+    searching = mi.Bool(active)
+    while searching:
+        si = scene.ray_intersect(ray, mi.RayFlags.Minimal, False, searching)
+        flags = si.bsdf(ray).flags()
+        null = si.is_valid() & mi.has_flag(flags, mi.BSDFFlags.Null) & ~mi.has_flag(flags, mi.BSDFFlags.Reflection)
+        d[searching] = d + dr.select(si.is_valid(), si.t, dr.inf)
+        nxt = pass_through(ray, si)
+        d[searching & null] = dr.norm(nxt.o - ray.o) + d - si.t   # the step past the surface
+        ray[searching & null] = nxt
+        searching &= null
+    return d
 
 
 def medium_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
@@ -119,10 +141,15 @@ def medium_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
 
         def trace(side_sampler: mi.Sampler, lanes: mi.UInt32, ray: mi.Ray3f, depth_left: int,
                   act: mi.Bool, origin=origin) -> tuple[mi.Spectrum, mi.Float]:
-            return trace_sides(integrator, scene, side_sampler, ray, depth_left, act,
+            L, _ = trace_sides(integrator, scene, side_sampler, ray, depth_left, act,
                                medium=origin(lanes, ray.d)[1])
+            return L, _real_hit_distance(scene, ray, act)
 
-        yield Vertex(k, pos, β, p, lambda p=p: mi.Point3f(p), n_c, clip, f, spawn, trace, mi.Bool(active))
+        def position(si=si, ray=ray, on_surface=active & ~is_medium, p=p) -> mi.Point3f:
+            with dr.resume_grad():   # a surface point slides along its ray; medium points are fixed
+                return dr.select(on_surface, sliding_point(scene, si, ray, on_surface), p)
+
+        yield Vertex(k, pos, β, p, position, n_c, clip, f, spawn, trace, mi.Bool(active))
         if k + 1 == depth:
             return
         with dr.suspend_grad():   # the next direction: phase or BSDF sampling
