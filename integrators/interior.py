@@ -47,7 +47,6 @@ import mitsuba as mi
 from mitsuba.ad.integrators.common import RBIntegrator, mis_weight
 
 from pbdr.geometry.measure import area_jacobian, attached_emitter_sample
-from pbdr.geometry.rays import pass_through
 
 
 class InteriorIntegrator(RBIntegrator):
@@ -174,8 +173,7 @@ class InteriorIntegrator(RBIntegrator):
             # ---- BSDF sampling (detached) ----
             bs, bsdf_weight = bsdf.sample(ctx, si, sampler.next_1d(), sampler.next_2d(), active_next)
             L = (L + Le + Lr_em) if primal else (L - Le - Lr_em)
-            null = mi.has_flag(bs.sampled_type, mi.BSDFFlags.Null)   # on the same line
-            ray_next = dr.select(null, pass_through(ray, si), si.spawn_ray(si.to_world(bs.wo)))
+            ray_next = si.spawn_ray(si.to_world(bs.wo))
             η *= bs.eta
             β *= bsdf_weight
 
