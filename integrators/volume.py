@@ -151,7 +151,7 @@ from mitsuba.ad.integrators.common import RBIntegrator, mis_weight
 
 from pbdr.geometry.measure import area_jacobian, attached_emitter_sample, volume_jacobian
 from pbdr.geometry.rays import pass_through
-from integrators.boundary import attached_interaction, boundary_sample_count, sensor_of
+from integrators.boundary import attached_interaction, boundary_sample_count, moving_meshes, sensor_of
 from integrators.boundary.medium_vertices import medium_vertices
 from integrators.boundary.primary_edges import render_primary_backward, render_primary_forward
 from integrators.boundary.secondary_edges import render_secondary_backward, render_secondary_forward
@@ -204,11 +204,7 @@ class VolumeIntegrator(RBIntegrator):
     @staticmethod
     def meshes_move(scene: mi.Scene) -> bool:
         """Whether some mesh's vertex positions carry gradients (a cheap flag test, no read-back)."""
-        for shape in scene.shapes():
-            buffer = getattr(shape, "vertex_positions_buffer", None)
-            if buffer is not None and dr.grad_enabled(buffer()):
-                return True
-        return False
+        return bool(moving_meshes(scene))
 
     def boundary_counts(self, scene: mi.Scene, sensor: mi.Sensor, spp: int) -> tuple[int, int]:
         """(primary edge samples, secondary camera paths) for a call with ``spp``;
@@ -454,11 +450,11 @@ class VolumeIntegrator(RBIntegrator):
         last_pdf = mi.Float(1.0)
         specular_chain = mi.Bool(True)
         # Moving meshes (replay): the last real vertex if it was a surface point,
-        # the ray that found it and the direction sampled there.
+        # the ray that found it and the direction sampled there (no loop state otherwise).
         moving = dr.hint(not primal and self.moving_meshes, mode="scalar")
-        prev_surface = mi.Bool(False)
-        prev_ray = dr.zeros(mi.Ray3f)
-        prev_wo = mi.Vector3f(0.0)
+        prev_surface = mi.Bool(False) if moving else None
+        prev_ray = dr.zeros(mi.Ray3f) if moving else None
+        prev_wo = mi.Vector3f(0.0) if moving else None
 
         while dr.hint(active, label=f"pbdr_volume ({mode.name})"):
             # ---- Termination: Russian roulette, depth ----
@@ -570,15 +566,14 @@ class VolumeIntegrator(RBIntegrator):
             β[act_surface] *= bsdf_weight
             η[act_surface] *= bs.eta
             null_sampled = act_surface & mi.has_flag(bs.sampled_type, mi.BSDFFlags.Null)
+            non_null = act_surface & ~null_sampled
             if dr.hint(moving, mode="scalar"):
-                non_null = act_surface & ~null_sampled
                 prev_surface = (prev_surface | non_null) & ~act_scatter
                 prev_ray[non_null] = mi.Ray3f(ray)
                 prev_wo[non_null] = si.to_world(bs.wo)
             ray[act_surface] = dr.select(null_sampled, pass_through(ray, si),
                                          si.spawn_ray(si.to_world(bs.wo)))
             needs_intersection |= act_surface
-            non_null = act_surface & ~mi.has_flag(bs.sampled_type, mi.BSDFFlags.Null)
             depth[non_null] += 1
             last_event[non_null] = si
             last_pdf[non_null] = bs.pdf

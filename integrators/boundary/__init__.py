@@ -22,6 +22,20 @@ def boundary_sample_count(sensor: mi.Sensor, per_pixel: int, spp: int, divisor: 
     return n * int(size[0]) * int(size[1])
 
 
+def moving_meshes(scene: mi.Scene) -> list:
+    """Meshes whose vertex positions carry gradients (a flag test, no read-back)."""
+    return [s for s in scene.shapes() if s.is_mesh() and dr.grad_enabled(s.vertex_positions_buffer())]
+
+
+def _slide(shape: mi.Mesh, prim_index: mi.UInt32, ray: mi.Ray3f, on: mi.Bool):
+    """Triangle ``prim_index`` of a moving mesh, attached: (face indices, vertices,
+    unit face normal, distance along the fixed ``ray`` to its plane)."""
+    face = dr.gather(mi.Vector3u, shape.faces_buffer(), prim_index, on)
+    v = [dr.gather(mi.Point3f, shape.vertex_positions_buffer(), face[i], on) for i in range(3)]
+    n = dr.normalize(dr.cross(v[1] - v[0], v[2] - v[0]))
+    return face, v, n, dr.dot(n, v[0] - ray.o) / dr.dot(n, ray.d)
+
+
 def sliding_point(scene: mi.Scene, pi: mi.PreliminaryIntersection3f, ray: mi.Ray3f,
                   active: mi.Bool) -> mi.Point3f:
     """The hit point of a fixed ray, attached to the vertex positions of moving meshes.
@@ -31,22 +45,14 @@ def sliding_point(scene: mi.Scene, pi: mi.PreliminaryIntersection3f, ray: mi.Ray
     Written out per moving mesh rather than through
     ``compute_surface_interaction``, whose AD goes through a virtual call
     that forward mode cannot traverse once its inputs' edges were cleared.
+    ``pi`` may also be a SurfaceInteraction3f (``t``, ``shape``, ``prim_index``).
     """
     p = mi.Point3f(dr.detach(ray(pi.t)))
-    for shape in scene.shapes():
-        if not shape.is_mesh() or not dr.grad_enabled(shape.vertex_positions_buffer()):
-            continue
+    for shape in moving_meshes(scene):
         on = active & pi.is_valid() & (pi.shape == mi.ShapePtr(shape))
-        face = dr.gather(mi.Vector3u, shape.faces_buffer(), pi.prim_index, on)
-        v0, v1, v2 = (dr.gather(mi.Point3f, shape.vertex_positions_buffer(), face[i], on) for i in range(3))
-        n = dr.cross(v1 - v0, v2 - v0)
-        t = dr.dot(n, v0 - ray.o) / dr.dot(n, ray.d)
+        t = _slide(shape, pi.prim_index, ray, on)[3]
         p = dr.select(on, ray.o + t * ray.d, p)
     return p
-
-
-def _moving_meshes(scene: mi.Scene) -> list:
-    return [s for s in scene.shapes() if s.is_mesh() and dr.grad_enabled(s.vertex_positions_buffer())]
 
 
 def attached_interaction(scene: mi.Scene, si: mi.SurfaceInteraction3f, ray: mi.Ray3f,
@@ -63,13 +69,10 @@ def attached_interaction(scene: mi.Scene, si: mi.SurfaceInteraction3f, ray: mi.R
     """
     si = dr.detach(si)
     out = mi.SurfaceInteraction3f(si)
-    for shape in _moving_meshes(scene):
+    for shape in moving_meshes(scene):
         on = active & si.is_valid() & (si.shape == mi.ShapePtr(shape))
-        face = dr.gather(mi.Vector3u, shape.faces_buffer(), si.prim_index, on)
-        v = [dr.gather(mi.Point3f, shape.vertex_positions_buffer(), face[i], on) for i in range(3)]
-        n_g = dr.normalize(dr.cross(v[1] - v[0], v[2] - v[0]))
+        face, v, n_g, t = _slide(shape, si.prim_index, ray, on)
         n_g *= dr.sign(dr.dot(dr.detach(n_g), si.n))      # Mitsuba's orientation of si.n
-        t = dr.dot(n_g, v[0] - ray.o) / dr.dot(n_g, ray.d)
         p = ray.o + t * ray.d
         n_s = n_g
         if shape.has_vertex_normals():

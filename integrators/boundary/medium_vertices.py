@@ -45,6 +45,12 @@ from integrators.boundary import sliding_point
 from integrators.boundary.secondary_edges import Vertex, camera_sample, trace_sides
 
 
+def _is_null_boundary(si: mi.SurfaceInteraction3f, ray: mi.Ray3f) -> mi.Bool:
+    """A medium boundary: a null surface, crossed without counting as a vertex."""
+    flags = si.bsdf(ray).flags()
+    return si.is_valid() & mi.has_flag(flags, mi.BSDFFlags.Null) & ~mi.has_flag(flags, mi.BSDFFlags.Reflection)
+
+
 @dr.syntax
 def _next_event(integrator: mi.Integrator, scene: mi.Scene, sampler: mi.Sampler, ray: mi.Ray3f,
                 medium: mi.MediumPtr, β: mi.Spectrum, active: mi.Bool):
@@ -68,11 +74,8 @@ def _next_event(integrator: mi.Integrator, scene: mi.Scene, sampler: mi.Sampler,
         mei[real] = m
         found_medium |= real
         searching &= ~real & si.is_valid()
-        bsdf = si.bsdf(ray)
-        null = searching & mi.has_flag(bsdf.flags(), mi.BSDFFlags.Null) & \
-            ~mi.has_flag(bsdf.flags(), mi.BSDFFlags.Reflection)
-        # A null surface (medium boundary) is crossed without counting as a vertex.
-        β[null] *= bsdf.eval_null_transmission(si, null)
+        null = searching & _is_null_boundary(si, ray)
+        β[null] *= si.bsdf(ray).eval_null_transmission(si, null)
         medium[null & si.is_medium_transition()] = si.target_medium(ray.d)
         ray[null] = pass_through(ray, si)
         searching &= null
@@ -84,19 +87,15 @@ def _next_event(integrator: mi.Integrator, scene: mi.Scene, sampler: mi.Sampler,
 def _real_hit_distance(scene: mi.Scene, ray: mi.Ray3f, active: mi.Bool) -> mi.Float:
     """Distance along ``ray`` to the first surface that is not a null medium boundary
     (the next vertex that a moving vertex keeps fixed; inf if none)."""
+    origin = mi.Point3f(ray.o)
     ray = mi.Ray3f(ray)
-    d = mi.Float(0.0)
+    si = dr.zeros(mi.SurfaceInteraction3f)
     searching = mi.Bool(active)
     while searching:
-        si = scene.ray_intersect(ray, mi.RayFlags.Minimal, False, searching)
-        flags = si.bsdf(ray).flags()
-        null = si.is_valid() & mi.has_flag(flags, mi.BSDFFlags.Null) & ~mi.has_flag(flags, mi.BSDFFlags.Reflection)
-        d[searching] = d + dr.select(si.is_valid(), si.t, dr.inf)
-        nxt = pass_through(ray, si)
-        d[searching & null] = dr.norm(nxt.o - ray.o) + d - si.t   # the step past the surface
-        ray[searching & null] = nxt
-        searching &= null
-    return d
+        si[searching] = scene.ray_intersect(ray, mi.RayFlags.Minimal, False, searching)
+        searching &= _is_null_boundary(si, ray)
+        ray[searching] = pass_through(ray, si)   # on the same line, so distances add up
+    return dr.select(si.is_valid(), dr.norm(ray.o - origin) + si.t, dr.inf)
 
 
 def medium_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
