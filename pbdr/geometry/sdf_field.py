@@ -9,15 +9,19 @@ AD-tracked) ``grid`` and ``to_world``:
     F(p) = φ(to_world⁻¹ p)        (world point p, signed, grid units)
 
 and builds the point that a surface point ``p`` becomes when the shape
-moves, along the normal (the implicit-function derivative):
+moves: rigidly with ``to_world`` and along the normal with the grid values
+(the implicit-function derivative):
 
-    p' = p - ∇F · F(p; θ) / |∇F|²       (∇F detached, F attached)
+    p' = T(θ) T(θ₀)⁻¹ p - ∇F · (φ(u; θ) - φ(u; θ₀)) / |∇F|²,   u = T(θ₀)⁻¹ p
 
-At θ₀, F(p) = 0 so p' = p; its derivative is the normal velocity of the
-surface, for changes of the grid values and of ``to_world`` alike. (Mitsuba's
-``FollowShape`` interaction computes the same point inside the shape; this
-version is plain Dr.Jit, so its derivatives can be checked and do not depend
-on a shape's ray flags.)
+(``T`` = ``to_world``; ∇F detached, φ attached to the grid). At θ₀, p' = p.
+Both parts move the surface with its true normal velocity, but they differ
+tangentially, and that matters to a warp field built from the motion of
+nearby points (``pbdr_reparam``): the rigid motion of a translated sphere is
+the same everywhere, while its normal part (v·n) n turns with n, so seen from
+a point it changes like the square root of the depth below the silhouette,
+and a vMF-blended field misses the silhouette's own velocity (the shadow of a
+sphere moving *towards* the light: 0.4x FD with the normal motion).
 """
 from __future__ import annotations
 
@@ -84,8 +88,15 @@ class SDFField:
         return value, g
 
     def follow(self, p: mi.Point3f) -> mi.Point3f:
-        """The surface point p moved along the normal with the shape (attached)."""
+        """The surface point p moved with the shape (attached): rigidly with
+        ``to_world``, along the normal with the grid values."""
         p = dr.detach(p)
-        value, g = self.value_and_grad(p)
+        T0 = mi.AffineTransform4f(dr.detach(self.to_world.matrix))
+        to_local0 = T0.inverse()
+        u = to_local0 @ p
+        p_rigid = self.to_world @ u
+        value, _ = self.local_value_and_grad(u)
+        with dr.suspend_grad():
+            _, g = SDFField(self.shape, dr.detach(self.grid), T0).value_and_grad(p)
         scale = dr.rcp(dr.maximum(dr.squared_norm(g), 1e-12))
-        return p - g * (value - dr.detach(value)) * scale
+        return p_rigid - g * (value - dr.detach(value)) * scale
