@@ -33,10 +33,16 @@ the point that ray hits, attached to the shape's motion (``FollowShape``:
 rigid for ``to_world`` and meshes, along the normal for ``sdfgrid`` grid
 values), and :math:`B` a boundary test that vanishes on discontinuities:
 
-- triangle meshes: 3·(barycentric distance to the nearest edge of the hit
-  triangle that can be a discontinuity: open boundaries and shading creases
-  always, smooth edges when they are silhouettes from the ray's origin, never
-  the diagonal between coplanar faces; ``pbdr.geometry.face_edges``);
+- triangle meshes: the smaller of 3·(barycentric distance to the nearest
+  edge of the hit triangle that can be a discontinuity: open boundaries and
+  shading creases always, smooth edges when they are silhouettes from the
+  ray's origin, never the diagonal between coplanar faces;
+  ``pbdr.geometry.face_edges``) and the grazing test
+  :math:`(n\cdot\omega_i)^2`: on a finely tessellated sphere the faces
+  beside the silhouette are slivers, whose edge distance alone jumps to 1
+  within a fraction of the lobe (an icosphere's silhouette derivative was
+  0.61x FD with the edge distance alone, 0.70x with both at 16 rays, 0.69-0.83x
+  at 64 rays, within noise at 16-32 spp but perhaps not unbiased);
 - ``sdfgrid`` and other smooth shapes: :math:`(n\cdot\omega_i)^2`, zero on the silhouette;
 - nothing hit: 1.
 
@@ -138,7 +144,7 @@ class WarpScene:
         """B(ω_i) >= 0, zero on the discontinuities seen from ``o`` along ``d`` (detached)."""
         B_mesh, is_mesh = self.edges.edge_distance(si, pi.prim_uv, o, hit)
         grazing = dr.square(dr.dot(si.n, d))
-        return dr.select(hit, dr.select(is_mesh, B_mesh, grazing), 1.0)
+        return dr.select(hit, dr.select(is_mesh, dr.minimum(B_mesh, grazing), grazing), 1.0)
 
     def follow_shape(self, si: mi.SurfaceInteraction3f, active: mi.Bool) -> mi.Point3f:
         """The hit point attached to the shape's motion: Mitsuba's ``FollowShape``

@@ -39,6 +39,7 @@ CASES = {
     "sdf-shrink": ("sdf", "scenes/reparam/sdf_sphere.xml", {}, "sdf.grid", None, 0.005),
     "sdf-translate": ("sdf", "scenes/reparam/sdf_sphere.xml", {}, "sdf.to_world", (0, 1, 0), 0.005),
     "sdf-shadow": ("sdf", "scenes/reparam/sdf_shadow.xml", {}, "sdf.to_world", (1, 0, 0), 0.005),
+    "sdf-shadow-up": ("sdf", "scenes/reparam/sdf_shadow.xml", {}, "sdf.to_world", (0, 1, 0), 0.005),
 }
 
 

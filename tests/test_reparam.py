@@ -66,13 +66,15 @@ def test_cube_translating() -> None:
                         eps=0.002, defaults={"rfilter": "gaussian"}))
 
 
-@pytest.mark.xfail(strict=True, reason="measured (seeds 1000-1003, 32 spp; FD 256 spp): derivative "
-                   "13.5 ± 4.3 vs FD 44.4 ± 11.4, z -2.55, block chi2 4.68: the icosphere's silhouette "
-                   "where it crosses the quad's static bottom edge (a corner where two boundaries with "
-                   "different velocities meet) is under-estimated")
 def test_icosphere_translating() -> None:
+    """An 80-face sphere: the faces beside its silhouette are
+    slivers, so the warp finds the silhouette by the grazing test (n·ω)²
+    as much as by edge distance. 64 auxiliary rays: with the default 16 the
+    ratio estimate of the warp is biased low here (measured 25.8 ± 2.9 vs FD
+    37.1 ± 4.2, chi2 3.4; 64 rays: 25.5 ± 6.7 to 30.7 ± 5.1, chi2 1.2-2.0,
+    so a residual bias of the ratio estimate below this test's noise is possible)."""
     assert_agrees(check("reparam/icosphere.xml", "ico.vertex_positions", (1, 0, 0), max_depth=1,
-                        eps=0.002))
+                        eps=0.002, spp=16, reparam_rays=64))
 
 
 # ---- modes and input checks ----
