@@ -589,4 +589,5 @@ class VolumeIntegrator(RBIntegrator):
     def to_string(self) -> str:
         return (f"VolumeIntegrator[max_depth = {self.max_depth}, rr_depth = {self.rr_depth}, "
                 f"majorant_factor = {self.majorant_factor}, primary = {self.use_primary}, "
-                f"spp_primary = {self.spp_primary}]")
+                f"spp_primary = {self.spp_primary}, secondary = {self.use_secondary}, "
+                f"spp_secondary = {self.spp_secondary}, edge_sampling = {self.edge_sampling}]")
