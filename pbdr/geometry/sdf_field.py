@@ -75,7 +75,7 @@ class SDFField:
     def value_and_grad(self, p: mi.Point3f) -> tuple[mi.Float, mi.Vector3f]:
         """F(p) (attached to grid and to_world) and the world gradient ∇F (detached)."""
         to_local = self.to_world.inverse()
-        u = to_local @ p
+        u = to_local @ mi.Point3f(p)       # a Vector3f would lose the translation
         value, _ = self.local_value_and_grad(u)
         with dr.suspend_grad():
             _, g_local = self.local_value_and_grad(dr.detach(u))
@@ -90,7 +90,7 @@ class SDFField:
     def follow(self, p: mi.Point3f) -> mi.Point3f:
         """The surface point p moved with the shape (attached): rigidly with
         ``to_world``, along the normal with the grid values."""
-        p = dr.detach(p)
+        p = mi.Point3f(dr.detach(p))
         T0 = mi.AffineTransform4f(dr.detach(self.to_world.matrix))
         to_local0 = T0.inverse()
         u = to_local0 @ p
