@@ -162,7 +162,7 @@ class WarpScene:
         p = si.p
         for field in self.fields:
             on = active & (si.shape == mi.ShapePtr(field.shape))
-            p = dr.select(on, field.follow(dr.detach(si.p)), p)
+            p = dr.select(on, field.moved(si.p)[0], p)
         return p
 
     def attach_to_ray(self, si: mi.SurfaceInteraction3f, ray: mi.Ray3f,
@@ -171,8 +171,7 @@ class WarpScene:
         the moving tangent plane (first order in the warp and the shape)."""
         for field in self.fields:
             on = active & si.is_valid() & (si.shape == mi.ShapePtr(field.shape))
-            x = field.follow(dr.detach(si.p))
-            _, g = field.value_and_grad(dr.detach(si.p))
+            x, g = field.moved(si.p)
             n = dr.normalize(g)
             t = dr.dot(x - ray.o, n) / dr.dot(ray.d, n)
             si.p = dr.replace_grad(si.p, dr.select(on, ray(t), si.p))

@@ -72,31 +72,19 @@ class SDFField:
                            (c1 - c0) * res.z)
         return value, grad
 
-    def value_and_grad(self, p: mi.Point3f) -> tuple[mi.Float, mi.Vector3f]:
-        """F(p) (attached to grid and to_world) and the world gradient ∇F (detached)."""
-        to_local = self.to_world.inverse()
-        u = to_local @ mi.Point3f(p)       # a Vector3f would lose the translation
-        value, _ = self.local_value_and_grad(u)
-        with dr.suspend_grad():
-            _, g_local = self.local_value_and_grad(dr.detach(u))
-            # ∇_p F = (∂u/∂p)ᵀ ∇_u φ, with ∂u/∂p the linear part of to_world⁻¹.
-            m = dr.detach(to_local.matrix)
-            g = mi.Vector3f(
-                m[0][0] * g_local.x + m[1][0] * g_local.y + m[2][0] * g_local.z,
-                m[0][1] * g_local.x + m[1][1] * g_local.y + m[2][1] * g_local.z,
-                m[0][2] * g_local.x + m[1][2] * g_local.y + m[2][2] * g_local.z)
-        return value, g
-
-    def follow(self, p: mi.Point3f) -> mi.Point3f:
+    def moved(self, p: mi.Point3f) -> tuple[mi.Point3f, mi.Vector3f]:
         """The surface point p moved with the shape (attached): rigidly with
-        ``to_world``, along the normal with the grid values."""
-        p = mi.Point3f(dr.detach(p))
-        T0 = mi.AffineTransform4f(dr.detach(self.to_world.matrix))
-        to_local0 = T0.inverse()
+        ``to_world``, along the normal with the grid values; and the world
+        gradient ∇F at p (detached)."""
+        p = mi.Point3f(dr.detach(p))       # a Vector3f would lose the translation
+        to_local0 = mi.AffineTransform4f(dr.detach(self.to_world.matrix)).inverse()
         u = to_local0 @ p
-        p_rigid = self.to_world @ u
-        value, _ = self.local_value_and_grad(u)
+        value, g_local = self.local_value_and_grad(u)     # attached to the grid only
         with dr.suspend_grad():
-            _, g = SDFField(self.shape, dr.detach(self.grid), T0).value_and_grad(p)
+            # ∇_p F = (∂u/∂p)ᵀ ∇_u φ, with ∂u/∂p the linear part of to_world⁻¹.
+            gl, m = dr.detach(g_local), to_local0.matrix
+            g = mi.Vector3f(m[0][0] * gl.x + m[1][0] * gl.y + m[2][0] * gl.z,
+                            m[0][1] * gl.x + m[1][1] * gl.y + m[2][1] * gl.z,
+                            m[0][2] * gl.x + m[1][2] * gl.y + m[2][2] * gl.z)
         scale = dr.rcp(dr.maximum(dr.squared_norm(g), 1e-12))
-        return p_rigid - g * (value - dr.detach(value)) * scale
+        return self.to_world @ u - g * (value - dr.detach(value)) * scale, g
