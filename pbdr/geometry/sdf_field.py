@@ -25,7 +25,7 @@ sphere moving *towards* the light: 0.4x FD with the normal motion).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import drjit as dr
 import mitsuba as mi
@@ -36,6 +36,11 @@ class SDFField:
     shape: mi.Shape
     grid: mi.TensorXf              # (Z, Y, X, 1), attached if it is being differentiated
     to_world: mi.AffineTransform4f  # attached likewise
+    to_local0: mi.AffineTransform4f = field(init=False)   # to_world⁻¹ at θ₀ (detached)
+
+    def __post_init__(self) -> None:
+        # Once per field, not per lookup: moved() runs for every auxiliary ray.
+        self.to_local0 = mi.AffineTransform4f(dr.detach(self.to_world.matrix)).inverse()
 
     @staticmethod
     def of(shape: mi.Shape) -> "SDFField":
@@ -77,12 +82,11 @@ class SDFField:
         ``to_world``, along the normal with the grid values; and the world
         gradient ∇F at p (detached)."""
         p = mi.Point3f(dr.detach(p))       # a Vector3f would lose the translation
-        to_local0 = mi.AffineTransform4f(dr.detach(self.to_world.matrix)).inverse()
-        u = to_local0 @ p
+        u = self.to_local0 @ p
         value, g_local = self.local_value_and_grad(u)     # attached to the grid only
         with dr.suspend_grad():
             # ∇_p F = (∂u/∂p)ᵀ ∇_u φ, with ∂u/∂p the linear part of to_world⁻¹.
-            gl, m = dr.detach(g_local), to_local0.matrix
+            gl, m = dr.detach(g_local), self.to_local0.matrix
             g = mi.Vector3f(m[0][0] * gl.x + m[1][0] * gl.y + m[2][0] * gl.z,
                             m[0][1] * gl.x + m[1][1] * gl.y + m[2][1] * gl.z,
                             m[0][2] * gl.x + m[1][2] * gl.y + m[2][2] * gl.z)
