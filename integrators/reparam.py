@@ -31,25 +31,40 @@ for Differentiable Rendering"):
 :math:`\kappa` around :math:`\omega`, :math:`\hat\omega_i` the direction to
 the point that ray hits, attached to the shape's motion (``FollowShape``:
 rigid for ``to_world`` and meshes, along the normal for ``sdfgrid`` grid
-values), and :math:`B` a boundary test that vanishes on discontinuities:
+values), and :math:`B` a boundary test that vanishes on discontinuities,
+measured in the units of :math:`D`: :math:`B = \kappa\,\delta^2/2` for the
+angular distance :math:`\delta` from :math:`\omega_i` to the nearest
+discontinuity seen from the ray's origin (at most ``B_FAR``):
 
-- triangle meshes: the smaller of 3·(barycentric distance to the nearest
-  edge of the hit triangle that can be a discontinuity: open boundaries and
-  shading creases always, smooth edges when they are silhouettes from the
-  ray's origin, never the diagonal between coplanar faces;
-  ``pbdr.geometry.face_edges``) and the grazing test
-  :math:`(n\cdot\omega_i)^2`: on a finely tessellated sphere the faces
-  beside the silhouette are slivers, whose edge distance alone jumps to 1
-  within a fraction of the lobe (an icosphere's silhouette derivative was
-  0.61x FD with the edge distance alone, 0.70x with both at 16 rays, 0.69-0.83x
-  at 64 rays, within noise at 16-32 spp but perhaps not unbiased);
-- ``sdfgrid`` and other smooth shapes: :math:`(n\cdot\omega_i)^2`, zero on the silhouette;
-- nothing hit: 1.
+- triangle meshes: the angle between :math:`\omega_i` and the plane through
+  the origin and each edge of the hit triangle that can be a discontinuity
+  (open boundaries and shading creases always, smooth edges when they are
+  silhouettes from the origin, never the diagonal between coplanar faces;
+  ``pbdr.geometry.face_edges``). A sliver face seen edge-on is near its
+  edges, as it should be;
+- ``sdfgrid``: the depth :math:`a^2/(2k)` by which the ray dips below the
+  surface (:math:`a, k` the first and second derivatives of the SDF along
+  the ray, from second differences two voxels apart), seen from the origin:
+  for a sphere of radius :math:`r` at distance :math:`t`,
+  :math:`\delta = r\,(n\cdot\omega_i)^2/(2t)`;
+- nothing hit, or a surface with no discontinuity near: ``B_FAR``.
+
+Units matter: :math:`D` is of order 1 inside the lobe. An earlier test,
+:math:`(n\cdot\omega_i)^2` alone, was about as small on a floor seen at a
+glancing angle as on a sphere one lobe width inside its silhouette, so the
+weights could not tell the two apart and the warp at the silhouette moved
+at half its speed (an emissive SDF sphere moving up: 0.66x FD).
 
 The weights blow up at a boundary, so there :math:`\mathcal{V}` takes the
-boundary's velocity. The divergence follows from the analytic gradient of
-the weights in :math:`\omega`. In the primal pass the warp is the identity:
-only derivatives change, and the image is ``pbdr_interior``'s.
+boundary's velocity. Its divergence is the analytic derivative of the ratio
+in :math:`\omega` plus the term of the density the :math:`\omega_i` are
+drawn from, which moves with :math:`\omega` (``sampling_density_term``:
+score :math:`\nabla_\omega \log p(\omega_i|\omega) = \kappa\,\omega_{i,\perp}`
+with leave-one-out baselines). Without it the divergence is not that of
+:math:`E[\mathcal{V}]`, and with weights sharp enough to find boundaries the
+film's derivative loses the silhouette's (emissive sphere: 0.82x FD).
+In the primal pass the warp is the identity: only derivatives change, and
+the image is ``pbdr_interior``'s.
 
 Camera rays: the warp moves a sample's image position, so the film is
 splatted at the warped (attached) position with the Jacobian as weight, as
@@ -60,45 +75,42 @@ Where the warp applies: camera rays (fixed origin), BSDF-sampled rays at
 every bounce up to ``max_depth`` (the origin fixed, as in
 ``pbdr_interior``'s replay: the next vertex is the hit of a fixed ray) and
 emitter-sampled shadow rays (solid-angle form, the origin moving with the
-shading point, so shadow edges move with occluders *and* receivers). The
-path tracer is ``pbdr_interior``'s; this class fills its hooks
-(``warp_key``, ``warp_ray``, ``warp_terms``, ``emitter_sample_weight``).
+shading point, so shadow edges move with occluders *and* receivers). A
+shading point that slides along a warped ray onto an ``sdfgrid`` turns its
+shading frame with it (Mitsuba's ``sdfgrid`` normal has no derivative in
+the point). The path tracer is ``pbdr_interior``'s; this class fills its
+hooks (``warp_key``, ``warp_ray``, ``attach_interaction``, ``warp_terms``,
+``emitter_sample_weight``).
 
 Bias and variance
 -----------------
-With finitely many auxiliary rays the estimator is consistent, not unbiased
-(:math:`\mathcal{V}` is a ratio estimate). More rays: less bias, less
+With finitely many auxiliary rays :math:`\mathcal{V}` is a ratio estimate,
+but the derivative does not need it to be any particular field: only
+continuous, with the boundaries' velocity on them, and with the divergence
+of its expectation, which the density term gives. What is left is how well
+the weights find a boundary from finitely many rays. More rays: less
 variance, proportionally more time. Larger :math:`\kappa` keeps the warp
 local (less smearing of the silhouette derivative into neighbouring pixels,
-more variance, more rays needed); larger :math:`\gamma` makes the weights
-sharper at boundaries (less bias, more variance). Antithetic pairs
-(:math:`\omega_i` mirrored about :math:`\omega`) cancel the first-order
-noise of :math:`\mathcal{V}` at almost no cost.
+more variance); larger :math:`\gamma` makes the weights sharper at
+boundaries (more variance). Antithetic pairs (:math:`\omega_i` mirrored
+about :math:`\omega`) cancel first-order noise, but the mirrored ray moves
+with :math:`\omega`, so the density term does not apply to them: with
+``reparam_antithetic`` the estimator is biased (off by default).
 
-Measured on ``scenes/reparam`` (FD 256 spp): the SDF sphere moving up at
-64x64, 64 spp, 8 seeds gives a total of -138 ± 28 at γ = 3 and -92.6 ± 26
-at γ = 5 against FD -92.2 ± 11, but 8x8 block errors of 19% and 24% (noise
-6.5% and 7.4%): a sharper γ trades the bias of the total for heavier tails.
-The shadow moving sideways (32x32) is 260 ± 24 at γ = 3 and 255 ± 25 at
-γ = 5 against 295 ± 7. A boundary test on the *miss* side of SDF
-silhouettes (the closest approach of a missing auxiliary ray, found by
-sphere tracing, blended into its motion) was tried: 3x the time and the
-shadow 13% too large (333 ± 14); not used.
-
-The remaining bias of an SDF silhouette (64x64, sphere moving up: the top
-silhouette's rows 375 ± 9 vs FD 428 ± 1.4) is not the camera warp's: with
-shading points that do not slide (``reparam_max_depth=0``, no emitter warp)
-the same rows give 431 ± 9. Cross-fitted film normalization, the exact
-trilinear gradient in the grazing test, stratified auxiliary rays,
-down-weighted misses and detached MIS weights were each measured and
-changed nothing; more rays shrink it slowly (README, ``pbdr_reparam``).
+Measured (``scripts/bench_reparam.py --only sdf``: 64x64, 256 spp, 16 rays,
+4 seeds, FD 256 spp): 8x8 block errors 4.7% (grid offset, noise 6.5%), 4.9%
+(``to_world`` up, noise 5.3%), 8.4% and 7.1% (shadow moving sideways and
+towards the light, noise 3.4-3.6%, |z| 3.2-4.6: a small bias left in shadow
+rays). Before the boundary test in kernel units and the density term: 10.2%,
+13.0%, 9.2%, 9.0%.
 
 Limits: a discontinuity seen from a *moving* shading point through a
 BSDF-sampled ray moves only with the geometry in this estimator (not with
 the shading point); the camera needs a smooth pixel filter; where a moving
 silhouette crosses a static edge (a corner) the harmonic average cannot
-follow both and the derivative there is biased; rare directions with large
-divergence make shadow derivatives heavy-tailed at few samples.
+follow both and the derivative there is biased; only meshes and
+``sdfgrid`` shapes have boundary tests (other shapes count as surfaces
+with no discontinuity near).
 
 Plugin parameters
 -----------------
@@ -108,11 +120,13 @@ Plugin parameters
   camera rays (about a sixth of a pixel at 32x32).
 - ``reparam_kappa_secondary`` (float, default 1e4): :math:`\kappa` of shadow
   and BSDF rays: a wider lobe spreads a shadow edge's derivative over more
-  samples (less variance); 1e3 under-estimated shadow blocks of
+  samples (less variance); with the earlier grazing boundary test 1e3
+  under-estimated shadow blocks of
   ``scenes/reparam/sdf_shadow.xml`` by up to 2x (bias), 1e5 leaves the edge to
   a handful of samples per pixel (variance).
 - ``reparam_exp`` (float, default 3): weight exponent :math:`\gamma`.
-- ``reparam_antithetic`` (bool, default true): mirrored pairs of rays.
+- ``reparam_antithetic`` (bool, default false): mirrored pairs of rays
+  (less noise, biased; see above).
 - ``reparam_emitter`` (bool, default true): warp emitter-sampled shadow rays.
 - ``reparam_max_depth`` (int, default -1): warp rays to vertices of depth
   below this (0: camera rays only; -1: all).
@@ -133,6 +147,8 @@ from pbdr.geometry.sdf_field import SDFField
 
 # Salts that give camera/BSDF rays and shadow rays their own auxiliary streams.
 SALT_RAY, SALT_EMITTER = 0x9E3779B9, 0x85EBCA6B
+# B of rays with no discontinuity near: large against D ~ 1 inside the lobe.
+B_FAR = 1e3
 
 
 @dataclass(frozen=True)
@@ -157,12 +173,18 @@ class WarpScene:
                   if shape.shape_type() == int(mi.ShapeType.SDFGrid)]
         return WarpScene(scene, fields, FaceEdgeTable.of(scene))
 
-    def boundary_test(self, si: mi.SurfaceInteraction3f, pi: mi.PreliminaryIntersection3f,
-                      o: mi.Point3f, d: mi.Vector3f, hit: mi.Bool) -> mi.Float:
-        """B(ω_i) >= 0, zero on the discontinuities seen from ``o`` along ``d`` (detached)."""
-        B_mesh, is_mesh = self.edges.edge_distance(si, pi.prim_uv, o, hit)
-        grazing = dr.square(dr.dot(si.n, d))
-        return dr.select(hit, dr.select(is_mesh, dr.minimum(B_mesh, grazing), grazing), 1.0)
+    def boundary_test(self, si: mi.SurfaceInteraction3f, o: mi.Point3f, d: mi.Vector3f,
+                      hit: mi.Bool, kappa: float | mi.Float) -> mi.Float:
+        """B(ω_i): the kernel distance D from ``d`` to the nearest discontinuity
+        seen from ``o`` (detached), κ δ²/2 for an angular distance δ, at most
+        ``B_FAR`` (misses, faces and surfaces with no discontinuity near)."""
+        δ, is_mesh = self.edges.edge_angle(si, o, d, hit)
+        δ = dr.select(is_mesh, δ, dr.inf)
+        for field in self.fields:
+            on = hit & (si.shape == mi.ShapePtr(field.shape))
+            δ = dr.select(on, field.silhouette_angle(si.p, o, d), δ)
+        B = dr.minimum(0.5 * kappa * dr.square(δ), B_FAR)
+        return dr.select(hit, B, B_FAR)
 
     def follow_shape(self, si: mi.SurfaceInteraction3f, active: mi.Bool) -> mi.Point3f:
         """The hit point attached to the shape's motion: Mitsuba's ``FollowShape``
@@ -176,14 +198,29 @@ class WarpScene:
     def attach_to_ray(self, si: mi.SurfaceInteraction3f, ray: mi.Ray3f,
                       active: mi.Bool) -> mi.SurfaceInteraction3f:
         """Along an attached ray, an ``sdfgrid`` hit point is where the ray meets
-        the moving tangent plane (first order in the warp and the shape)."""
+        the moving tangent plane (first order in the warp and the shape), and
+        its shading frame turns with the normal at that point (Mitsuba's
+        ``sdfgrid`` shading normal ignores the motion of the point)."""
         for field in self.fields:
             on = active & si.is_valid() & (si.shape == mi.ShapePtr(field.shape))
             x, g = field.moved(si.p)
             n = dr.normalize(g)
             t = dr.dot(x - ray.o, n) / dr.dot(ray.d, n)
             si.p = dr.replace_grad(si.p, dr.select(on, ray(t), si.p))
+            si.sh_frame = turned_frame(si.sh_frame, field.shading_normal(si.p), on)
+            si.wi = dr.select(on, si.to_local(-ray.d), si.wi)
         return si
+
+
+def turned_frame(frame: mi.Frame3f, n: mi.Normal3f, active: mi.Bool) -> mi.Frame3f:
+    """``frame`` (detached primal) turned to first order so that its normal
+    follows the attached unit normal ``n`` (same primal): s and t lose
+    their components along the change of n, and the frame stays orthonormal."""
+    n0, s0, t0 = dr.detach(frame.n), dr.detach(frame.s), dr.detach(frame.t)
+    δn = dr.select(active, n - dr.detach(n), 0.0)
+    return mi.Frame3f(dr.select(active, s0 - dr.dot(s0, δn) * n0, frame.s),
+                      dr.select(active, t0 - dr.dot(t0, δn) * n0, frame.t),
+                      dr.select(active, n0 + δn, frame.n))
 
 
 def harmonic_weight(sample: mi.Point2f, local: mi.Vector3f, frame: mi.Frame3f, B: mi.Float,
@@ -216,6 +253,7 @@ def warp_direction(ws: WarpScene, o: mi.Point3f, o_trace: mi.Point3f, d: mi.Vect
     with dr.resume_grad():
         A, div_lhs = mi.Vector3f(0.0), mi.Float(0.0)
     sample = mi.Point2f(0.0)
+    rays = []             # (w_i, ∇_ω log p(ω_i|ω), V_i), for the sampling-density term
     for i in range(s.rays):
         mirrored = s.antithetic and i % 2 == 1
         if not mirrored:
@@ -232,20 +270,56 @@ def warp_direction(ws: WarpScene, o: mi.Point3f, o_trace: mi.Point3f, d: mi.Vect
             si = pi.compute_surface_interaction(aux, mi.RayFlags.All | mi.RayFlags.FollowShape, hit)
             V_i = dr.select(hit, dr.normalize(ws.follow_shape(si, hit) - o), ω_i)
         with dr.suspend_grad():
-            B = ws.boundary_test(dr.detach(si), pi, o_trace, ω_i, hit)
+            B = ws.boundary_test(dr.detach(si), o_trace, ω_i, hit, s.kappa)
             w, dw = harmonic_weight(sample, local, frame, B, s)
             Z += dr.select(active, w, 0.0)
             dZ += dr.select(active, dw, 0.0)
         with dr.resume_grad():
             A += dr.select(active, w, 0.0) * V_i
             div_lhs += dr.dot(dr.select(active, dw, 0.0), V_i)
+        if not s.antithetic:
+            score = s.kappa * frame.to_world(mi.Vector3f(local.x, local.y, 0.0))
+            rays.append((dr.select(active, w, 0.0), score, V_i))
     with dr.resume_grad():
         inv_Z = dr.rcp(dr.maximum(Z, 1e-8))
         V = A * inv_Z
         div = (div_lhs - dr.dot(V, dZ)) * inv_Z
+        div += sampling_density_term(rays, inv_Z)
         ω = dr.select(active, dr.normalize(d + V - dr.detach(V)), d)
         det = dr.select(active, 1.0 + div - dr.detach(div), 1.0)
     return ω, det
+
+
+def sampling_density_term(rays: list[tuple[mi.Float, mi.Vector3f, mi.Vector3f]],
+                          inv_Z: mi.Float) -> mi.Float:
+    """The part of ∇·E[𝒱] that the derivative at fixed ω_i misses: the ω_i
+    are drawn around ω, so their density p(ω_i|ω) moves with it. Its score
+    s_i = ∇_ω log p = κ (ω_i tangential), with leave-one-out baselines 𝒱₋ᵢ
+    (independent of ω_i), together with the derivative of 1/p inside w_i:
+
+        Σ_i (w_i/Z)² s_i · (V_i - 𝒱₋ᵢ),   𝒱₋ᵢ = Σ_{j≠i} w_j V_j / Σ_{j≠i} w_j.
+
+    𝒱₋ᵢ from prefix and suffix sums: Z - w_i would cancel catastrophically
+    when one ray carries almost all the weight, as it does at a boundary.
+    """
+    n = len(rays)
+    if n < 2:
+        return mi.Float(0.0)
+    pre_w, pre_A = [mi.Float(0.0)], [mi.Vector3f(0.0)]
+    for w, _, V_i in rays[:-1]:
+        pre_w.append(pre_w[-1] + w)
+        pre_A.append(pre_A[-1] + w * V_i)
+    suf_w, suf_A = [mi.Float(0.0)], [mi.Vector3f(0.0)]
+    for w, _, V_i in reversed(rays[1:]):
+        suf_w.append(suf_w[-1] + w)
+        suf_A.append(suf_A[-1] + w * V_i)
+    term = mi.Float(0.0)
+    for i, (w, score, V_i) in enumerate(rays):
+        Z_others = pre_w[i] + suf_w[n - 1 - i]
+        V_others = (pre_A[i] + suf_A[n - 1 - i]) * dr.rcp(Z_others)
+        c = dr.square(w * inv_Z)
+        term += dr.select(Z_others > 0, c * dr.dot(score, V_i - V_others), 0.0)
+    return term
 
 
 class ReparamIntegrator(InteriorIntegrator):
@@ -258,7 +332,7 @@ class ReparamIntegrator(InteriorIntegrator):
         kappa = float(props.get("reparam_kappa", 1e5))
         kappa_secondary = float(props.get("reparam_kappa_secondary", 1e4))
         exponent = float(props.get("reparam_exp", 3.0))
-        antithetic = bool(props.get("reparam_antithetic", True))
+        antithetic = bool(props.get("reparam_antithetic", False))
         self.warp_emitter = bool(props.get("reparam_emitter", True))
         self.reparam_max_depth = int(props.get("reparam_max_depth", -1))
         if rays < 1 or (antithetic and rays % 2):

@@ -52,6 +52,24 @@ def test_sdf_shadow_on_floor(direction) -> None:
     assert_agrees(check("reparam/sdf_shadow.xml", "sdf.to_world", direction))
 
 
+def test_emissive_sdf_silhouette_moves_at_its_speed() -> None:
+    """Uniform radiance: the whole derivative is the silhouette's (towards the
+    camera the ring grows all round). The warp must move at the silhouette's
+    speed there (moving up, 0.66x FD in the top rows with a boundary test not
+    in the kernel's units) and its divergence must be that of its mean (0.82x
+    without the sampling-density term)."""
+    assert_agrees(check("reparam/sdf_emitter.xml", "sdf.to_world", (0, 0, 1), max_depth=1, spp=64))
+
+
+def test_antithetic_pairs_are_biased() -> None:
+    """Negative control for the test above: mirrored auxiliary rays move with
+    the warped direction, the density term does not hold for them, and the
+    silhouette derivative comes out low by more than this test's noise."""
+    result = check("reparam/sdf_emitter.xml", "sdf.to_world", (0, 0, 1), max_depth=1, spp=64,
+                   reparam_antithetic=True)
+    assert not result.report.passed
+
+
 def test_camera_rays_alone_miss_the_shadow() -> None:
     """Negative control: without warping shadow and BSDF rays the shadow check fails."""
     result = check("reparam/sdf_shadow.xml", "sdf.to_world", (1, 0, 0), reparam_emitter=False,
@@ -67,14 +85,11 @@ def test_cube_translating() -> None:
 
 
 def test_icosphere_translating() -> None:
-    """An 80-face sphere: the faces beside its silhouette are
-    slivers, so the warp finds the silhouette by the grazing test (n·ω)²
-    as much as by edge distance. 64 auxiliary rays: with the default 16 the
-    ratio estimate of the warp is biased low here (measured 25.8 ± 2.9 vs FD
-    37.1 ± 4.2, chi2 3.4; 64 rays: 25.5 ± 6.7 to 30.7 ± 5.1, chi2 1.2-2.0,
-    so a residual bias of the ratio estimate below this test's noise is possible)."""
+    """An 80-face sphere: the faces beside its silhouette are slivers, which
+    the boundary test sees as near their edges (angular distance to the
+    edge's plane through the ray origin, not barycentric distance)."""
     assert_agrees(check("reparam/icosphere.xml", "ico.vertex_positions", (1, 0, 0), max_depth=1,
-                        eps=0.002, spp=16, reparam_rays=64))
+                        eps=0.002, spp=16))
 
 
 # ---- modes and input checks ----
@@ -110,4 +125,6 @@ def test_box_filter_is_refused() -> None:
 
 def test_bad_parameters_are_refused() -> None:
     with pytest.raises(Exception, match="reparam_rays"):
-        reparam(2, reparam_rays=3)
+        reparam(2, reparam_rays=0)
+    with pytest.raises(Exception, match="reparam_rays"):
+        reparam(2, reparam_rays=3, reparam_antithetic=True)

@@ -10,7 +10,8 @@ vertex position (``pbdr.geometry.edges.weld``), like the edge tables.
 
 The table holds, per face and per edge opposite corner k (where the
 barycentric coordinate b_k vanishes), a class (0 never, 1 always, 2
-silhouette test) and the neighbouring face's normal.
+silhouette test), the neighbouring face's normal and the edge's two end
+points, so that a ray's angular distance to the edge can be measured.
 """
 from __future__ import annotations
 
@@ -26,9 +27,13 @@ from .edges import FLAT_COSINE, face_normals, weld
 NEVER, ALWAYS, SILHOUETTE = 0.0, 1.0, 2.0
 
 
+EDGE_FLOATS = 10    # class, neighbour normal (3), end points (3 + 3)
+
+
 def face_edge_classes(positions: np.ndarray, faces: np.ndarray,
                       normals: np.ndarray | None = None) -> np.ndarray:
-    """F x 3 x 4 array: (class, neighbour normal) of the edge opposite each corner."""
+    """F x 3 x 10 array: (class, neighbour normal, end points a, b) of the edge
+    opposite each corner."""
     positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
     faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
     wid = weld(positions)
@@ -62,7 +67,8 @@ def face_edge_classes(positions: np.ndarray, faces: np.ndarray,
                 (np.abs(normals[b] - normals[np.maximum(b2, 0)]).max(axis=1) > 1e-4)
         crease = folded & split
     cls = np.where(~manifold | crease, ALWAYS, np.where(folded, SILHOUETTE, NEVER))
-    out = np.concatenate([cls[:, None], n_other], axis=1).reshape(F, 3, 4)
+    out = np.concatenate([cls[:, None], n_other, positions[a], positions[b]],
+                         axis=1).reshape(F, 3, EDGE_FLOATS)
     return out.astype(np.float32)
 
 
@@ -74,7 +80,7 @@ class FaceEdgeTable:
     """Edge classes of every mesh of a scene, one flat Dr.Jit buffer."""
 
     meshes: list[tuple[mi.Shape, int]]     # (mesh, offset in faces)
-    data: mi.Float                         # (total faces) x 3 x 4
+    data: mi.Float                         # (total faces) x 3 x EDGE_FLOATS
 
     @staticmethod
     def of(scene: mi.Scene) -> "FaceEdgeTable":
@@ -97,10 +103,13 @@ class FaceEdgeTable:
         data = mi.Float(np.concatenate(chunks)) if chunks else mi.Float(0.0)
         return FaceEdgeTable(meshes, data)
 
-    def edge_distance(self, si: mi.SurfaceInteraction3f, prim_uv: mi.Point2f, o: mi.Point3f,
-                      active: mi.Bool) -> tuple[mi.Float, mi.Bool]:
-        """3 × (barycentric distance to the nearest discontinuity edge) of a mesh hit,
-        1 when the triangle has none; and whether the hit is on a known mesh."""
+    def edge_angle(self, si: mi.SurfaceInteraction3f, o: mi.Point3f, d: mi.Vector3f,
+                   active: mi.Bool) -> tuple[mi.Float, mi.Bool]:
+        """Angular distance (sine) from the ray (o, d) to the nearest edge of the
+        hit triangle that can be a discontinuity seen from ``o`` (the plane
+        through o and the edge; +inf when the triangle has none); and whether
+        the hit is on a known mesh. A face seen edge-on is near its edges, as
+        it should be: its silhouette is one."""
         base = mi.UInt32(0)
         known = mi.Bool(False)
         for shape, offset in self.meshes:
@@ -109,16 +118,20 @@ class FaceEdgeTable:
             known |= on
         active = active & known
         face = base + si.prim_index
-        u, v = prim_uv.x, prim_uv.y
-        bary = (1.0 - u - v, u, v)
         to_o = o - si.p
         facing = dr.dot(si.n, to_o)
-        B = mi.Float(1.0)
+        δ = mi.Float(dr.inf)
         for k in range(3):
-            idx = (face * 3 + k) * 4
+            idx = (face * 3 + k) * EDGE_FLOATS
+
+            def vec(c: int) -> mi.Vector3f:
+                return mi.Vector3f(*(dr.gather(mi.Float, self.data, idx + c + j, active) for j in range(3)))
+
             cls = dr.gather(mi.Float, self.data, idx, active)
-            n_nb = mi.Vector3f(*(dr.gather(mi.Float, self.data, idx + c, active) for c in (1, 2, 3)))
+            n_nb, a, b = vec(1), vec(4), vec(7)
             silhouette = (cls == SILHOUETTE) & ((dr.dot(n_nb, to_o) > 0) != (facing > 0))
             edge = (cls == ALWAYS) | silhouette
-            B = dr.select(active & edge, dr.minimum(B, 3.0 * dr.maximum(bary[k], 0.0)), B)
-        return B, known
+            m = dr.cross(a - o, b - o)
+            sin_δ = dr.abs(dr.dot(d, m)) * dr.rsqrt(dr.maximum(dr.squared_norm(m), 1e-30))
+            δ = dr.select(active & edge, dr.minimum(δ, sin_δ), δ)
+        return δ, known

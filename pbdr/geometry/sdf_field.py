@@ -37,10 +37,12 @@ class SDFField:
     grid: mi.TensorXf              # (Z, Y, X, 1), attached if it is being differentiated
     to_world: mi.AffineTransform4f  # attached likewise
     to_local0: mi.AffineTransform4f = field(init=False)   # to_world⁻¹ at θ₀ (detached)
+    to_local: mi.AffineTransform4f = field(init=False)    # to_world⁻¹ (attached)
 
     def __post_init__(self) -> None:
         # Once per field, not per lookup: moved() runs for every auxiliary ray.
         self.to_local0 = mi.AffineTransform4f(dr.detach(self.to_world.matrix)).inverse()
+        self.to_local = self.to_world.inverse()    # attached, for shading normals
 
     @staticmethod
     def of(shape: mi.Shape) -> "SDFField":
@@ -77,6 +79,76 @@ class SDFField:
                            (c1 - c0) * res.z)
         return value, grad
 
+    def world_gradient(self, g_local: mi.Vector3f) -> mi.Vector3f:
+        """∇_p F = (∂u/∂p)ᵀ ∇_u φ, ∂u/∂p the linear part of to_world⁻¹ at θ₀."""
+        m = self.to_local0.matrix
+        return mi.Vector3f(m[0][0] * g_local.x + m[1][0] * g_local.y + m[2][0] * g_local.z,
+                           m[0][1] * g_local.x + m[1][1] * g_local.y + m[2][1] * g_local.z,
+                           m[0][2] * g_local.x + m[1][2] * g_local.y + m[2][2] * g_local.z)
+
+    def local_value(self, u: mi.Point3f) -> mi.Float:
+        return self.local_value_and_grad(u)[0]
+
+    def shading_normal(self, p: mi.Point3f) -> mi.Normal3f:
+        """Mitsuba's ``smooth`` shading normal at the world point p, attached to
+        p, the grid and ``to_world`` (Mitsuba's own is attached to ``to_world``
+        only: a shading point that slides over the surface, or a grid that
+        changes, would keep its normal).
+
+        Hansson-Söderlund et al. 2022, as ``sdfgrid`` computes it: the
+        normalized finite-difference gradients of the 2x2x2 voxels around the
+        grid corner nearest to p, blended trilinearly.
+        """
+        nz, ny, nx = (int(s) for s in self.grid.shape[:3])
+        res = mi.Vector3f(nx - 1, ny - 1, nz - 1)
+        vs = dr.rcp(res)
+        u = self.to_local @ mi.Point3f(p)
+        x = u * res
+        base = mi.Vector3i(dr.round(dr.detach(x))) - 1
+        n = mi.Vector3f(0.0)
+        for dz in (0, 1):
+            for dy in (0, 1):
+                for dx in (0, 1):
+                    v = base + mi.Vector3i(dx, dy, dz)
+                    lo = mi.Vector3f(v) * vs
+                    g = mi.Vector3f(
+                        self.local_value(mi.Point3f(lo.x + vs.x, u.y, u.z)) - self.local_value(mi.Point3f(lo.x, u.y, u.z)),
+                        self.local_value(mi.Point3f(u.x, lo.y + vs.y, u.z)) - self.local_value(mi.Point3f(u.x, lo.y, u.z)),
+                        self.local_value(mi.Point3f(u.x, u.y, lo.z + vs.z)) - self.local_value(mi.Point3f(u.x, u.y, lo.z))) * res
+                    inside = dr.all(v >= 0)
+                    # Trilinear weight of this voxel about the corner base + 1.
+                    t = x - mi.Vector3f(base + 1) + 0.5
+                    w = (dr.select(dx == 1, t.x, 1.0 - t.x) * dr.select(dy == 1, t.y, 1.0 - t.y)
+                         * dr.select(dz == 1, t.z, 1.0 - t.z))
+                    n += dr.select(inside, w * dr.normalize(g), 0.0)
+        return dr.normalize(self.to_world @ mi.Normal3f(n))
+
+    def silhouette_angle(self, p: mi.Point3f, o: mi.Point3f, d: mi.Vector3f) -> mi.Float:
+        """Angular distance (as seen from o) from the ray (o, d), which hits the
+        surface at p, to the silhouette it would graze if moved sideways
+        (detached; +inf where the surface does not curve away from the ray).
+
+        Along the ray F(τ) ≈ a τ + k τ²/2 (second differences two voxels
+        apart): the ray dips a²/(2k) below the surface (in F units, |∇F|
+        per unit of length) and leaves it when moved by that depth, seen
+        at distance |p - o|. A sphere of radius r seen at distance t gives
+        r (n·d)² / (2t), as the geometry says.
+        """
+        with dr.suspend_grad():
+            p, d = mi.Point3f(dr.detach(p)), mi.Vector3f(dr.detach(d))
+            u, d_local = self.to_local0 @ p, self.to_local0 @ d
+            nz, ny, nx = (int(s) for s in self.grid.shape[:3])
+            voxel = 1.0 / (max(nx, ny, nz) - 1)
+            s = 2.0 * voxel * dr.rsqrt(dr.maximum(dr.squared_norm(d_local), 1e-30))   # world step
+            f0, g_local = self.local_value_and_grad(u)
+            f_plus = self.local_value(u + s * d_local)
+            f_minus = self.local_value(u - s * d_local)
+            a = (f_plus - f_minus) / (2.0 * s)
+            k = (f_plus - 2.0 * f0 + f_minus) / dr.square(s)
+            g = self.world_gradient(g_local)
+            depth = dr.square(a) / (2.0 * k * dr.maximum(dr.norm(g), 1e-12))
+            return dr.select(k > 0, depth / dr.norm(p - o), dr.inf)
+
     def moved(self, p: mi.Point3f) -> tuple[mi.Point3f, mi.Vector3f]:
         """The surface point p moved with the shape (attached): rigidly with
         ``to_world``, along the normal with the grid values; and the world
@@ -85,10 +157,6 @@ class SDFField:
         u = self.to_local0 @ p
         value, g_local = self.local_value_and_grad(u)     # attached to the grid only
         with dr.suspend_grad():
-            # ∇_p F = (∂u/∂p)ᵀ ∇_u φ, with ∂u/∂p the linear part of to_world⁻¹.
-            gl, m = dr.detach(g_local), self.to_local0.matrix
-            g = mi.Vector3f(m[0][0] * gl.x + m[1][0] * gl.y + m[2][0] * gl.z,
-                            m[0][1] * gl.x + m[1][1] * gl.y + m[2][1] * gl.z,
-                            m[0][2] * gl.x + m[1][2] * gl.y + m[2][2] * gl.z)
+            g = self.world_gradient(dr.detach(g_local))
         scale = dr.rcp(dr.maximum(dr.squared_norm(g), 1e-12))
         return self.to_world @ u - g * (value - dr.detach(value)) * scale, g
