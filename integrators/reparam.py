@@ -88,8 +88,10 @@ With finitely many auxiliary rays :math:`\mathcal{V}` is a ratio estimate,
 but the derivative does not need it to be any particular field: only
 continuous, with the boundaries' velocity on them, and with the divergence
 of its expectation, which the density term gives. What is left is how well
-the weights find a boundary from finitely many rays. More rays: less
-variance, proportionally more time. Larger :math:`\kappa` keeps the warp
+the weights find a boundary from finitely many rays: shadow rays miss
+some (sideways SDF shadow, 32x32, FD 295 ± 7: 262 ± 14 at 8 rays, 281 ± 12
+at 16, 290 ± 7 at 32). More rays: less of that and less variance,
+proportionally more time. Larger :math:`\kappa` keeps the warp
 local (less smearing of the silhouette derivative into neighbouring pixels,
 more variance); larger :math:`\gamma` makes the weights sharper at
 boundaries (more variance). Antithetic pairs (:math:`\omega_i` mirrored
