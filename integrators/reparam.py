@@ -89,7 +89,7 @@ but the derivative does not need it to be any particular field: only
 continuous, with the boundaries' velocity on them, and with the divergence
 of its expectation, which the density term gives. What is left is how well
 the weights find a boundary from finitely many rays: shadow rays miss
-some (sideways SDF shadow, 32x32, FD 295 ± 7: 262 ± 14 at 8 rays, 281 ± 12
+some (sideways SDF shadow, 32x32, 32-128 spp, FD 295 ± 7: 262 ± 14 at 8 rays, 281 ± 12
 at 16, 290 ± 7 at 32). More rays: less of that and less variance,
 proportionally more time. Larger :math:`\kappa` keeps the warp
 local (less smearing of the silhouette derivative into neighbouring pixels,
