@@ -180,8 +180,7 @@ class WarpScene:
         """B(ω_i): the kernel distance D from ``d`` to the nearest discontinuity
         seen from ``o`` (detached), κ δ²/2 for an angular distance δ, at most
         ``B_FAR`` (misses, faces and surfaces with no discontinuity near)."""
-        δ, is_mesh = self.edges.edge_angle(si, o, d, hit)
-        δ = dr.select(is_mesh, δ, dr.inf)
+        δ = self.edges.edge_angle(si, o, d, hit)
         for field in self.fields:
             on = hit & (si.shape == mi.ShapePtr(field.shape))
             δ = dr.select(on, field.silhouette_angle(si.p, o, d), δ)

@@ -104,12 +104,12 @@ class FaceEdgeTable:
         return FaceEdgeTable(meshes, data)
 
     def edge_angle(self, si: mi.SurfaceInteraction3f, o: mi.Point3f, d: mi.Vector3f,
-                   active: mi.Bool) -> tuple[mi.Float, mi.Bool]:
+                   active: mi.Bool) -> mi.Float:
         """Angular distance (sine) from the ray (o, d) to the nearest edge of the
         hit triangle that can be a discontinuity seen from ``o`` (the plane
-        through o and the edge; +inf when the triangle has none); and whether
-        the hit is on a known mesh. A face seen edge-on is near its edges, as
-        it should be: its silhouette is one."""
+        through o and the edge); +inf when the triangle has none or the hit
+        is not on a mesh. A face seen edge-on is near its edges, as it should
+        be: its silhouette is one."""
         base = mi.UInt32(0)
         known = mi.Bool(False)
         for shape, offset in self.meshes:
@@ -134,4 +134,4 @@ class FaceEdgeTable:
             m = dr.cross(a - o, b - o)
             sin_δ = dr.abs(dr.dot(d, m)) * dr.rsqrt(dr.maximum(dr.squared_norm(m), 1e-30))
             δ = dr.select(active & edge, dr.minimum(δ, sin_δ), δ)
-        return δ, known
+        return δ

@@ -38,11 +38,14 @@ class SDFField:
     to_world: mi.AffineTransform4f  # attached likewise
     to_local0: mi.AffineTransform4f = field(init=False)   # to_world⁻¹ at θ₀ (detached)
     to_local: mi.AffineTransform4f = field(init=False)    # to_world⁻¹ (attached)
+    samples: tuple[int, int, int] = field(init=False)
 
     def __post_init__(self) -> None:
         # Once per field, not per lookup: moved() runs for every auxiliary ray.
         self.to_local0 = mi.AffineTransform4f(dr.detach(self.to_world.matrix)).inverse()
         self.to_local = self.to_world.inverse()    # attached, for shading normals
+        nz, ny, nx = (int(s) for s in self.grid.shape[:3])
+        self.samples = (nx, ny, nz)                # grid samples per axis, x first
 
     @staticmethod
     def of(shape: mi.Shape) -> "SDFField":
@@ -51,7 +54,7 @@ class SDFField:
 
     def local_value_and_grad(self, u: mi.Point3f) -> tuple[mi.Float, mi.Vector3f]:
         """φ(u) and ∇_u φ(u) for a point u of the unit cube (trilinear, corner samples)."""
-        nz, ny, nx = (int(s) for s in self.grid.shape[:3])
+        nx, ny, nz = self.samples
         res = mi.Vector3f(nx - 1, ny - 1, nz - 1)
         x = u * res
         i0 = mi.Vector3i(dr.clip(dr.floor(x), 0, res - 1))
@@ -99,25 +102,26 @@ class SDFField:
         normalized finite-difference gradients of the 2x2x2 voxels around the
         grid corner nearest to p, blended trilinearly.
         """
-        nz, ny, nx = (int(s) for s in self.grid.shape[:3])
+        nx, ny, nz = self.samples
         res = mi.Vector3f(nx - 1, ny - 1, nz - 1)
         vs = dr.rcp(res)
         u = self.to_local @ mi.Point3f(p)
         x = u * res
         base = mi.Vector3i(dr.round(dr.detach(x))) - 1
+        # A voxel's x difference depends on its x index only (its lookups sit
+        # at u.y, u.z), and so on: 3 planes per axis serve all 8 voxels.
+        planes = [mi.Vector3f(base + j) * vs for j in (0, 1, 2)]
+        at_x = [self.local_value(mi.Point3f(lo.x, u.y, u.z)) for lo in planes]
+        at_y = [self.local_value(mi.Point3f(u.x, lo.y, u.z)) for lo in planes]
+        at_z = [self.local_value(mi.Point3f(u.x, u.y, lo.z)) for lo in planes]
+        t = x - mi.Vector3f(base + 1) + 0.5   # trilinear weights about the corner base + 1
         n = mi.Vector3f(0.0)
         for dz in (0, 1):
             for dy in (0, 1):
                 for dx in (0, 1):
-                    v = base + mi.Vector3i(dx, dy, dz)
-                    lo = mi.Vector3f(v) * vs
-                    g = mi.Vector3f(
-                        self.local_value(mi.Point3f(lo.x + vs.x, u.y, u.z)) - self.local_value(mi.Point3f(lo.x, u.y, u.z)),
-                        self.local_value(mi.Point3f(u.x, lo.y + vs.y, u.z)) - self.local_value(mi.Point3f(u.x, lo.y, u.z)),
-                        self.local_value(mi.Point3f(u.x, u.y, lo.z + vs.z)) - self.local_value(mi.Point3f(u.x, u.y, lo.z))) * res
-                    inside = dr.all(v >= 0)
-                    # Trilinear weight of this voxel about the corner base + 1.
-                    t = x - mi.Vector3f(base + 1) + 0.5
+                    g = mi.Vector3f(at_x[dx + 1] - at_x[dx], at_y[dy + 1] - at_y[dy],
+                                    at_z[dz + 1] - at_z[dz]) * res
+                    inside = dr.all(base + mi.Vector3i(dx, dy, dz) >= 0)
                     w = (dr.select(dx == 1, t.x, 1.0 - t.x) * dr.select(dy == 1, t.y, 1.0 - t.y)
                          * dr.select(dz == 1, t.z, 1.0 - t.z))
                     n += dr.select(inside, w * dr.normalize(g), 0.0)
@@ -137,8 +141,7 @@ class SDFField:
         with dr.suspend_grad():
             p, d = mi.Point3f(dr.detach(p)), mi.Vector3f(dr.detach(d))
             u, d_local = self.to_local0 @ p, self.to_local0 @ d
-            nz, ny, nx = (int(s) for s in self.grid.shape[:3])
-            voxel = 1.0 / (max(nx, ny, nz) - 1)
+            voxel = 1.0 / (max(self.samples) - 1)
             s = 2.0 * voxel * dr.rsqrt(dr.maximum(dr.squared_norm(d_local), 1e-30))   # world step
             f0, g_local = self.local_value_and_grad(u)
             f_plus = self.local_value(u + s * d_local)
