@@ -239,15 +239,19 @@ class EdgeSampler:
             parts.append((lo, hi, dr.select(other, line.weight(lo, hi, clip), 0.0)))
         return parts
 
+    @dr.syntax
     def _weights(self, j: mi.UInt32, p: mi.Point3f, n: mi.Vector3f,
                  clip: mi.Bool) -> tuple[mi.Float, mi.Float]:
         """(W_geometry, W_light) of edge j at p."""
         line = self._line_at(j, p, n, clip)
         W_g = line.weight(line.t_a, line.t_b, clip)
         W_light = mi.Float(0.0)
-        if self.q > 0:
-            for _, _, W in self._light_parts(j, line, p, clip, W_g):
-                W_light += W
+        if dr.hint(self.q > 0, mode="scalar"):
+            # A branch, not a mask: W_light is 0 unless the edge is an emitter's
+            # own or one can see past it, which is rare among the candidates.
+            if (W_g > 0) & (line.through | dr.gather(mi.Bool, self.emitter_edge, j)):
+                for _, _, W in self._light_parts(j, line, p, clip, W_g):
+                    W_light += W
         return W_g, W_light
 
     # ---- sampling ----
