@@ -23,7 +23,9 @@ Tracing through Edge Sampling"):
   vertex (``integrators/boundary/secondary_edges.py``).
 
 Each term has its own sample count and seed; the primal image comes from
-the interior pass alone. Forward mode sums derivative images; reverse mode
+the interior pass alone. The boundary terms run only when some mesh's
+vertex positions carry derivatives (shape, ``to_world`` or area-light
+parameters); for materials and emission they are zero. Forward mode sums derivative images; reverse mode
 lets every term accumulate into the parameters' gradients.
 
 Plugin parameters
@@ -59,7 +61,7 @@ import drjit as dr
 import mitsuba as mi
 
 from integrators.interior import InteriorIntegrator
-from integrators.boundary import boundary_sample_count, sensor_of
+from integrators.boundary import boundary_sample_count, moving_meshes, sensor_of
 from integrators.boundary.primary_edges import render_primary_backward, render_primary_forward
 from integrators.boundary.secondary_edges import render_secondary_backward, render_secondary_forward
 
@@ -94,9 +96,10 @@ class EdgeIntegrator(InteriorIntegrator):
         else:
             size, nch = sensor.film().crop_size(), sensor.film().base_channels_count()
             image = dr.zeros(mi.TensorXf, (int(size[1]), int(size[0]), nch))
-        if self.use_primary:
+        moving = bool(moving_meshes(scene))   # else the boundary terms are zero (material, light, ...)
+        if self.use_primary and moving:
             image = image + render_primary_forward(scene, sensor, self, mi.UInt32(seed), n_primary)
-        if self.use_secondary:
+        if self.use_secondary and moving:
             image = image + render_secondary_forward(scene, sensor, self, mi.UInt32(seed), n_secondary,
                                                      self.edge_sampling)
         return image
@@ -107,9 +110,10 @@ class EdgeIntegrator(InteriorIntegrator):
         spp_i, n_primary, n_secondary = self.counts(sensor, spp)
         if self.use_interior:
             super().render_backward(scene, params, grad_in, sensor, seed, spp_i)
-        if self.use_primary:
+        moving = bool(moving_meshes(scene))
+        if self.use_primary and moving:
             render_primary_backward(scene, sensor, self, grad_in, mi.UInt32(seed), n_primary)
-        if self.use_secondary:
+        if self.use_secondary and moving:
             render_secondary_backward(scene, sensor, self, grad_in, mi.UInt32(seed), n_secondary,
                                       self.edge_sampling)
         dr.eval()

@@ -390,8 +390,8 @@ class ReparamIntegrator(InteriorIntegrator):
         image = super().render_forward(scene, params, sensor, seed, spp)
         dr.eval(image)
         camera = self.camera_image(scene, sensor, seed, spp)
-        with dr.resume_grad():
-            dr.forward_to(camera)
+        with dr.resume_grad():   # zero, not an error, when no geometry moves (materials, lights)
+            dr.forward_to(camera, flags=dr.ADFlag.Default | dr.ADFlag.AllowNoGrad)
         return image + dr.grad(camera)
 
     def render_backward(self, scene: mi.Scene, params: Any, grad_in: mi.TensorXf,
@@ -400,7 +400,7 @@ class ReparamIntegrator(InteriorIntegrator):
         super().render_backward(scene, params, grad_in, sensor, seed, spp)
         camera = self.camera_image(scene, sensor, seed, spp)
         with dr.resume_grad():
-            dr.backward_from(camera * grad_in)
+            dr.backward_from(camera * grad_in, flags=dr.ADFlag.Default | dr.ADFlag.AllowNoGrad)
         dr.eval()
 
     # ---- hooks of pbdr_interior's path tracer ----
