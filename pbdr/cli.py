@@ -140,7 +140,11 @@ def setup(args: argparse.Namespace, differentiable: bool):
 def perturbation(args: argparse.Namespace, scene):
     import pbdr
 
-    return pbdr.Perturbation.of(pbdr.scene_params(scene), args.param, args.translate, args.rotate)
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), args.param, args.translate, args.rotate)
+    warning = pbdr.scene.smooth_shading_warning(scene, [p.key])
+    if warning:
+        print(f"pbdr: warning: {warning}", file=sys.stderr)
+    return p
 
 
 def cmd_render(args: argparse.Namespace) -> int:

@@ -152,6 +152,38 @@ def media_warning(scene: mi.Scene, integrator: mi.Integrator) -> str | None:
             "bounces, as in Mitsuba's path); pbdr_volume renders them")
 
 
+def smooth_shaded(mesh: mi.Mesh, tolerance: float = 1e-3) -> bool:
+    """Whether a mesh's vertex normals differ from its face normals somewhere
+    (interpolated shading; the built-in ``cube`` splits its normals per face
+    and is flat)."""
+    if not mesh.is_mesh() or not mesh.has_vertex_normals():
+        return False
+    import numpy as np
+    pos = np.array(dr.detach(mesh.vertex_positions_buffer()), dtype=np.float64).reshape(-1, 3)
+    nrm = np.array(mesh.vertex_normals_buffer(), dtype=np.float64).reshape(-1, 3)
+    faces = np.array(mesh.faces_buffer(), dtype=np.int64).reshape(-1, 3)
+    a, b, c = (pos[faces[:, i]] for i in range(3))
+    n_f = np.cross(b - a, c - a)
+    n_f /= np.maximum(np.linalg.norm(n_f, axis=1, keepdims=True), 1e-30)
+    return bool(any((np.einsum("ij,ij->i", nrm[faces[:, i]], n_f) < 1 - tolerance).any() for i in range(3)))
+
+
+def smooth_shading_warning(scene: mi.Scene, keys: list[str]) -> str | None:
+    """A one-line warning when parameters move smooth-shaded meshes: where the
+    interpolated normal turns away from the viewer while the face does not,
+    Mitsuba's BSDFs return nothing, a discontinuity inside the triangles
+    that no boundary estimator of pbdr samples."""
+    moved = [s.id() for s in scene.shapes()
+             if any(k.startswith(s.id() + ".") and (k.endswith(".vertex_positions") or k.endswith(".to_world"))
+                    for k in keys) and smooth_shaded(s)]
+    if not moved:
+        return None
+    return (f"{', '.join(repr(m) for m in moved)} {'is' if len(moved) == 1 else 'are'} smooth-shaded "
+            "(vertex normals): the terminator where "
+            "the shading normal turns away is a discontinuity no boundary term samples, so shape "
+            "derivatives near silhouettes are biased; flat shading (face_normals=true) is exact")
+
+
 def make_integrator(scene: mi.Scene, type_: str | None = None, max_depth: int | None = None,
                     differentiable: bool = False, props: dict[str, Any] | None = None,
                     settings_from: mi.Integrator | None = None) -> mi.Integrator:

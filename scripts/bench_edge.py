@@ -7,7 +7,7 @@ central finite differences (``pbdr.compare`` over ``--seeds`` seeds: 8x8
 block error, the block error noise alone would give, z-score of the total,
 block chi-square), and the time ratio:
 
-    python scripts/bench_edge.py [--spp 32] [--fd-spp 256] [--seeds 4] [--only shadow,cbox]
+    python scripts/bench_edge.py [--spp 32] [--res 64] [--fd-spp 256] [--seeds 4] [--only shadow,cbox]
 
 ``--terms`` instead measures pbdr_edge's parts on each scene: seconds and
 block variance of the interior, primary and secondary terms alone at their
@@ -47,9 +47,9 @@ CASES = {
 }
 
 
-def load(name: str) -> tuple[mi.Scene, pbdr.Perturbation, int, float]:
+def load(name: str, res: int | None = None) -> tuple[mi.Scene, pbdr.Perturbation, int, float]:
     path, defines, key, translate, rotate, eps = CASES[name]
-    scene = pbdr.load_scene(ROOT / path, defines)
+    scene = pbdr.load_scene(ROOT / path, {**defines, **({"res": str(res)} if res else {})})
     p = pbdr.Perturbation.of(pbdr.scene_params(scene), key, translate, rotate)
     depth = pbdr.scene.integrator_setting(scene.integrator(), "max_depth")
     return scene, p, depth, eps
@@ -73,7 +73,7 @@ def compare_integrators(args: argparse.Namespace, names: list[str]) -> None:
     print(f"{'scene':13s} {'integrator':15s} {'s/grad':>8s} {'block err':>10s} {'noise':>8s} "
           f"{'z':>7s} {'chi2':>7s} {'time ratio':>11s}")
     for name in names:
-        scene, p, depth, eps = load(name)
+        scene, p, depth, eps = load(name, args.res)
         fd = pbdr.finite_differences(scene, p, eps, args.fd_spp, args.seeds)
         kinds = ["pbdr_edge"] + ([] if args.skip_projective else ["prb_projective"])
         integrators = {k: mi.load_dict({"type": k, "max_depth": depth}) for k in kinds}
@@ -102,7 +102,7 @@ def variance_and_time(scene: mi.Scene, p: pbdr.Perturbation, integrator: mi.Inte
 def measure_terms(args: argparse.Namespace, names: list[str]) -> None:
     print(f"{'scene':13s} {'term':24s} {'s/grad':>8s} {'block var':>11s} {'efficiency':>11s}")
     for name in names:
-        scene, p, depth, _ = load(name)
+        scene, p, depth, _ = load(name, args.res)
 
         def run(label: str, **kw) -> tuple[float, float]:
             integrator = mi.load_dict({"type": "pbdr_edge", "max_depth": depth, **kw})
@@ -128,6 +128,7 @@ def measure_terms(args: argparse.Namespace, names: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spp", type=int, default=32)
+    ap.add_argument("--res", type=int, default=None, help="image width and height (default: the scene's, 32)")
     ap.add_argument("--fd-spp", type=int, default=256)
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)

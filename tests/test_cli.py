@@ -149,3 +149,22 @@ def test_libllvm_version_parsing() -> None:
     assert llvm_major("/usr/lib/x86_64-linux-gnu/libLLVM.so.19.1") == 19
     assert llvm_major("/usr/lib/x86_64-linux-gnu/libLLVM-14.0.6.so.1") == 14
     assert llvm_major("/usr/lib/llvm-17/lib/libLLVM.so") == 17
+
+
+def test_grad_warns_when_a_smooth_shaded_mesh_moves(tmp_path, capsys) -> None:
+    """Interpolated normals put a discontinuity inside triangles that no boundary term samples:
+    say so when their geometry is differentiated, and not for flat meshes or other parameters."""
+    flat = scene_path("edge/icosphere.xml")
+    obj = os.path.join(os.path.dirname(flat), "icosphere.obj")
+    text = open(flat).read().replace('value="icosphere.obj"', f'value="{obj}"')
+    smooth = tmp_path / "smooth.xml"
+    smooth.write_text(text.replace('name="face_normals" value="true"', 'name="face_normals" value="false"'))
+    common = ["--integrator", "pbdr_edge", "--spp", "1", "-D", "res=8", "-o", str(tmp_path / "g.exr"), "-f"]
+    code, _, err = run_cli(capsys, "grad", str(smooth), "--param", "sphere.vertex_positions",
+                           "--translate", "1,0,0", *common)
+    assert code == 0 and "'sphere' is smooth-shaded" in err, err
+    for scene, key in ((str(smooth), "sphere.bsdf.reflectance.value"), (flat, "sphere.vertex_positions"),
+                       (SHADOW, "cube.vertex_positions")):
+        extra = ["--translate", "1,0,0"] if key.endswith("positions") else []
+        code, _, err = run_cli(capsys, "grad", scene, "--param", key, *extra, *common)
+        assert code == 0 and "smooth-shaded" not in err, (scene, key, err)

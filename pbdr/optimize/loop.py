@@ -13,6 +13,7 @@ import csv
 import hashlib
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
@@ -24,7 +25,7 @@ import numpy as np
 from ..errors import PbdrError
 from ..imageio import read_image, sheet, tonemap, write_png, write_render
 from ..render import check_spp, opaque_seed, render
-from ..scene import default_differentiable_type, load_scene, make_integrator
+from ..scene import default_differentiable_type, load_scene, make_integrator, smooth_shading_warning
 from ..variant import ensure_variant
 from . import checkpoint
 from .config import OptimizeConfig, load_config
@@ -188,6 +189,9 @@ class Optimization:
         for s in self.sensors:
             check_spp(self.scene, config.spp, s)
         self.integrator_name, self.integrator = choose_integrator(config, self.scene)
+        warning = smooth_shading_warning(self.scene, [v.key for v in self.variables])
+        if warning:
+            print(f"pbdr: warning: {warning}", file=sys.stderr)
         self.loss_fn = get_loss(config.loss, config.loss_levels)
         self.targets = load_targets(config, self.scene, self.sensors, self.out, resume)
         self.target_tensors = [mi.TensorXf(t) for t in self.targets]
