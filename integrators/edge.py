@@ -25,8 +25,9 @@ Tracing through Edge Sampling"):
 Each term has its own sample count and seed; the primal image comes from
 the interior pass alone. The boundary terms run only when some mesh's
 vertex positions carry derivatives (shape, ``to_world`` or area-light
-parameters); for materials and emission they are zero. Forward mode sums derivative images; reverse mode
-lets every term accumulate into the parameters' gradients.
+parameters); for materials and emission they are zero. Forward mode sums
+derivative images; reverse mode lets every term accumulate into the
+parameters' gradients.
 
 Plugin parameters
 -----------------

@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from .errors import PbdrError, one_line
+from .errors import PbdrError, one_line, warn
 
 EXIT_USAGE = 2
 EXIT_DISAGREE = 1
@@ -131,9 +131,8 @@ def setup(args: argparse.Namespace, differentiable: bool):
     pbdr.set_variant(args.variant)
     scene = pbdr.load_scene(args.scene, pbdr.parse_defines(args.defines))
     integrator = pbdr.make_integrator(scene, args.integrator, args.max_depth, differentiable)
-    warning = pbdr.scene.media_warning(scene, integrator) if differentiable else None
-    if warning:
-        print(f"pbdr: warning: {warning}", file=sys.stderr)
+    if differentiable:
+        warn(pbdr.scene.media_warning(scene, integrator))
     return scene, integrator
 
 
@@ -141,9 +140,7 @@ def perturbation(args: argparse.Namespace, scene):
     import pbdr
 
     p = pbdr.Perturbation.of(pbdr.scene_params(scene), args.param, args.translate, args.rotate)
-    warning = pbdr.scene.smooth_shading_warning(scene, [p.key])
-    if warning:
-        print(f"pbdr: warning: {warning}", file=sys.stderr)
+    warn(pbdr.scene.smooth_shading_warning(scene, [p.key]))
     return p
 
 

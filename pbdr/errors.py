@@ -1,5 +1,8 @@
-"""The one exception type the CLI turns into a one-line message and exit code 2."""
+"""The one exception type the CLI turns into a one-line message and exit code 2,
+and one-line warnings."""
 from __future__ import annotations
+
+import sys
 
 
 class PbdrError(Exception):
@@ -17,3 +20,9 @@ def one_line(exc: BaseException | str, limit: int = 300) -> str:
     while text.startswith("[") and "]" in text[:80]:
         text = text[text.index("]") + 1:].strip()
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def warn(message: str | None) -> None:
+    """Print a one-line warning to stderr (nothing for None)."""
+    if message:
+        print(f"pbdr: warning: {message}", file=sys.stderr)

@@ -159,13 +159,12 @@ def smooth_shaded(mesh: mi.Mesh, tolerance: float = 1e-3) -> bool:
     if not mesh.is_mesh() or not mesh.has_vertex_normals():
         return False
     import numpy as np
+    from .geometry.edges import face_normals
     pos = np.array(dr.detach(mesh.vertex_positions_buffer()), dtype=np.float64).reshape(-1, 3)
     nrm = np.array(mesh.vertex_normals_buffer(), dtype=np.float64).reshape(-1, 3)
     faces = np.array(mesh.faces_buffer(), dtype=np.int64).reshape(-1, 3)
-    a, b, c = (pos[faces[:, i]] for i in range(3))
-    n_f = np.cross(b - a, c - a)
-    n_f /= np.maximum(np.linalg.norm(n_f, axis=1, keepdims=True), 1e-30)
-    return bool(any((np.einsum("ij,ij->i", nrm[faces[:, i]], n_f) < 1 - tolerance).any() for i in range(3)))
+    n_f = face_normals(pos, faces)
+    return bool((np.einsum("fkj,fj->fk", nrm[faces], n_f) < 1 - tolerance).any())
 
 
 def smooth_shading_warning(scene: mi.Scene, keys: list[str]) -> str | None:

@@ -13,7 +13,6 @@ import csv
 import hashlib
 import json
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
@@ -22,7 +21,7 @@ import drjit as dr
 import mitsuba as mi
 import numpy as np
 
-from ..errors import PbdrError
+from ..errors import PbdrError, warn
 from ..imageio import read_image, sheet, tonemap, write_png, write_render
 from ..render import check_spp, opaque_seed, render
 from ..scene import default_differentiable_type, load_scene, make_integrator, smooth_shading_warning
@@ -189,9 +188,7 @@ class Optimization:
         for s in self.sensors:
             check_spp(self.scene, config.spp, s)
         self.integrator_name, self.integrator = choose_integrator(config, self.scene)
-        warning = smooth_shading_warning(self.scene, [v.key for v in self.variables])
-        if warning:
-            print(f"pbdr: warning: {warning}", file=sys.stderr)
+        warn(smooth_shading_warning(self.scene, [v.key for v in self.variables]))
         self.loss_fn = get_loss(config.loss, config.loss_levels)
         self.targets = load_targets(config, self.scene, self.sensors, self.out, resume)
         self.target_tensors = [mi.TensorXf(t) for t in self.targets]
