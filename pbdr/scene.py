@@ -158,29 +158,25 @@ def smooth_shaded(mesh: mi.Mesh, tolerance: float = 1e-3) -> bool:
     and is flat)."""
     if not mesh.is_mesh() or not mesh.has_vertex_normals():
         return False
-    import numpy as np
-    from .geometry.edges import face_normals
-    pos = np.array(dr.detach(mesh.vertex_positions_buffer()), dtype=np.float64).reshape(-1, 3)
-    nrm = np.array(mesh.vertex_normals_buffer(), dtype=np.float64).reshape(-1, 3)
-    faces = np.array(mesh.faces_buffer(), dtype=np.int64).reshape(-1, 3)
-    n_f = face_normals(pos, faces)
-    return bool((np.einsum("fkj,fj->fk", nrm[faces], n_f) < 1 - tolerance).any())
+    from .geometry.terminators import mesh_arrays, smooth_faces
+    return smooth_faces(*mesh_arrays(mesh), tolerance=tolerance)
 
 
 def smooth_shading_warning(scene: mi.Scene, keys: list[str]) -> str | None:
     """A one-line warning when parameters move smooth-shaded meshes: where the
-    interpolated normal turns away from the viewer while the face does not,
-    Mitsuba's BSDFs return nothing, a discontinuity inside the triangles
-    that no boundary estimator of pbdr samples."""
+    interpolated normal turns away from a viewer while the face does not,
+    Mitsuba's BSDFs return nothing. ``pbdr_edge`` samples that terminator as
+    seen from the camera, not as seen from other surfaces (light that the
+    mesh reflects onto them)."""
     moved = [s.id() for s in scene.shapes()
              if any(k.startswith(s.id() + ".") and (k.endswith(".vertex_positions") or k.endswith(".to_world"))
                     for k in keys) and smooth_shaded(s)]
     if not moved:
         return None
     return (f"{', '.join(repr(m) for m in moved)} {'is' if len(moved) == 1 else 'are'} smooth-shaded "
-            "(vertex normals): the terminator where "
-            "the shading normal turns away is a discontinuity no boundary term samples, so shape "
-            "derivatives near silhouettes are biased; flat shading (face_normals=true) is exact")
+            "(vertex normals): pbdr_edge samples the shading terminator seen from the camera but not "
+            "seen from other surfaces, so light the mesh reflects onto them has slightly biased shape "
+            "derivatives (pbdr_reparam samples neither); flat shading (face_normals=true) is exact")
 
 
 def make_integrator(scene: mi.Scene, type_: str | None = None, max_depth: int | None = None,

@@ -47,12 +47,13 @@ def test_edges_follow_vertex_positions() -> None:
     assert len(topo) == 5 and topo.crease.sum() == 1
 
 
-def test_smooth_normals_keep_only_silhouettes() -> None:
+def test_every_folded_interior_edge_is_a_crease() -> None:
+    # Also under smooth normals: a face's own plane hides part of the
+    # shading normal's hemisphere, differently on the two faces.
     positions = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=float)
     faces = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
-    normals = positions - positions.mean(axis=0)
-    topo = build_topology(positions, faces, normals / np.linalg.norm(normals, axis=1, keepdims=True))
-    assert len(topo) == 6 and not topo.crease.any()
+    topo = build_topology(positions, faces)
+    assert len(topo) == 6 and topo.crease.all() and not topo.boundary.any()
     p = positions
     sil = silhouette_mask(p[topo.v0], *_normals(p, topo), topo.boundary, np.array([0.3, 0.3, 5.0]))
     assert 0 < sil.sum() < 6
@@ -148,6 +149,11 @@ GEOMETRY_CASES = {
     "cbox": ("cbox.xml", {}, "box.vertex_positions", (1, 0, 0), None, 4, 64),
     # 480 crease edges; silhouettes of edge-on sliver faces
     "icosphere": ("edge/icosphere.xml", {}, "sphere.vertex_positions", (1, 0, 0), None, 3, 128),
+    # interpolated normals: the shading terminator inside triangles (primary), the light
+    # each face's plane cuts off (smooth edges are creases); a black floor, as the
+    # terminator seen from other surfaces is not sampled (README)
+    "smooth-icosphere": ("edge/icosphere.xml", {"face_normals": "false", "floor_albedo": "0"},
+                         "sphere.vertex_positions", (1, 0, 0), None, 3, 128),
     # a rotating object (vertex positions about the vertical axis through its centre)
     "rotation": ("shadow.xml", {}, "cube.vertex_positions", None, (0, 1, 0), 3, 64),
     # a moving area light (to_world): the shadow moves, the light's own edges sweep the floor
@@ -189,6 +195,63 @@ def test_without_secondary_edges_the_check_fails(name: str) -> None:
     result = pbdr.check(scene, p, eps=0.002, spp=spp, fd_spp=256, seeds=8,
                         integrator=edge_integrator(depth, secondary=False))
     assert not result.report.passed
+
+
+def test_without_terminators_the_smooth_check_fails(monkeypatch) -> None:
+    """The smooth icosphere's derivative needs the terminator term (the test has power)."""
+    import integrators.boundary.primary_edges as primary
+    from integrators.boundary.primary_terminators import TerminatorTable
+
+    class NoTerminators(TerminatorTable):
+        def __init__(self, scene, cam, margin) -> None:
+            self.length, self.skipped = np.zeros(0), 0
+    monkeypatch.setattr(primary, "TerminatorTable", NoTerminators)
+    scene, p, depth, spp = _case("smooth-icosphere")
+    result = pbdr.check(scene, p, eps=0.002, spp=spp, fd_spp=256, seeds=8, integrator=edge_integrator(depth))
+    assert not result.report.passed
+
+
+def test_terminator_points_lie_on_the_arc_and_move_with_it() -> None:
+    """Every arc point is found on its face, the chord-to-arc weights add up to the
+    arc's length, and the AD normal speed matches the arc's displacement under a move."""
+    from pbdr.geometry.camera import Camera
+    from integrators.boundary.primary_terminators import TerminatorTable
+    scene = pbdr.load_scene(scene_path("edge/icosphere.xml"), {"face_normals": "false"})
+    params = pbdr.scene_params(scene)
+    v0 = mi.Float(params["sphere.vertex_positions"])
+    shift = mi.Float(np.tile([0.3, 1.0, 0.0], dr.width(v0) // 3))
+    cam = Camera.of(scene.sensors()[0])
+    K = 257
+
+    def arcs(theta: float) -> tuple:
+        th = mi.Float(theta)
+        dr.enable_grad(th)
+        params["sphere.vertex_positions"] = v0 + th * shift
+        params.update()
+        table = TerminatorTable(scene, cam, 0.0)
+        C = len(table)
+        idx = mi.UInt32(np.repeat(np.arange(C), K))
+        pts = table.points(cam, idx, mi.Float(np.tile((np.arange(K) + 0.5) / K, C)), mi.Bool(True), 1e-3)
+        dr.forward_from(th)
+        x = np.array(dr.detach(pts.x)).reshape(2, C, K)
+        speed = (np.array(pts.n) * np.array(dr.grad(pts.x))).sum(axis=0).reshape(C, K)
+        return table, x, np.array(pts.n).reshape(2, C, K), speed, np.array(pts.weight).reshape(C, K), \
+            np.array(pts.valid).reshape(C, K)
+    try:
+        table, x, n, speed, weight, valid = arcs(0.0)
+        assert len(table) > 10 and valid.all()
+        arc_length = np.linalg.norm(np.diff(x, axis=2), axis=0).sum(axis=1) * K / (K - 1)
+        assert np.allclose(weight.mean(axis=1) * table.length, arc_length, rtol=1e-3)
+        eps = 1e-3
+        _, xp, _, _, _, _ = arcs(eps)
+        _, xm, _, _, _, _ = arcs(-eps)
+        # The arcs are nearly straight: the normal offset of the moved arc is the same at any of its points.
+        fd = ((n * (xp - x)).sum(axis=0) - (n * (xm - x)).sum(axis=0)) / (2 * eps)
+        assert np.abs(speed).max() > 1
+        assert np.allclose(speed, fd, rtol=2e-2, atol=2e-2 * np.abs(speed).max())
+    finally:
+        params["sphere.vertex_positions"] = v0
+        params.update()
 
 
 @pytest.mark.parametrize("name", ["moving-light", "rotation"])

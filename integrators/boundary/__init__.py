@@ -61,8 +61,10 @@ def attached_interaction(scene: mi.Scene, si: mi.SurfaceInteraction3f, ray: mi.R
     and shading frame attached to the vertex positions of moving meshes.
 
     The point slides along the ray (as ``sliding_point``); the shading normal
-    is the interpolated vertex normal (or the face normal), and the frame's
-    tangents are re-orthogonalized to it, so values at θ = 0 are unchanged.
+    is the interpolated vertex normal (or the face normal) and uv the
+    interpolated texture coordinates, both at the sliding point's
+    barycentrics; the frame's tangents are re-orthogonalized to the normal,
+    so values at θ = 0 are unchanged.
     Written out for the same reason as ``sliding_point``; a second
     ``compute_surface_interaction`` with AD in one loop body made forward
     mode fail ("edge ... outside of the current dr.isolate_grad() scope").
@@ -75,16 +77,21 @@ def attached_interaction(scene: mi.Scene, si: mi.SurfaceInteraction3f, ray: mi.R
         n_g *= dr.sign(dr.dot(dr.detach(n_g), si.n))      # Mitsuba's orientation of si.n
         p = ray.o + t * ray.d
         n_s = n_g
+        # Barycentrics of the sliding point: where on the face the fixed ray
+        # lands changes with the face, and so do the normal and uv there.
+        e1, e2, q = v[1] - v[0], v[2] - v[0], p - v[0]
+        d11, d12, d22 = dr.dot(e1, e1), dr.dot(e1, e2), dr.dot(e2, e2)
+        q1, q2 = dr.dot(q, e1), dr.dot(q, e2)
+        det = d11 * d22 - d12 * d12
+        b1, b2 = (d22 * q1 - d12 * q2) / det, (d11 * q2 - d12 * q1) / det
         if shape.has_vertex_normals():
-            vd = [dr.detach(x) for x in v]                  # barycentrics of the (detached) hit
-            e1, e2, q = vd[1] - vd[0], vd[2] - vd[0], si.p - vd[0]
-            d11, d12, d22 = dr.dot(e1, e1), dr.dot(e1, e2), dr.dot(e2, e2)
-            q1, q2 = dr.dot(q, e1), dr.dot(q, e2)
-            det = d11 * d22 - d12 * d12
-            b1, b2 = (d22 * q1 - d12 * q2) / det, (d11 * q2 - d12 * q1) / det
             nv = [dr.gather(mi.Vector3f, shape.vertex_normals_buffer(), face[i], on) for i in range(3)]
             n_s = dr.normalize((1 - b1 - b2) * nv[0] + b1 * nv[1] + b2 * nv[2])
             n_s *= dr.sign(dr.dot(dr.detach(n_s), si.sh_frame.n))
+        if shape.has_vertex_texcoords():
+            uv = [dr.gather(mi.Point2f, shape.vertex_texcoords_buffer(), face[i], on) for i in range(3)]
+            out.uv = dr.select(on, dr.replace_grad(si.uv, (1 - b1 - b2) * uv[0] + b1 * uv[1] + b2 * uv[2]),
+                               out.uv)
         s_t = dr.normalize(si.sh_frame.s - dr.dot(si.sh_frame.s, n_s) * n_s)
         frame = mi.Frame3f(s_t, dr.cross(n_s, s_t), n_s)
         out.p = dr.select(on, dr.replace_grad(si.p, p), out.p)

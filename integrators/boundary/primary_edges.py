@@ -46,93 +46,11 @@ import drjit as dr
 import mitsuba as mi
 import numpy as np
 
+from pbdr.geometry.camera import Camera, clip_edges
 from pbdr.geometry.edges import scene_edges, silhouette_mask
+from integrators.boundary.primary_terminators import TerminatorTable
 
 SIDE_EPSILON = 1e-3   # pixels; offset of the two radiance samples from the edge
-
-
-@dataclass
-class Camera:
-    """Perspective projection from world space to pixel coordinates of the crop."""
-
-    to_sample: np.ndarray   # 4 x 4, world -> [0,1]^2 sample space (homogeneous)
-    origin: np.ndarray      # 3
-    near: float
-    size: np.ndarray        # (W, H) of the crop
-    forward: np.ndarray     # 3, the viewing direction
-
-    @staticmethod
-    def of(sensor: mi.Sensor) -> "Camera":
-        params = mi.traverse(sensor)
-        film = sensor.film()
-        if "x_fov" not in params:
-            raise NotImplementedError("primary edges need a perspective sensor")
-        proj = mi.perspective_projection(film.size(), film.crop_size(), film.crop_offset(),
-                                         params["x_fov"][0], params["near_clip"], params["far_clip"])
-        to_world = params["to_world"]
-        m = np.array(proj.matrix, dtype=np.float64).reshape(4, 4) @ \
-            np.array(to_world.inverse().matrix, dtype=np.float64).reshape(4, 4)
-        origin = np.array(to_world.translation(), dtype=np.float64).reshape(3)
-        forward = np.array(to_world @ mi.ScalarVector3f(0, 0, 1), dtype=np.float64).reshape(3)
-        return Camera(m, origin, float(params["near_clip"]),
-                      np.array(film.crop_size(), dtype=np.float64), forward / np.linalg.norm(forward))
-
-    def ray_towards(self, target: mi.Point3f) -> mi.Ray3f:
-        """The camera ray through a world point, started at the near plane as the sensor does."""
-        o = mi.ScalarPoint3f(self.origin)
-        d = dr.normalize(target - o)
-        near_t = self.near / dr.dot(d, mi.ScalarVector3f(self.forward))
-        return mi.Ray3f(o + d * near_t, d)
-
-    def project(self, p: mi.Point3f) -> mi.Point2f:
-        """Pixel coordinates of world points (differentiable)."""
-        m = self.to_sample
-        row = [mi.Float(float(m[i, 0])) * p.x + float(m[i, 1]) * p.y + float(m[i, 2]) * p.z + float(m[i, 3])
-               for i in (0, 1, 3)]
-        return mi.Point2f(row[0] / row[2] * float(self.size[0]), row[1] / row[2] * float(self.size[1]))
-
-
-def clip_edges(cam: Camera, p0: np.ndarray, p1: np.ndarray, margin: float) -> dict[str, np.ndarray]:
-    """Clip 3D segments to the near plane and their projections to the image (+ margin).
-
-    Returns per edge the 3D parameter range [s_a, s_b], camera depths at those
-    ends, screen end points, the screen parameter range [t_a, t_b] and the
-    clipped projected length (0 for edges entirely outside).
-    """
-    m = cam.to_sample
-    h0 = p0 @ m[:, :3].T + m[:, 3]
-    h1 = p1 @ m[:, :3].T + m[:, 3]
-    w0, w1 = h0[:, 3], h1[:, 3]
-    near = cam.near * (1 + 1e-4)
-    # Near plane: w(s) = w0 + s (w1 - w0) >= near.
-    sa, sb = np.zeros(len(p0)), np.ones(len(p0))
-    dw = w1 - w0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s_cross = (near - w0) / dw
-    sa = np.where((w0 < near) & (dw > 0), s_cross, sa)
-    sb = np.where((w1 < near) & (dw < 0), s_cross, sb)
-    ok = ~((w0 < near) & (w1 < near))
-    ha, hb = h0 + sa[:, None] * (h1 - h0), h0 + sb[:, None] * (h1 - h0)
-    wa, wb = ha[:, 3], hb[:, 3]
-    wa_safe, wb_safe = np.where(ok, wa, 1.0), np.where(ok, wb, 1.0)
-    qa = ha[:, :2] / wa_safe[:, None] * cam.size
-    qb = hb[:, :2] / wb_safe[:, None] * cam.size
-    # Liang-Barsky against [-margin, W + margin] x [-margin, H + margin].
-    ta, tb = np.zeros(len(p0)), np.ones(len(p0))
-    d = qb - qa
-    for axis in (0, 1):
-        lo, hi = -margin, cam.size[axis] + margin
-        for pk, qk in ((-d[:, axis], qa[:, axis] - lo), (d[:, axis], hi - qa[:, axis])):
-            parallel = pk == 0
-            ok &= ~(parallel & (qk < 0))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                r = qk / pk
-            ta = np.where(~parallel & (pk < 0), np.maximum(ta, r), ta)
-            tb = np.where(~parallel & (pk > 0), np.minimum(tb, r), tb)
-    ok &= tb > ta
-    length = np.where(ok, np.linalg.norm(d, axis=1) * (tb - ta), 0.0)
-    return {"sa": sa, "sb": sb, "wa": wa_safe, "wb": wb_safe, "qa": qa, "qb": qb,
-            "ta": ta, "tb": tb, "length": np.nan_to_num(length)}
 
 
 def filter_footprint(film: mi.Film) -> tuple[mi.ReconstructionFilter, float, int]:
@@ -154,17 +72,22 @@ class EdgeSamples:
 
 def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
                          seed: mi.UInt32, count: int) -> EdgeSamples | None:
-    """Draw ``count`` points on projected silhouette edges and the radiance jump across each."""
+    """Draw ``count`` points on projected silhouette edges (and shading
+    terminators of smooth meshes) and the radiance jump across each."""
     cam = Camera.of(sensor)
     film = sensor.film()
+    margin = max(float(film.rfilter().radius()) - 0.5, 0.0)
     edges = scene_edges(scene)
-    if len(edges) == 0:
-        return None
     host = edges.numpy()
+    # Only edges of meshes that move: a fixed edge's normal speed is zero.
+    moving = np.array([dr.grad_enabled(s.vertex_positions_buffer()) if s.is_mesh() else False
+                       for s in scene.shapes()], dtype=bool)
     sil = silhouette_mask(host["p0"], host["n0"], host["n1"], host["boundary"], cam.origin,
-                          host["facing"])
-    clip = clip_edges(cam, host["p0"], host["p1"], margin=max(float(film.rfilter().radius()) - 0.5, 0.0))
-    length = np.where(sil, clip["length"], 0.0)
+                          host["facing"]) & moving[host["shape"]]
+    clip = clip_edges(cam, host["p0"], host["p1"], margin)
+    terminators = TerminatorTable(scene, cam, margin)
+    E = len(edges)
+    length = np.concatenate([np.where(sil, clip["length"], 0.0), terminators.length])
     total = float(length.sum())
     if total <= 0:
         return None
@@ -177,21 +100,17 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
         sampler.seed(s_edge, count)
         distr = mi.DiscreteDistribution(mi.Float(length.astype(np.float32)))
         idx, ξ = distr.sample_reuse(sampler.next_1d())
-
-        def g(a: np.ndarray) -> mi.Float:
-            return dr.gather(mi.Float, mi.Float(a.astype(np.float32)), idx)
-        t = dr.lerp(g(clip["ta"]), g(clip["tb"]), ξ)
-        # Perspective-correct: screen parameter t -> 3D parameter s.
-        wa, wb = g(clip["wa"]), g(clip["wb"])
-        u = t * wa / ((1 - t) * wb + t * wa)
-        s = dr.lerp(g(clip["sa"]), g(clip["sb"]), u)
-        d = mi.Vector2f(g(clip["qb"][:, 0] - clip["qa"][:, 0]), g(clip["qb"][:, 1] - clip["qa"][:, 1]))
-        n = dr.normalize(mi.Vector2f(-d.y, d.x))
-
-    # The edge point, attached to the mesh parameters, and its projection.
-    p0 = dr.gather(mi.Point3f, edges.p0, idx)
-    p1 = dr.gather(mi.Point3f, edges.p1, idx)
-    x = cam.project(dr.lerp(p0, p1, s))
+        on_edge = idx < E
+        weight = mi.Float(1.0)
+    if E > 0:
+        x, n, X, e_idx = _edge_points(cam, edges, clip, dr.minimum(idx, E - 1), ξ)
+    if len(terminators):
+        arc = terminators.points(cam, idx - E, ξ, ~on_edge, SIDE_EPSILON)
+        if E > 0:
+            x, n = dr.select(on_edge, x, arc.x), dr.select(on_edge, n, arc.n)
+        else:
+            x, n = arc.x, arc.n
+        weight = dr.select(on_edge, 1.0, arc.weight)
 
     with dr.suspend_grad():
         # Radiance on both sides: lanes 2i (side -n) and 2i+1 (side +n).
@@ -205,8 +124,13 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
         side_sampler.seed(s_side, 2 * count)
         wavelength = side_sampler.next_1d() if mi.is_spectral else 0.0
         ray, ray_weight = sensor.sample_ray(sensor.shutter_open(), wavelength, xs / size, mi.Point2f(0.5))
-        on_face, target = _face_sides(cam, edges, idx, dr.detach(dr.lerp(p0, p1, s)), x, n, i, sign)
-        ray[on_face] = cam.ray_towards(target)
+        if E > 0:
+            on_face, target = _face_sides(cam, edges, e_idx, X, x, n, i, sign)
+            ray[on_face & dr.gather(mi.Bool, on_edge, i)] = cam.ray_towards(target)
+        if len(terminators):
+            target = dr.select(sign < 0, dr.gather(mi.Point3f, arc.side_minus, i),
+                               dr.gather(mi.Point3f, arc.side_plus, i))
+            ray[~dr.gather(mi.Bool, on_edge, i)] = cam.ray_towards(target)
         dr.eval(ray, ray_weight, inside)
         L, _, _, _ = integrator.sample(dr.ADMode.Primal, scene, side_sampler, ray, None, None,
                                        mi.Bool(True))
@@ -214,9 +138,28 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
         dr.eval(L)      # all channels in one kernel: one by one, each would retrace the paths
         ΔL = dr.gather(mi.Spectrum, L, 2 * dr.arange(mi.UInt32, count)) - \
             dr.gather(mi.Spectrum, L, 2 * dr.arange(mi.UInt32, count) + 1)
-        ΔL_w = ΔL * (scale / count)
-        active = dr.any(ΔL != 0)
+        ΔL_w = ΔL * (weight * scale / count)
+        active = dr.any(ΔL != 0) & (weight != 0)
     return EdgeSamples(x, n, ΔL_w, active)
+
+
+def _edge_points(cam: Camera, edges, clip: dict[str, np.ndarray], idx: mi.UInt32,
+                 ξ: mi.Float) -> tuple[mi.Point2f, mi.Vector2f, mi.Point3f, mi.UInt32]:
+    """Screen points (attached) at ``ξ`` along the clipped projections of edges
+    ``idx``, their screen normals, and the (detached) 3D points."""
+    with dr.suspend_grad():
+        def g(a: np.ndarray) -> mi.Float:
+            return dr.gather(mi.Float, mi.Float(a.astype(np.float32)), idx)
+        t = dr.lerp(g(clip["ta"]), g(clip["tb"]), ξ)
+        # Perspective-correct: screen parameter t -> 3D parameter s.
+        wa, wb = g(clip["wa"]), g(clip["wb"])
+        u = t * wa / ((1 - t) * wb + t * wa)
+        s = dr.lerp(g(clip["sa"]), g(clip["sb"]), u)
+        d = mi.Vector2f(g(clip["qb"][:, 0] - clip["qa"][:, 0]), g(clip["qb"][:, 1] - clip["qa"][:, 1]))
+        n = dr.normalize(mi.Vector2f(-d.y, d.x))
+    # The edge point, attached to the mesh parameters, and its projection.
+    X = dr.lerp(dr.gather(mi.Point3f, edges.p0, idx), dr.gather(mi.Point3f, edges.p1, idx), s)
+    return cam.project(X), n, dr.detach(X), idx
 
 
 def _face_sides(cam: Camera, edges, idx: mi.UInt32, X: mi.Point3f, x: mi.Point2f, n: mi.Vector2f,

@@ -1,0 +1,103 @@
+"""A perspective camera as a projection to pixel coordinates, and the
+clipping of 3D segments to its near plane and image (primary boundary
+terms sample points on projected segments)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import drjit as dr
+import mitsuba as mi
+import numpy as np
+
+
+@dataclass
+class Camera:
+    """Perspective projection from world space to pixel coordinates of the crop."""
+
+    to_sample: np.ndarray   # 4 x 4, world -> [0,1]^2 sample space (homogeneous)
+    origin: np.ndarray      # 3
+    near: float
+    size: np.ndarray        # (W, H) of the crop
+    forward: np.ndarray     # 3, the viewing direction
+
+    @staticmethod
+    def of(sensor: mi.Sensor) -> "Camera":
+        params = mi.traverse(sensor)
+        film = sensor.film()
+        if "x_fov" not in params:
+            raise NotImplementedError("primary edges need a perspective sensor")
+        proj = mi.perspective_projection(film.size(), film.crop_size(), film.crop_offset(),
+                                         params["x_fov"][0], params["near_clip"], params["far_clip"])
+        to_world = params["to_world"]
+        m = np.array(proj.matrix, dtype=np.float64).reshape(4, 4) @ \
+            np.array(to_world.inverse().matrix, dtype=np.float64).reshape(4, 4)
+        origin = np.array(to_world.translation(), dtype=np.float64).reshape(3)
+        forward = np.array(to_world @ mi.ScalarVector3f(0, 0, 1), dtype=np.float64).reshape(3)
+        return Camera(m, origin, float(params["near_clip"]),
+                      np.array(film.crop_size(), dtype=np.float64), forward / np.linalg.norm(forward))
+
+    def ray_towards(self, target: mi.Point3f) -> mi.Ray3f:
+        """The camera ray through a world point, started at the near plane as the sensor does."""
+        o = mi.ScalarPoint3f(self.origin)
+        d = dr.normalize(target - o)
+        near_t = self.near / dr.dot(d, mi.ScalarVector3f(self.forward))
+        return mi.Ray3f(o + d * near_t, d)
+
+    def project(self, p: mi.Point3f) -> mi.Point2f:
+        """Pixel coordinates of world points (differentiable)."""
+        m = self.to_sample
+        row = [mi.Float(float(m[i, 0])) * p.x + float(m[i, 1]) * p.y + float(m[i, 2]) * p.z + float(m[i, 3])
+               for i in (0, 1, 3)]
+        return mi.Point2f(row[0] / row[2] * float(self.size[0]), row[1] / row[2] * float(self.size[1]))
+
+    def project_jacobian(self, p: mi.Point3f) -> tuple[mi.Vector3f, mi.Vector3f]:
+        """The rows ∂x/∂p and ∂y/∂p of the projection at world points."""
+        m = self.to_sample
+        rows = [mi.ScalarVector3f(*(float(v) for v in m[i, :3])) for i in (0, 1, 3)]
+        hom = [dr.dot(r, p) + float(m[i, 3]) for r, i in zip(rows, (0, 1, 3))]
+        inv_w2 = dr.rcp(dr.square(hom[2]))
+        return tuple((r * hom[2] - hom[k] * rows[2]) * (inv_w2 * float(self.size[k]))
+                     for k, r in enumerate(rows[:2]))
+
+
+def clip_edges(cam: Camera, p0: np.ndarray, p1: np.ndarray, margin: float) -> dict[str, np.ndarray]:
+    """Clip 3D segments to the near plane and their projections to the image (+ margin).
+
+    Returns per edge the 3D parameter range [s_a, s_b], camera depths at those
+    ends, screen end points, the screen parameter range [t_a, t_b] and the
+    clipped projected length (0 for edges entirely outside).
+    """
+    m = cam.to_sample
+    h0 = p0 @ m[:, :3].T + m[:, 3]
+    h1 = p1 @ m[:, :3].T + m[:, 3]
+    w0, w1 = h0[:, 3], h1[:, 3]
+    near = cam.near * (1 + 1e-4)
+    # Near plane: w(s) = w0 + s (w1 - w0) >= near.
+    sa, sb = np.zeros(len(p0)), np.ones(len(p0))
+    dw = w1 - w0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s_cross = (near - w0) / dw
+    sa = np.where((w0 < near) & (dw > 0), s_cross, sa)
+    sb = np.where((w1 < near) & (dw < 0), s_cross, sb)
+    ok = ~((w0 < near) & (w1 < near))
+    ha, hb = h0 + sa[:, None] * (h1 - h0), h0 + sb[:, None] * (h1 - h0)
+    wa, wb = ha[:, 3], hb[:, 3]
+    wa_safe, wb_safe = np.where(ok, wa, 1.0), np.where(ok, wb, 1.0)
+    qa = ha[:, :2] / wa_safe[:, None] * cam.size
+    qb = hb[:, :2] / wb_safe[:, None] * cam.size
+    # Liang-Barsky against [-margin, W + margin] x [-margin, H + margin].
+    ta, tb = np.zeros(len(p0)), np.ones(len(p0))
+    d = qb - qa
+    for axis in (0, 1):
+        lo, hi = -margin, cam.size[axis] + margin
+        for pk, qk in ((-d[:, axis], qa[:, axis] - lo), (d[:, axis], hi - qa[:, axis])):
+            parallel = pk == 0
+            ok &= ~(parallel & (qk < 0))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r = qk / pk
+            ta = np.where(~parallel & (pk < 0), np.maximum(ta, r), ta)
+            tb = np.where(~parallel & (pk > 0), np.minimum(tb, r), tb)
+    ok &= tb > ta
+    length = np.where(ok, np.linalg.norm(d, axis=1) * (tb - ta), 0.0)
+    return {"sa": sa, "sb": sb, "wa": wa_safe, "wb": wb_safe, "qa": qa, "qb": qb,
+            "ta": ta, "tb": tb, "length": np.nan_to_num(length)}
