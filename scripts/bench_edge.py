@@ -42,6 +42,8 @@ CASES = {
     "shadow": ("scenes/shadow.xml", {}, "cube.vertex_positions", (1, 0, 0), None, 0.002),
     "cbox": ("scenes/cbox.xml", {}, "box.vertex_positions", (1, 0, 0), None, 0.002),
     "icosphere": ("scenes/edge/icosphere.xml", {}, "sphere.vertex_positions", (1, 0, 0), None, 0.002),
+    "smooth-icosphere": ("scenes/edge/icosphere.xml", {"face_normals": "false"}, "sphere.vertex_positions",
+                         (1, 0, 0), None, 0.002),
     "rotation": ("scenes/shadow.xml", {}, "cube.vertex_positions", None, (0, 1, 0), 0.002),
     "moving-light": ("scenes/shadow.xml", {}, "light.to_world", (1, 0, 0), None, 0.002),
 }

@@ -136,6 +136,9 @@ def mesh_arrays(mesh: mi.Mesh) -> tuple[np.ndarray, np.ndarray | None, np.ndarra
     return positions, normals, np.array(mesh.faces_buffer(), dtype=np.int64).reshape(-1, 3)
 
 
+_SMOOTH: dict[tuple[int, int, int], bool] = {}    # whether a mesh is smooth-shaded
+
+
 def terminator_chords(scene: mi.Scene, origin: np.ndarray, moving_only: bool = True) -> TerminatorChords:
     """The terminator chords of the smooth-shaded meshes seen from ``origin``
     (only those whose vertex positions carry derivatives: a terminator that
@@ -146,8 +149,12 @@ def terminator_chords(scene: mi.Scene, origin: np.ndarray, moving_only: bool = T
             continue
         if moving_only and not dr.grad_enabled(mesh.vertex_positions_buffer()):
             continue
+        key = (id(mesh), mesh.vertex_count(), mesh.face_count())
+        if _SMOOTH.get(key) is False:
+            continue        # flat meshes stay flat as they move: skip the read-back
         positions, normals, faces = mesh_arrays(mesh)
-        if not smooth_faces(positions, normals, faces):
+        _SMOOTH[key] = smooth_faces(positions, normals, faces)
+        if not _SMOOTH[key]:
             continue
         closed = not bool(mesh_topology(mesh).boundary.any())
         f, a, b, n_skipped = mesh_terminators(positions, normals, faces, np.asarray(origin, np.float64), closed)
