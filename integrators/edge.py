@@ -15,9 +15,11 @@ Tracing through Edge Sampling"):
 
 - the interior term is ``pbdr_interior``'s path replay (camera rays fixed,
   visibility detached);
-- primary edges are mesh silhouettes and open-mesh boundaries seen from the
-  camera, sampled on screen in proportion to projected length
-  (``integrators/boundary/primary_edges.py``);
+- primary edges are mesh silhouettes, open-mesh boundaries and shading
+  creases seen from the camera, sampled on screen in proportion to
+  projected length (``integrators/boundary/primary_edges.py``), together
+  with the shading terminators of smooth-shaded meshes
+  (``integrators/boundary/primary_terminators.py``);
 - secondary edges are silhouettes seen from shading points (shadow and
   indirect-occlusion boundaries), Li et al.'s 3D edge measure at every path
   vertex (``integrators/boundary/secondary_edges.py``).

@@ -34,6 +34,11 @@ buffer at a fixed :math:`s` and projected, so forward mode reads
 ``dr.backward_from``. A sample contributes to every pixel whose filter
 footprint contains it.
 
+Only meshes whose vertex positions carry derivatives are sampled (a fixed
+edge has no normal speed). On smooth-shaded meshes the terminator arcs
+inside triangles join the edges in the same length-proportional draw
+(``primary_terminators.py``).
+
 This pairs with an interior term whose camera rays are fixed (the primary
 hit slides along the ray), as in ``pbdr_interior``. Perspective sensors and
 RGB/mono variants only.
