@@ -203,7 +203,7 @@ def test_without_terminators_the_smooth_check_fails(monkeypatch) -> None:
     from integrators.boundary.primary_terminators import TerminatorTable
 
     class NoTerminators(TerminatorTable):
-        def __init__(self, scene, cam, margin) -> None:
+        def __init__(self, scene, cam, margin, moving) -> None:
             self.length, self.skipped = np.zeros(0), 0
     monkeypatch.setattr(primary, "TerminatorTable", NoTerminators)
     scene, p, depth, spp = _case("smooth-icosphere")
@@ -228,7 +228,7 @@ def test_terminator_points_lie_on_the_arc_and_move_with_it() -> None:
         dr.enable_grad(th)
         params["sphere.vertex_positions"] = v0 + th * shift
         params.update()
-        table = TerminatorTable(scene, cam, 0.0)
+        table = TerminatorTable(scene, cam, 0.0, np.array([s.id() == "sphere" for s in scene.shapes()]))
         C = len(table)
         idx = mi.UInt32(np.repeat(np.arange(C), K))
         pts = table.points(cam, idx, mi.Float(np.tile((np.arange(K) + 0.5) / K, C)), mi.Bool(True), 1e-3)

@@ -22,9 +22,14 @@ def boundary_sample_count(sensor: mi.Sensor, per_pixel: int, spp: int, divisor: 
     return n * int(size[0]) * int(size[1])
 
 
+def moves(shape: mi.Shape) -> bool:
+    """Whether a shape is a mesh whose vertex positions carry gradients (a flag test, no read-back)."""
+    return shape.is_mesh() and dr.grad_enabled(shape.vertex_positions_buffer())
+
+
 def moving_meshes(scene: mi.Scene) -> list:
-    """Meshes whose vertex positions carry gradients (a flag test, no read-back)."""
-    return [s for s in scene.shapes() if s.is_mesh() and dr.grad_enabled(s.vertex_positions_buffer())]
+    """Meshes whose vertex positions carry gradients."""
+    return [s for s in scene.shapes() if moves(s)]
 
 
 def _slide(shape: mi.Mesh, prim_index: mi.UInt32, ray: mi.Ray3f, on: mi.Bool):

@@ -53,6 +53,7 @@ import numpy as np
 
 from pbdr.geometry.camera import Camera, clip_edges
 from pbdr.geometry.edges import scene_edges, silhouette_mask
+from integrators.boundary import moves
 from integrators.boundary.primary_terminators import TerminatorTable
 
 SIDE_EPSILON = 1e-3   # pixels; offset of the two radiance samples from the edge
@@ -85,12 +86,11 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
     edges = scene_edges(scene)
     host = edges.numpy()
     # Only edges of meshes that move: a fixed edge's normal speed is zero.
-    moving = np.array([dr.grad_enabled(s.vertex_positions_buffer()) if s.is_mesh() else False
-                       for s in scene.shapes()], dtype=bool)
+    moving = np.array([moves(s) for s in scene.shapes()], dtype=bool)
     sil = silhouette_mask(host["p0"], host["n0"], host["n1"], host["boundary"], cam.origin,
                           host["facing"]) & moving[host["shape"]]
     clip = clip_edges(cam, host["p0"], host["p1"], margin)
-    terminators = TerminatorTable(scene, cam, margin)
+    terminators = TerminatorTable(scene, cam, margin, moving)
     E = len(edges)
     length = np.concatenate([np.where(sil, clip["length"], 0.0), terminators.length])
     total = float(length.sum())

@@ -60,10 +60,11 @@ class TerminatorPoints:
 
 
 class TerminatorTable:
-    """The terminator chords of the moving smooth meshes as seen by ``cam``."""
+    """The terminator chords of the moving smooth meshes as seen by ``cam``
+    (``moving``: per shape of the scene; a terminator that does not move adds nothing)."""
 
-    def __init__(self, scene: mi.Scene, cam: Camera, margin: float) -> None:
-        chords = terminator_chords(scene, cam.origin)
+    def __init__(self, scene: mi.Scene, cam: Camera, margin: float, moving: np.ndarray) -> None:
+        chords = terminator_chords(scene, cam.origin, moving)
         self.skipped = chords.skipped
         self.clip = clip_edges(cam, chords.p_a, chords.p_b, margin) if len(chords) else None
         self.length = self.clip["length"] if self.clip is not None else np.zeros(0)
@@ -104,20 +105,21 @@ class TerminatorTable:
             v0, v1, v2, m0, m1, m2 = (dr.detach(dr.gather(type(c), c, idx)) for c in self.corners)
             face = _Face(v0, v1 - v0, v2 - v0, m0, m1 - m0, m2 - m0, mi.ScalarPoint3f(cam.origin))
             # The screen line x0 + σ N is the line b0 + u δb in the face's plane.
-            δb = face.solve(cam, b0, N)
+            δb = face.solve(face.jacobian(cam, b0), N)
             u, hit = face.root_along(b0, δb)
             b = b0 + u * δb
             valid = active & hit & (b.x >= -INSIDE_TOLERANCE) & (b.y >= -INSIDE_TOLERANCE) & \
                 (b.x + b.y <= 1 + INSIDE_TOLERANCE)
             p = face.point(b)
             x = cam.project(p)
-            grad_H = face.screen_gradient(cam, b)
+            J = face.jacobian(cam, b)
+            grad_H = face.screen_gradient(J, b)
             norm = dr.norm(grad_H)
             n = grad_H / norm
             weight = norm / dr.abs(dr.dot(grad_H, N))
             valid &= dr.isfinite(weight) & (norm > 0)
             # Side points on the face, a small fraction of the way to its border.
-            δn = face.solve(cam, b, n)
+            δn = face.solve(J, n)
             sides = [face.point(b + σ * dr.minimum(side_epsilon, 1e-3 * _reach(b, σ * δn)) * δn)
                      for σ in (-1.0, 1.0)]
 
@@ -169,9 +171,10 @@ class _Face:
         jx, jy = cam.project_jacobian(self.point(b))
         return dr.dot(jx, self.e1), dr.dot(jx, self.e2), dr.dot(jy, self.e1), dr.dot(jy, self.e2)
 
-    def solve(self, cam: Camera, b: mi.Point2f, N: mi.Vector2f) -> mi.Vector2f:
-        """δb with (∂x/∂b) δb = N."""
-        a, c, d, e = self.jacobian(cam, b)
+    @staticmethod
+    def solve(J: tuple[mi.Float, mi.Float, mi.Float, mi.Float], N: mi.Vector2f) -> mi.Vector2f:
+        """δb with J δb = N, J = ∂x/∂b (``jacobian``)."""
+        a, c, d, e = J
         det = a * e - c * d
         return mi.Vector2f(e * N.x - c * N.y, a * N.y - d * N.x) / det
 
@@ -189,11 +192,11 @@ class _Face:
         u = dr.select(dr.isfinite(far) & (dr.abs(far) < dr.abs(near)), far, near)
         return u, (disc >= 0) & dr.isfinite(u)
 
-    def screen_gradient(self, cam: Camera, b: mi.Point2f) -> mi.Vector2f:
-        """∇_x H = (∂x/∂b)^-T ∇_b h."""
+    def screen_gradient(self, J: tuple[mi.Float, mi.Float, mi.Float, mi.Float], b: mi.Point2f) -> mi.Vector2f:
+        """∇_x H = J^-T ∇_b h at b, J = ∂x/∂b there (``jacobian``)."""
         p, n = self.point(b), self.normal(b)
         g1 = dr.dot(self.d1, self.o - p) - dr.dot(n, self.e1)
         g2 = dr.dot(self.d2, self.o - p) - dr.dot(n, self.e2)
-        a, c, d, e = self.jacobian(cam, b)
+        a, c, d, e = J
         det = a * e - c * d
         return mi.Vector2f(e * g1 - d * g2, a * g2 - c * g1) / det

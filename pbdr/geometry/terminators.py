@@ -55,13 +55,20 @@ class TerminatorChords:
         return len(self.shape_index)
 
 
-def edge_roots(h0: np.ndarray, h1: np.ndarray, n0: np.ndarray, n1: np.ndarray,
-               v0: np.ndarray, v1: np.ndarray, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Roots t in [0, 1) of h along the edges v0 -> v1 (arrays of E edges), as
-    two columns (NaN where absent): h(t) = (n0 + t Δn)·(o - v0 - t Δv)."""
+def edge_quadratic(n0: np.ndarray, n1: np.ndarray, v0: np.ndarray, v1: np.ndarray,
+                   origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) of h(t) = a t² + b t + h(0) along the edges v0 -> v1 (arrays of E
+    edges): h(t) = (n0 + t Δn)·(o - v0 - t Δv)."""
     dn, dv = n1 - n0, v1 - v0
-    a = -np.einsum("ij,ij->i", dn, dv)
-    b = np.einsum("ij,ij->i", dn, origin - v0) - np.einsum("ij,ij->i", n0, dv)
+    return (-np.einsum("ij,ij->i", dn, dv),
+            np.einsum("ij,ij->i", dn, origin - v0) - np.einsum("ij,ij->i", n0, dv))
+
+
+def edge_roots(h0: np.ndarray, n0: np.ndarray, n1: np.ndarray, v0: np.ndarray, v1: np.ndarray,
+               origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Roots t in [0, 1) of h along the edges v0 -> v1, as two columns (NaN
+    where absent); ``h0`` is h at v0."""
+    a, b = edge_quadratic(n0, n1, v0, v1, origin)
     c = h0
     roots = np.full((len(h0), 2), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -91,7 +98,7 @@ def mesh_terminators(positions: np.ndarray, normals: np.ndarray, faces: np.ndarr
     points = []
     for k in range(3):
         j = (k + 1) % 3
-        r1, r2 = edge_roots(h[f, k], h[f, j], N[f, k], N[f, j], P[f, k], P[f, j], origin)
+        r1, r2 = edge_roots(h[f, k], N[f, k], N[f, j], P[f, k], P[f, j], origin)
         for r in (r1, r2):
             points.append(np.where(np.isnan(r)[:, None], np.nan,
                                    (1 - r)[:, None] * CORNERS[k] + r[:, None] * CORNERS[j]))
@@ -111,9 +118,7 @@ def _bent_edges(h: np.ndarray, P: np.ndarray, N: np.ndarray, origin: np.ndarray)
     out = np.zeros(len(h), dtype=bool)
     for k in range(3):
         j = (k + 1) % 3
-        dn, dv = N[:, j] - N[:, k], P[:, j] - P[:, k]
-        a = -np.einsum("ij,ij->i", dn, dv)
-        b = np.einsum("ij,ij->i", dn, origin - P[:, k]) - np.einsum("ij,ij->i", N[:, k], dv)
+        a, b = edge_quadratic(N[:, k], N[:, j], P[:, k], P[:, j], origin)
         with np.errstate(divide="ignore", invalid="ignore"):
             t = -b / (2 * a)
         out |= (t > 0) & (t < 1) & (b * b - 4 * a * h[:, k] > 0)
@@ -139,15 +144,14 @@ def mesh_arrays(mesh: mi.Mesh) -> tuple[np.ndarray, np.ndarray | None, np.ndarra
 _SMOOTH: dict[tuple[int, int, int], bool] = {}    # whether a mesh is smooth-shaded
 
 
-def terminator_chords(scene: mi.Scene, origin: np.ndarray, moving_only: bool = True) -> TerminatorChords:
+def terminator_chords(scene: mi.Scene, origin: np.ndarray, shapes: np.ndarray | None = None) -> TerminatorChords:
     """The terminator chords of the smooth-shaded meshes seen from ``origin``
-    (only those whose vertex positions carry derivatives: a terminator that
-    does not move adds nothing)."""
+    (of those where the per-shape mask ``shapes`` is set, if given)."""
     parts, skipped = [], 0
     for index, mesh in enumerate(scene.shapes()):
         if not mesh.is_mesh() or not mesh.has_vertex_normals():
             continue
-        if moving_only and not dr.grad_enabled(mesh.vertex_positions_buffer()):
+        if shapes is not None and not shapes[index]:
             continue
         key = (id(mesh), mesh.vertex_count(), mesh.face_count())
         if _SMOOTH.get(key) is False:
