@@ -59,13 +59,20 @@ from integrators.boundary.primary_terminators import TerminatorTable
 SIDE_EPSILON = 1e-3   # pixels; offset of the two radiance samples from the edge
 
 
+_FOOTPRINTS: dict[int, tuple[mi.ReconstructionFilter, float, int]] = {}
+
+
 def filter_footprint(film: mi.Film) -> tuple[mi.ReconstructionFilter, float, int]:
     """The film's filter, the integral of its 1D profile, and pixels per axis it can touch."""
     rfilter = film.rfilter()
+    cached = _FOOTPRINTS.get(id(rfilter))   # the entry holds the filter: its id stays unique
+    if cached is not None and cached[0] is rfilter:
+        return cached
     radius = float(rfilter.radius())
     x = (np.arange(4096) + 0.5) / 4096 * 2 * radius - radius
     integral = float(np.array(rfilter.eval(mi.Float(x))).sum() * 2 * radius / 4096)
-    return rfilter, integral, max(1, int(np.ceil(2 * radius - 1e-9)))
+    _FOOTPRINTS[id(rfilter)] = rfilter, integral, max(1, int(np.ceil(2 * radius - 1e-9)))
+    return _FOOTPRINTS[id(rfilter)]
 
 
 @dataclass
