@@ -74,8 +74,9 @@ def test_emissive_sdf_silhouette_moves_at_its_speed() -> None:
 def test_antithetic_pairs_are_biased() -> None:
     """Negative control for the test above: mirrored auxiliary rays move with
     the warped direction, the density term does not hold for them, and the
-    silhouette derivative comes out low by more than this test's noise."""
-    result = check("reparam/sdf_emitter.xml", "sdf.to_world", (0, 0, 1), max_depth=1, spp=64,
+    silhouette derivative comes out low by more than this test's noise
+    (16 spp: z -10.6, block chi2 12.2; 64 spp, 10x the time: z -12.0)."""
+    result = check("reparam/sdf_emitter.xml", "sdf.to_world", (0, 0, 1), max_depth=1, spp=16,
                    reparam_antithetic=True)
     assert not result.report.passed
 
