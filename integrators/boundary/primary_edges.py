@@ -51,7 +51,7 @@ import drjit as dr
 import mitsuba as mi
 import numpy as np
 
-from pbdr.geometry.camera import Camera, clip_edges
+from pbdr.geometry.camera import Camera, clip_edges, clipped_point
 from pbdr.geometry.edges import scene_edges, silhouette_mask
 from integrators.boundary import moves
 from integrators.boundary.primary_terminators import TerminatorTable
@@ -115,7 +115,8 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
         on_edge = idx < E
         weight = mi.Float(1.0)
     if E > 0:
-        x, n, X, e_idx = _edge_points(cam, edges, clip, dr.minimum(idx, E - 1), ξ)
+        e_idx = dr.minimum(idx, E - 1)
+        x, n, X = _edge_points(cam, edges, clip, e_idx, ξ)
     if len(terminators):
         arc = terminators.points(cam, idx - E, ξ, ~on_edge, SIDE_EPSILON)
         if E > 0:
@@ -156,22 +157,13 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
 
 
 def _edge_points(cam: Camera, edges, clip: dict[str, np.ndarray], idx: mi.UInt32,
-                 ξ: mi.Float) -> tuple[mi.Point2f, mi.Vector2f, mi.Point3f, mi.UInt32]:
+                 ξ: mi.Float) -> tuple[mi.Point2f, mi.Vector2f, mi.Point3f]:
     """Screen points (attached) at ``ξ`` along the clipped projections of edges
     ``idx``, their screen normals, and the (detached) 3D points."""
-    with dr.suspend_grad():
-        def g(a: np.ndarray) -> mi.Float:
-            return dr.gather(mi.Float, mi.Float(a.astype(np.float32)), idx)
-        t = dr.lerp(g(clip["ta"]), g(clip["tb"]), ξ)
-        # Perspective-correct: screen parameter t -> 3D parameter s.
-        wa, wb = g(clip["wa"]), g(clip["wb"])
-        u = t * wa / ((1 - t) * wb + t * wa)
-        s = dr.lerp(g(clip["sa"]), g(clip["sb"]), u)
-        d = mi.Vector2f(g(clip["qb"][:, 0] - clip["qa"][:, 0]), g(clip["qb"][:, 1] - clip["qa"][:, 1]))
-        n = dr.normalize(mi.Vector2f(-d.y, d.x))
+    s, n = clipped_point(clip, idx, ξ)
     # The edge point, attached to the mesh parameters, and its projection.
     X = dr.lerp(dr.gather(mi.Point3f, edges.p0, idx), dr.gather(mi.Point3f, edges.p1, idx), s)
-    return cam.project(X), n, dr.detach(X), idx
+    return cam.project(X), n, dr.detach(X)
 
 
 def _face_sides(cam: Camera, edges, idx: mi.UInt32, X: mi.Point3f, x: mi.Point2f, n: mi.Vector2f,

@@ -43,7 +43,7 @@ import drjit as dr
 import mitsuba as mi
 import numpy as np
 
-from pbdr.geometry.camera import Camera, clip_edges
+from pbdr.geometry.camera import Camera, clip_edges, clipped_point
 from pbdr.geometry.terminators import terminator_chords
 
 INSIDE_TOLERANCE = 1e-4     # barycentric slack when testing that an arc point lies on its face
@@ -90,18 +90,13 @@ class TerminatorTable:
         """Arc points for chord indices ``idx`` and uniform ``ξ`` along each chord;
         the side points at most ``side_epsilon`` pixels away."""
         idx = dr.minimum(idx, len(self) - 1)
-        clip = self.clip
 
         def g(a: np.ndarray) -> mi.Float:
             return dr.gather(mi.Float, mi.Float(np.ascontiguousarray(a, dtype=np.float32)), idx)
         with dr.suspend_grad():
-            t = dr.lerp(g(clip["ta"]), g(clip["tb"]), ξ)
-            wa, wb = g(clip["wa"]), g(clip["wb"])
-            s = dr.lerp(g(clip["sa"]), g(clip["sb"]), t * wa / ((1 - t) * wb + t * wa))
+            s, N = clipped_point(self.clip, idx, ξ)     # N: the chord's screen normal
             b0 = dr.lerp(mi.Point2f(g(self.a[:, 0]), g(self.a[:, 1])),
                          mi.Point2f(g(self.b[:, 0]), g(self.b[:, 1])), s)
-            chord = mi.Vector2f(g(clip["qb"][:, 0] - clip["qa"][:, 0]), g(clip["qb"][:, 1] - clip["qa"][:, 1]))
-            N = dr.normalize(mi.Vector2f(-chord.y, chord.x))
             v0, v1, v2, m0, m1, m2 = (dr.detach(dr.gather(type(c), c, idx)) for c in self.corners)
             face = _Face(v0, v1 - v0, v2 - v0, m0, m1 - m0, m2 - m0, mi.ScalarPoint3f(cam.origin))
             # The screen line x0 + σ N is the line b0 + u δb in the face's plane.

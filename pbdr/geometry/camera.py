@@ -101,3 +101,17 @@ def clip_edges(cam: Camera, p0: np.ndarray, p1: np.ndarray, margin: float) -> di
     length = np.where(ok, np.linalg.norm(d, axis=1) * (tb - ta), 0.0)
     return {"sa": sa, "sb": sb, "wa": wa_safe, "wb": wb_safe, "qa": qa, "qb": qb,
             "ta": ta, "tb": tb, "length": np.nan_to_num(length)}
+
+
+def clipped_point(clip: dict[str, np.ndarray], idx: mi.UInt32, ξ: mi.Float) -> tuple[mi.Float, mi.Vector2f]:
+    """At ``ξ`` uniformly along the clipped projections of segments ``idx``
+    (``clip_edges``): the perspective-correct 3D parameter s on each segment
+    and the unit screen normal of its projection (detached)."""
+    def g(a: np.ndarray) -> mi.Float:
+        return dr.gather(mi.Float, mi.Float(np.ascontiguousarray(a, dtype=np.float32)), idx)
+    with dr.suspend_grad():
+        t = dr.lerp(g(clip["ta"]), g(clip["tb"]), ξ)
+        wa, wb = g(clip["wa"]), g(clip["wb"])
+        s = dr.lerp(g(clip["sa"]), g(clip["sb"]), t * wa / ((1 - t) * wb + t * wa))
+        d = mi.Vector2f(g(clip["qb"][:, 0] - clip["qa"][:, 0]), g(clip["qb"][:, 1] - clip["qa"][:, 1]))
+        return s, dr.normalize(mi.Vector2f(-d.y, d.x))
