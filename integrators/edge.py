@@ -52,6 +52,9 @@ Plugin parameters
   point, geometry and emitter-occlusion strategies with MIS, see
   ``boundary/edge_sampling.py``), or the baselines ``uniform`` and
   ``length`` (one scene-wide distribution, point uniform on the edge).
+- ``edge_candidates`` (int, default 128): the ``importance`` scheme weighs
+  at most this many edges at each shading point (a random strided subset
+  when the scene has more; 0 weighs all), see ``boundary/edge_sampling.py``.
 - ``primary``, ``secondary`` (bool, default true): switch the boundary
   terms on or off; ``interior`` (bool, default true) the interior term
   (to measure one term's noise alone).
@@ -66,6 +69,7 @@ import mitsuba as mi
 from integrators.interior import InteriorIntegrator
 from integrators.boundary import boundary_sample_count, moving_meshes, sensor_of
 from integrators.boundary.primary_edges import render_primary_backward, render_primary_forward
+from integrators.boundary.edge_sampling import candidate_count
 from integrators.boundary.secondary_edges import render_secondary_backward, render_secondary_forward
 
 
@@ -81,6 +85,7 @@ class EdgeIntegrator(InteriorIntegrator):
         self.use_primary = bool(props.get("primary", True))
         self.use_secondary = bool(props.get("secondary", True))
         self.edge_sampling = str(props.get("edge_sampling", "importance"))
+        self.edge_candidates = candidate_count(props)
 
     # ---- sample counts ----
     def counts(self, sensor: mi.Sensor, spp: int) -> tuple[int, int, int]:

@@ -138,7 +138,7 @@ Plugin parameters
   -1 uses a quarter of the call's spp, as ``pbdr_edge``.
 - ``secondary`` (bool, default true): add the secondary-edge term (above)
   when some mesh moves; ``spp_secondary`` (default -1: an eighth of the call's spp)
-  and ``edge_sampling`` as ``pbdr_edge``.
+  ``edge_sampling`` and ``edge_candidates`` as ``pbdr_edge``.
 """
 from __future__ import annotations
 
@@ -154,6 +154,7 @@ from pbdr.geometry.rays import pass_through
 from integrators.boundary import attached_interaction, boundary_sample_count, moving_meshes, sensor_of
 from integrators.boundary.medium_vertices import medium_vertices
 from integrators.boundary.primary_edges import render_primary_backward, render_primary_forward
+from integrators.boundary.edge_sampling import candidate_count
 from integrators.boundary.secondary_edges import render_secondary_backward, render_secondary_forward
 
 
@@ -198,6 +199,7 @@ class VolumeIntegrator(RBIntegrator):
         self.use_secondary = bool(props.get("secondary", True))
         self.spp_secondary = int(props.get("spp_secondary", -1))
         self.edge_sampling = str(props.get("edge_sampling", "importance"))
+        self.edge_candidates = candidate_count(props)
         self.moving_meshes = False   # set per derivative render: replay moving surface points
 
     # ---- Boundary term: primary edges of moving meshes (integrators/boundary/primary_edges.py) ----

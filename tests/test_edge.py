@@ -282,6 +282,17 @@ def test_edge_importance_sampling_is_unbiased_and_beats_uniform() -> None:
     assert var_ours * 4 < var_uniform, (var_ours, var_uniform)
 
 
+def test_edge_candidate_subsets_are_unbiased() -> None:
+    """Weighing every 16th edge (from a random offset) at a shading point estimates the
+    same secondary term as weighing all 488 edges of the icosphere."""
+    scene = pbdr.load_scene(scene_path("edge/icosphere.xml"))
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), "sphere.vertex_positions", (1, 0, 0))
+    subset, every = (edge_integrator(3, interior=False, primary=False, edge_candidates=n) for n in (31, 0))
+    ours = pbdr.validate.derivative_estimate(scene, p, 32, 12, subset)
+    exact = pbdr.validate.derivative_estimate(scene, p, 32, 12, every, first_seed=2000)
+    assert_agrees(pbdr.CheckResult(pbdr.compare(ours, exact), ours, exact))
+
+
 @pytest.mark.parametrize("kind", ["pbdr_edge", "pbdr_reparam"])
 def test_material_derivatives_need_no_boundary_term(kind: str) -> None:
     """With no geometry moving the boundary terms are zero, not an error: a

@@ -50,10 +50,21 @@ unit length: it cancels the :math:`1/r^2` of the measure, the cause of
 unbounded weights at contact points when the point is drawn uniformly.
 
 This is the per-point importance that Li et al. 2018 (sec. 5.2)
-approximate with a hierarchy over edges; here it is evaluated exactly for
-every edge in one pass (streaming inversion), :math:`O(E \cdot T)` per
-sample for :math:`E` edges and :math:`T \le` ``MAX_EMITTER_TRIANGLES``
-emitter triangles, which suits scenes of up to a few thousand edges.
+approximate with a hierarchy over edges; here it is evaluated exactly, in
+one pass (streaming inversion), for a set of **candidate** edges: all of
+them when there are at most ``edge_candidates`` (:math:`M`), else every
+:math:`S`-th edge from a random offset, :math:`S = \lceil E/M \rceil`.
+Each edge is then a candidate with probability :math:`1/S`, and the sums
+:math:`\sum W` in the densities are replaced by :math:`S \sum_{\text{cand}} W`
+(Horvitz-Thompson). The estimator stays unbiased: it is resampled
+importance sampling (Talbot 2005) whose target may depend on the candidate
+set, since :math:`f/\hat p \cdot \sum w` reduces to
+:math:`\sum_{\text{cand}} S\, F_j` in expectation over the choice. Cost:
+:math:`O(M \cdot T)` per sample for :math:`T \le` ``MAX_EMITTER_TRIANGLES``
+emitter triangles. Measured on icospheres (64x64, 16 paths/pixel, secondary
+term alone, efficiency = 1 / (variance · time) vs all edges): 488 edges,
+:math:`M = 128`: 1.5x, :math:`M = 64`: 0.8x; 1920 edges, :math:`M = 256`:
+4.3x, :math:`M = 128`: 3.5x, :math:`M = 64`: 4.5x.
 The baselines ``uniform`` and ``length`` draw an edge from one scene-wide
 distribution and a point uniformly on it.
 """
@@ -68,8 +79,17 @@ import numpy as np
 from pbdr.geometry.edges import EdgeSet
 
 SCHEMES = ("importance", "uniform", "length")
+DEFAULT_CANDIDATES = 128    # edges weighed per shading point (0: all of them)
 MAX_EMITTER_TRIANGLES = 32   # more: the light strategy is off (its loop is unrolled)
 LIGHT_FRACTION = 0.5         # q, the share of samples drawn by the light strategy
+
+
+def candidate_count(props: mi.Properties) -> int:
+    """The ``edge_candidates`` plugin parameter (0: weigh every edge)."""
+    n = int(props.get("edge_candidates", DEFAULT_CANDIDATES))
+    if n < 0:
+        raise ValueError(f"edge_candidates must be >= 0 (0: all edges), got {n}")
+    return n
 
 
 @dataclass
@@ -179,11 +199,14 @@ def _stream_step(W: mi.Float, total: mi.Float, j: mi.UInt32, chosen: mi.UInt32,
 class EdgeSampler:
     """Draws secondary-edge samples at shading points with one of ``SCHEMES``."""
 
-    def __init__(self, scene: mi.Scene, edges: EdgeSet, scheme: str) -> None:
+    def __init__(self, scene: mi.Scene, edges: EdgeSet, scheme: str,
+                 candidates: int = DEFAULT_CANDIDATES) -> None:
         if scheme not in SCHEMES:
             raise ValueError(f"unknown edge sampling scheme '{scheme}' ({', '.join(SCHEMES)})")
         self.scheme = scheme
         self.count = len(edges)
+        # Candidate stride: every stride-th edge from a random offset (all when 1).
+        self.stride = -(-self.count // candidates) if candidates > 0 else 1
         self.p0, self.p1 = dr.detach(edges.p0), dr.detach(edges.p1)
         self.n0, self.n1 = dr.detach(edges.n0), dr.detach(edges.n1)
         self.always, self.facing, self.open = edges.boundary, edges.facing, edges.open
@@ -312,21 +335,27 @@ class EdgeSampler:
     @dr.syntax
     def _choose(self, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool, u_g: mi.Float, u_l: mi.Float,
                 active: mi.Bool) -> tuple[mi.UInt32, mi.UInt32, mi.Float, mi.Float, mi.Float]:
-        """One pass over the edges: an edge ∝ W_geometry, one ∝ W_light, and both sums.
+        """One pass over the candidate edges: an edge ∝ W_geometry, one ∝ W_light,
+        and both sums (Horvitz-Thompson estimates when the candidates are a subset).
 
         Streaming inversion: edge j replaces the choice with probability
         W_j / Σ_{i<=j} W_i, decided by one uniform number that is rescaled
         to stay uniform (P(j) = W_j / ΣW exactly, up to rounding); what is
         left of u_l is uniform again, given the choices, and is returned.
         """
+        S = self.stride
+        # The random offset of the candidates takes the leading digit of u_g.
+        offset = mi.UInt32(dr.minimum(u_g * S, S - 1))
+        u_g = u_g * S - mi.Float(offset)
         total_g, total_l = mi.Float(0.0), mi.Float(0.0)
         j_g, j_l = mi.UInt32(0), mi.UInt32(0)
-        j = mi.UInt32(0)
+        j = mi.UInt32(offset)
         while active & (j < self.count):
             W_g, W_l = self._weights(j, p, n, clip)
             total_g += W_g
             total_l += W_l
             j_g, u_g = _stream_step(W_g, total_g, j, j_g, u_g)
             j_l, u_l = _stream_step(W_l, total_l, j, j_l, u_l)
-            j += 1
-        return j_g, j_l, u_l, total_g, total_l
+            j += S
+        # Each edge is a candidate with probability 1/S: S·(candidate sum) estimates ΣW.
+        return j_g, j_l, u_l, total_g * S, total_l * S

@@ -57,7 +57,7 @@ import mitsuba as mi
 
 from pbdr.geometry.edges import scene_edges
 from integrators.boundary import sliding_point
-from integrators.boundary.edge_sampling import EdgeSampler, is_candidate
+from integrators.boundary.edge_sampling import DEFAULT_CANDIDATES, EdgeSampler, is_candidate
 from integrators.boundary.primary_edges import channels, footprint
 
 SIDE_EPSILON = 1e-4     # angular offset of the side rays (radians)
@@ -262,7 +262,8 @@ def samples_per_vertex(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integr
     edges = scene_edges(scene)
     if len(edges) == 0 or depth < 2:
         return
-    edge_sampler = EdgeSampler(scene, edges, scheme)
+    edge_sampler = EdgeSampler(scene, edges, scheme,
+                               getattr(integrator, "edge_candidates", DEFAULT_CANDIDATES))
     with dr.suspend_grad():
         s_path = mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(0x5EC0))[0]
         sampler = sensor.sampler().clone()
