@@ -34,7 +34,7 @@ if [ ! -x .venv/bin/python ]; then
     echo "bootstrap: creating .venv"
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import pbdr, pytest, mitsuba" >/dev/null 2>&1; then
+if ! .venv/bin/python -c "import pbdr, pytest, xdist, mitsuba" >/dev/null 2>&1; then
     echo "bootstrap: installing pbdr and its dependencies into .venv"
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null
     .venv/bin/python -m pip install -q -e '.[test]'
@@ -42,6 +42,7 @@ fi
 
 case "$job" in
     demo) exec .venv/bin/python scripts/demo.py ;;
-    test) exec .venv/bin/python -m pytest -q tests ;;
+    # Two workers or more: a cold run spends most of its time compiling kernels, one core each.
+    test) exec .venv/bin/python -m pytest -q -n auto --maxprocesses=4 tests ;;
     *) echo "usage: bash scripts/bootstrap.sh demo|test" >&2; exit 2 ;;
 esac
