@@ -103,6 +103,13 @@ def test_icosphere_translating() -> None:
                         eps=0.002, spp=16))
 
 
+def test_smooth_icosphere_translating() -> None:
+    """Interpolated normals: every fold between faces is a discontinuity (the light
+    each face's own plane cuts off jumps there), not only the silhouettes."""
+    assert_agrees(check("edge/icosphere.xml", "sphere.vertex_positions", (1, 0, 0), max_depth=3,
+                        eps=0.002, defaults={"face_normals": "false", "rfilter": "gaussian"}))
+
+
 # ---- modes and input checks ----
 
 def test_reverse_mode_matches_forward_mode() -> None:
