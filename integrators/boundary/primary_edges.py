@@ -126,24 +126,36 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
         weight = dr.select(on_edge, 1.0, arc.weight)
 
     with dr.suspend_grad():
+        # Everything the side lanes gather, in one kernel: gathered lazily,
+        # each source would be a kernel of its own that recomputes the rest.
+        xd = dr.detach(x)
+        faces = _face_sides(cam, edges, e_idx, X, xd, n) if E > 0 else []
+        arc_sides = (arc.side_minus, arc.side_plus) if len(terminators) else ()
+        dr.eval(xd, n, on_edge, faces, arc_sides)
         # Radiance on both sides: lanes 2i (side -n) and 2i+1 (side +n).
         lane = dr.arange(mi.UInt32, 2 * count)
         i = lane >> 1
         sign = dr.select((lane & 1) == 0, -1.0, 1.0)
-        xs = dr.gather(mi.Point2f, dr.detach(x), i) + sign * SIDE_EPSILON * dr.gather(mi.Vector2f, n, i)
+        xs = dr.gather(mi.Point2f, xd, i) + sign * SIDE_EPSILON * dr.gather(mi.Vector2f, n, i)
         size = mi.ScalarVector2f(cam.size)
         inside = (xs.x >= 0) & (xs.y >= 0) & (xs.x <= size.x) & (xs.y <= size.y)
         side_sampler = sensor.sampler().clone()
         side_sampler.seed(s_side, 2 * count)
         wavelength = side_sampler.next_1d() if mi.is_spectral else 0.0
         ray, ray_weight = sensor.sample_ray(sensor.shutter_open(), wavelength, xs / size, mi.Point2f(0.5))
+        on_edge_i = dr.gather(mi.Bool, on_edge, i)
         if E > 0:
-            on_face, target = _face_sides(cam, edges, e_idx, X, x, n, i, sign)
-            ray[on_face & dr.gather(mi.Bool, on_edge, i)] = cam.ray_towards(target)
+            # A side covered by a front-facing adjacent face aims into that face.
+            on_face, target = mi.Bool(False), dr.zeros(mi.Point3f, 2 * count)
+            for side, point in faces:
+                serves = dr.gather(mi.Float, side, i) == sign
+                on_face |= serves
+                target = dr.select(serves, dr.gather(mi.Point3f, point, i), target)
+            ray[on_face & on_edge_i] = cam.ray_towards(target)
         if len(terminators):
-            target = dr.select(sign < 0, dr.gather(mi.Point3f, arc.side_minus, i),
-                               dr.gather(mi.Point3f, arc.side_plus, i))
-            ray[~dr.gather(mi.Bool, on_edge, i)] = cam.ray_towards(target)
+            target = dr.select(sign < 0, dr.gather(mi.Point3f, arc_sides[0], i),
+                               dr.gather(mi.Point3f, arc_sides[1], i))
+            ray[~on_edge_i] = cam.ray_towards(target)
         dr.eval(ray, ray_weight, inside)
         L, _, _, _ = integrator.sample(dr.ADMode.Primal, scene, side_sampler, ray, None, None,
                                        mi.Bool(True))
@@ -166,9 +178,10 @@ def _edge_points(cam: Camera, edges, clip: dict[str, np.ndarray], idx: mi.UInt32
     return cam.project(X), n, dr.detach(X)
 
 
-def _face_sides(cam: Camera, edges, idx: mi.UInt32, X: mi.Point3f, x: mi.Point2f, n: mi.Vector2f,
-                i: mi.UInt32, sign: mi.Float) -> tuple[mi.Bool, mi.Point3f]:
-    """For side lanes (edge sample i, side sign·n): aim into the visible adjacent face.
+def _face_sides(cam: Camera, edges, idx: mi.UInt32, X: mi.Point3f, x: mi.Point2f,
+                n: mi.Vector2f) -> list[tuple[mi.Float, mi.Point3f]]:
+    """For each adjacent face of edge samples ``idx``: the screen side (±1 along
+    ``n``, 0 when the face is seen from behind) it covers, and a point inside it.
 
     A face seen almost edge-on is a sliver on screen, thinner than any
     screen-space offset: a ray offset on screen would pass it, see the next
@@ -178,24 +191,20 @@ def _face_sides(cam: Camera, edges, idx: mi.UInt32, X: mi.Point3f, x: mi.Point2f
     with no adjacent face keeps the screen-space offset.
     """
     o = mi.ScalarPoint3f(cam.origin)
-    g = lambda v: dr.gather(type(v), v, idx)                   # noqa: E731
-    p0, p1 = dr.detach(g(edges.p0)), dr.detach(g(edges.p1))
+    g = lambda v: dr.detach(dr.gather(type(v), v, idx))       # noqa: E731
+    p0, p1 = g(edges.p0), g(edges.p1)
     N = dr.normalize(dr.cross(p0 - o, p1 - o))                 # plane through the eye and the edge
     # Which screen side (±n) the +N half-space projects to, from a point well off the plane.
     probe = cam.project(X + N * (0.1 * dr.norm(X - o)))
-    σ = dr.sign(dr.dot(probe - dr.detach(x), n))
+    σ = dr.sign(dr.dot(probe - x, n))
     ê = dr.normalize(p1 - p0)
-    lane_on_face, target = dr.zeros(mi.Bool, dr.width(i)), dr.zeros(mi.Point3f, dr.width(i))
+    faces = []
     for c, nk in ((g(edges.c1), g(edges.n1)), (g(edges.c0), g(edges.n0))):
-        c, nk = dr.detach(c), dr.detach(nk)
         to_c = c - X
         point = X + (to_c - dr.dot(to_c, ê) * ê) * 1e-3      # inside the face, near the edge
-        side = dr.sign(dr.dot(N, c - o)) * σ
         front = dr.dot(nk, o - X) > 0
-        serves = dr.gather(mi.Bool, front & (side != 0), i) & (dr.gather(mi.Float, side, i) == sign)
-        lane_on_face |= serves
-        target = dr.select(serves, dr.gather(mi.Point3f, point, i), target)
-    return lane_on_face, target
+        faces.append((dr.select(front, dr.sign(dr.dot(N, c - o)) * σ, 0.0), point))
+    return faces
 
 
 def channels(value: mi.Spectrum) -> list[mi.Float]:

@@ -259,8 +259,10 @@ def samples_per_vertex(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integr
     """Edge samples at path vertex k = 0, 1, ... (up to max_depth - 1; 8 when unbounded)
     of one set of ``count`` camera paths."""
     depth = integrator.max_depth if integrator.max_depth > 0 else 8
+    if depth < 2:
+        return
     edges = scene_edges(scene)
-    if len(edges) == 0 or depth < 2:
+    if len(edges) == 0:
         return
     edge_sampler = EdgeSampler(scene, edges, scheme,
                                getattr(integrator, "edge_candidates", DEFAULT_CANDIDATES))
