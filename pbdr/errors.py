@@ -15,7 +15,14 @@ class PbdrError(Exception):
 
 def one_line(exc: BaseException | str, limit: int = 300) -> str:
     """Collapse a (possibly multi-line, C++-decorated) message to one line."""
-    text = " ".join(str(exc).split())
+    text = str(exc)
+    # A Python plugin's error reaches us wrapped, with its traceback: keep the
+    # context before it and the exception's own last line.
+    head, sep, tail = text.partition("Traceback (most recent call last):")
+    if sep:
+        last = [line for line in tail.strip().splitlines() if line.strip()][-1:]
+        text = head + (last[0] if last else "")
+    text = " ".join(text.split())
     # Mitsuba prefixes messages with "[file.cpp:123] "; users don't need that.
     while text.startswith("[") and "]" in text[:80]:
         text = text[text.index("]") + 1:].strip()
