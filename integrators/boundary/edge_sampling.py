@@ -158,24 +158,38 @@ def _line(p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool, a: mi.Point3f, b: mi.Poi
     return _Line(to_a, e, length, s0, d, dr.dot(n, q) / d, dr.dot(n, ê), t_a, t_b, ok, through)
 
 
-def _behind(line: _Line, p: mi.Point3f, t0: mi.Point3f, t1: mi.Point3f,
-            t2: mi.Point3f) -> tuple[mi.Float, mi.Float]:
-    """Edge parameters [lo, hi] of the part that hides the triangle (t0, t1, t2) from p.
+@dataclass
+class _TriangleView:
+    """An emitter triangle (t0, t1, t2) seen from a shading point p: what does
+    not depend on the edge, computed once per point instead of once per edge."""
+
+    planes: list            # normals of the three planes through p and the triangle's sides (oriented inwards)
+    n_t: mi.Vector3f        # the triangle's normal
+    h_c: mi.Float           # n_t · (t0 - p): the plane of the triangle, seen from p
+    shape: mi.UInt32        # index of the emitting shape
+
+
+def _triangle_view(p: mi.Point3f, t0: mi.Point3f, t1: mi.Point3f, t2: mi.Point3f,
+                   shape: mi.UInt32) -> _TriangleView:
+    c = [t0 - p, t1 - p, t2 - p]
+    orient = dr.sign(dr.dot(c[0], dr.cross(c[1], c[2])))
+    n_t = dr.cross(t1 - t0, t2 - t0)
+    planes = [orient * dr.cross(c[0], c[1]), orient * dr.cross(c[1], c[2]), orient * dr.cross(c[2], c[0])]
+    return _TriangleView(planes, n_t, dr.dot(n_t, c[0]), shape)
+
+
+def _behind(line: _Line, tri: _TriangleView) -> tuple[mi.Float, mi.Float]:
+    """Edge parameters [lo, hi] of the part that hides the triangle from p.
 
     m(t) - p = to_a + t e must lie in the triangle's cone from p, and m in
     front of the triangle's plane: all constraints are c0 + t c1 >= 0.
     """
     lo, hi = mi.Float(line.t_a), mi.Float(line.t_b)
-    c = [t0 - p, t1 - p, t2 - p]
-    orient = dr.sign(dr.dot(c[0], dr.cross(c[1], c[2])))
-    n_t = dr.cross(t1 - t0, t2 - t0)
-    h_c = dr.dot(n_t, c[0])                   # plane of the triangle, seen from p
-    σ = dr.sign(h_c)
-    cons = [(orient * dr.dot(line.to_a, N), orient * dr.dot(line.e, N))
-            for N in (dr.cross(c[0], c[1]), dr.cross(c[1], c[2]), dr.cross(c[2], c[0]))]
-    h0, h1 = dr.dot(n_t, line.to_a), dr.dot(n_t, line.e)
-    cons += [(σ * h0, σ * h1), (σ * (h_c - h0), -σ * h1)]    # 0 < h_m/h_c <= 1
-    empty = mi.Bool(h_c >= 0)                 # emitters are one-sided: p must see the front
+    cons = [(dr.dot(line.to_a, N), dr.dot(line.e, N)) for N in tri.planes]
+    σ = dr.sign(tri.h_c)
+    h0, h1 = dr.dot(tri.n_t, line.to_a), dr.dot(tri.n_t, line.e)
+    cons += [(σ * h0, σ * h1), (σ * (tri.h_c - h0), -σ * h1)]    # 0 < h_m/h_c <= 1
+    empty = mi.Bool(tri.h_c >= 0)             # emitters are one-sided: p must see the front
     for c0, c1 in cons:
         root = -c0 / c1
         lo = dr.select(c1 > 0, dr.maximum(lo, root), lo)
@@ -247,24 +261,32 @@ class EdgeSampler:
                      dr.gather(mi.Bool, self.always, j), dr.gather(mi.Bool, self.facing, j),
                      dr.gather(mi.Bool, self.open, j))
 
-    def _light_parts(self, j: mi.UInt32, line: _Line, p: mi.Point3f, clip: mi.Bool,
-                     W_g: mi.Float) -> list:
+    def _triangle_views(self, p: mi.Point3f) -> list[_TriangleView]:
+        """The emitter triangles seen from shading points p."""
+        views = []
+        for k in range(self.tri_count):
+            idx = mi.UInt32(k)
+            views.append(_triangle_view(p, *(dr.gather(mi.Point3f, v, idx) for v in self.tri),
+                                        dr.gather(mi.UInt32, self.tri_shape, idx)))
+        return views
+
+    def _light_parts(self, j: mi.UInt32, line: _Line, clip: mi.Bool, W_g: mi.Float,
+                     views: list[_TriangleView]) -> list:
         """(lo, hi, W) of each part of edge j the light strategy samples from
         (``W_g``: the edge's geometry weight, the whole of an emitter's own edge)."""
         own = dr.gather(mi.Bool, self.emitter_edge, j)
         parts = [(line.t_a, line.t_b, dr.select(own, W_g, 0.0))]
         shape = dr.gather(mi.UInt32, self.shape, j)
-        for k in range(self.tri_count):
-            idx = mi.UInt32(k)
-            lo, hi = _behind(line, p, *(dr.gather(mi.Point3f, v, idx) for v in self.tri))
+        for tri in views:
+            lo, hi = _behind(line, tri)
             # Creases seen from p hide the light on both sides: only edges one can see past.
-            other = (dr.gather(mi.UInt32, self.tri_shape, idx) != shape) & line.through
+            other = (tri.shape != shape) & line.through
             parts.append((lo, hi, dr.select(other, line.weight(lo, hi, clip), 0.0)))
         return parts
 
     @dr.syntax
-    def _weights(self, j: mi.UInt32, p: mi.Point3f, n: mi.Vector3f,
-                 clip: mi.Bool) -> tuple[mi.Float, mi.Float]:
+    def _weights(self, j: mi.UInt32, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool,
+                 views: list[_TriangleView]) -> tuple[mi.Float, mi.Float]:
         """(W_geometry, W_light) of edge j at p."""
         line = self._line_at(j, p, n, clip)
         W_g = line.weight(line.t_a, line.t_b, clip)
@@ -273,7 +295,7 @@ class EdgeSampler:
             # A branch, not a mask: W_light is 0 unless the edge is an emitter's
             # own or one can see past it, which is rare among the candidates.
             if (W_g > 0) & (line.through | dr.gather(mi.Bool, self.emitter_edge, j)):
-                for _, _, W in self._light_parts(j, line, p, clip, W_g):
+                for _, _, W in self._light_parts(j, line, clip, W_g, views):
                     W_light += W
         return W_g, W_light
 
@@ -298,7 +320,7 @@ class EdgeSampler:
         lo, hi = mi.Float(line.t_a), mi.Float(line.t_b)
         W_g = line.weight(line.t_a, line.t_b, clip)
         if self.q > 0:
-            parts = self._light_parts(idx, line, p, clip, W_g)
+            parts = self._light_parts(idx, line, clip, W_g, self._triangle_views(p))
             W_l = mi.Float(0.0)
             for _, _, W in parts:
                 W_l += W
@@ -350,8 +372,9 @@ class EdgeSampler:
         total_g, total_l = mi.Float(0.0), mi.Float(0.0)
         j_g, j_l = mi.UInt32(0), mi.UInt32(0)
         j = mi.UInt32(offset)
+        views = self._triangle_views(p)     # loop invariants
         while active & (j < self.count):
-            W_g, W_l = self._weights(j, p, n, clip)
+            W_g, W_l = self._weights(j, p, n, clip, views)
             total_g += W_g
             total_l += W_l
             j_g, u_g = _stream_step(W_g, total_g, j, j_g, u_g)
