@@ -69,7 +69,7 @@ import mitsuba as mi
 from integrators.interior import InteriorIntegrator
 from integrators.boundary import boundary_sample_count, moving_meshes, sensor_of
 from integrators.boundary.primary_edges import render_primary_backward, render_primary_forward
-from integrators.boundary.edge_sampling import candidate_count
+from integrators.boundary.edge_sampling import SamplingOptions
 from integrators.boundary.secondary_edges import render_secondary_backward, render_secondary_forward
 
 
@@ -84,8 +84,7 @@ class EdgeIntegrator(InteriorIntegrator):
         self.use_interior = bool(props.get("interior", True))
         self.use_primary = bool(props.get("primary", True))
         self.use_secondary = bool(props.get("secondary", True))
-        self.edge_sampling = str(props.get("edge_sampling", "importance"))
-        self.edge_candidates = candidate_count(props)
+        self.edge_sampling = SamplingOptions.of(props)
 
     # ---- sample counts ----
     def counts(self, sensor: mi.Sensor, spp: int) -> tuple[int, int, int]:

@@ -154,7 +154,7 @@ from pbdr.geometry.rays import pass_through
 from integrators.boundary import attached_interaction, boundary_sample_count, moving_meshes, sensor_of
 from integrators.boundary.medium_vertices import medium_vertices
 from integrators.boundary.primary_edges import render_primary_backward, render_primary_forward
-from integrators.boundary.edge_sampling import candidate_count
+from integrators.boundary.edge_sampling import SamplingOptions
 from integrators.boundary.secondary_edges import render_secondary_backward, render_secondary_forward
 
 
@@ -198,8 +198,7 @@ class VolumeIntegrator(RBIntegrator):
         self.spp_primary = int(props.get("spp_primary", -1))
         self.use_secondary = bool(props.get("secondary", True))
         self.spp_secondary = int(props.get("spp_secondary", -1))
-        self.edge_sampling = str(props.get("edge_sampling", "importance"))
-        self.edge_candidates = candidate_count(props)
+        self.edge_sampling = SamplingOptions.of(props)
         self.moving_meshes = False   # set per derivative render: replay moving surface points
 
     # ---- Boundary term: primary edges of moving meshes (integrators/boundary/primary_edges.py) ----
@@ -592,4 +591,5 @@ class VolumeIntegrator(RBIntegrator):
         return (f"VolumeIntegrator[max_depth = {self.max_depth}, rr_depth = {self.rr_depth}, "
                 f"majorant_factor = {self.majorant_factor}, primary = {self.use_primary}, "
                 f"spp_primary = {self.spp_primary}, secondary = {self.use_secondary}, "
-                f"spp_secondary = {self.spp_secondary}, edge_sampling = {self.edge_sampling}]")
+                f"spp_secondary = {self.spp_secondary}, edge_sampling = {self.edge_sampling.scheme}, "
+                f"edge_candidates = {self.edge_sampling.candidates}]")

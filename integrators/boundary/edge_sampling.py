@@ -84,12 +84,24 @@ MAX_EMITTER_TRIANGLES = 32   # more: the light strategy is off (its loop is unro
 LIGHT_FRACTION = 0.5         # q, the share of samples drawn by the light strategy
 
 
-def candidate_count(props: mi.Properties) -> int:
-    """The ``edge_candidates`` plugin parameter (0: weigh every edge)."""
-    n = int(props.get("edge_candidates", DEFAULT_CANDIDATES))
-    if n < 0:
-        raise ValueError(f"edge_candidates must be >= 0 (0: all edges), got {n}")
-    return n
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How secondary edges are drawn: the plugin parameters ``edge_sampling``
+    (one of ``SCHEMES``) and ``edge_candidates`` (0: weigh every edge)."""
+
+    scheme: str = "importance"
+    candidates: int = DEFAULT_CANDIDATES
+
+    def __post_init__(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"unknown edge sampling scheme '{self.scheme}' ({', '.join(SCHEMES)})")
+        if self.candidates < 0:
+            raise ValueError(f"edge_candidates must be >= 0 (0: all edges), got {self.candidates}")
+
+    @staticmethod
+    def of(props: mi.Properties) -> "SamplingOptions":
+        return SamplingOptions(str(props.get("edge_sampling", "importance")),
+                               int(props.get("edge_candidates", DEFAULT_CANDIDATES)))
 
 
 @dataclass
@@ -213,14 +225,11 @@ def _stream_step(W: mi.Float, total: mi.Float, j: mi.UInt32, chosen: mi.UInt32,
 class EdgeSampler:
     """Draws secondary-edge samples at shading points with one of ``SCHEMES``."""
 
-    def __init__(self, scene: mi.Scene, edges: EdgeSet, scheme: str,
-                 candidates: int = DEFAULT_CANDIDATES) -> None:
-        if scheme not in SCHEMES:
-            raise ValueError(f"unknown edge sampling scheme '{scheme}' ({', '.join(SCHEMES)})")
-        self.scheme = scheme
+    def __init__(self, scene: mi.Scene, edges: EdgeSet, options: SamplingOptions) -> None:
+        self.scheme = scheme = options.scheme
         self.count = len(edges)
         # Candidate stride: every stride-th edge from a random offset (all when 1).
-        self.stride = -(-self.count // candidates) if candidates > 0 else 1
+        self.stride = -(-self.count // options.candidates) if options.candidates > 0 else 1
         self.p0, self.p1 = dr.detach(edges.p0), dr.detach(edges.p1)
         self.n0, self.n1 = dr.detach(edges.n0), dr.detach(edges.n1)
         self.always, self.facing, self.open = edges.boundary, edges.facing, edges.open

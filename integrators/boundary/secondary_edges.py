@@ -39,9 +39,10 @@ and velocity on both sides and drop out.
 
 Sampling: a camera path (BSDF sampling, throughput :math:`\beta_k`) is walked
 to vertex :math:`k` for each :math:`k < \text{max\_depth} - 1`; at
-:math:`x_k` one edge is drawn (``EdgeSampling``: uniformly, or in
-proportion to its length) and a point uniformly on it; the two side paths
-get the remaining depth. Contributions are splatted with the film's filter
+:math:`x_k` an edge and a point on it are drawn by ``EdgeSampler``
+(``edge_sampling.py``: per-point importance over the candidate edges, or
+the uniform and length baselines); the two side paths get the remaining
+depth. Contributions are splatted with the film's filter
 at the camera sample position. Velocities come from Dr.Jit: :math:`m` is
 built from the AD-attached vertex buffer, :math:`p` is the surface
 interaction recomputed with AD along the (detached) ray as the interior
@@ -57,7 +58,7 @@ import mitsuba as mi
 
 from pbdr.geometry.edges import scene_edges
 from integrators.boundary import sliding_point
-from integrators.boundary.edge_sampling import DEFAULT_CANDIDATES, EdgeSampler, is_candidate
+from integrators.boundary.edge_sampling import EdgeSampler, SamplingOptions, is_candidate
 from integrators.boundary.primary_edges import channels, footprint
 
 SIDE_EPSILON = 1e-4     # angular offset of the side rays (radians)
@@ -254,7 +255,7 @@ def edge_samples_at(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
 
 
 def samples_per_vertex(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
-                       seed: mi.UInt32, count: int, scheme: str,
+                       seed: mi.UInt32, count: int, options: SamplingOptions,
                        walker: Callable[..., Iterator[Vertex]] = surface_vertices) -> Iterator[tuple]:
     """Edge samples at path vertex k = 0, 1, ... (up to max_depth - 1; 8 when unbounded)
     of one set of ``count`` camera paths."""
@@ -264,8 +265,7 @@ def samples_per_vertex(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integr
     edges = scene_edges(scene)
     if len(edges) == 0:
         return
-    edge_sampler = EdgeSampler(scene, edges, scheme,
-                               getattr(integrator, "edge_candidates", DEFAULT_CANDIDATES))
+    edge_sampler = EdgeSampler(scene, edges, options)
     with dr.suspend_grad():
         s_path = mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(0x5EC0))[0]
         sampler = sensor.sampler().clone()
@@ -275,14 +275,15 @@ def samples_per_vertex(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integr
 
 
 def render_secondary_forward(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
-                             seed: mi.UInt32, count: int, scheme: str = "importance",
+                             seed: mi.UInt32, count: int,
+                             options: SamplingOptions = SamplingOptions(),
                              walker: Callable[..., Iterator[Vertex]] = surface_vertices) -> mi.TensorXf:
     film = sensor.film()
     size = film.crop_size()
     nch = film.base_channels_count()
     out = dr.zeros(mi.Float, int(size[0]) * int(size[1]) * nch)
     for pos, A_m, A_p, m, p, n_h, active in samples_per_vertex(scene, sensor, integrator, seed,
-                                                               count, scheme, walker):
+                                                               count, options, walker):
         dr.forward_to(m, p, flags=dr.ADFlag.ClearInterior)  # keep the parameters' tangents
         vm, vp = dr.dot(n_h, dr.grad(m)), dr.dot(n_h, dr.grad(p))
         dr.eval(vm, vp)     # once: the splat below would replay the AD graph per channel
@@ -296,12 +297,12 @@ def render_secondary_forward(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.
 
 def render_secondary_backward(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
                               grad_in: mi.TensorXf, seed: mi.UInt32, count: int,
-                              scheme: str = "importance",
+                              options: SamplingOptions = SamplingOptions(),
                               walker: Callable[..., Iterator[Vertex]] = surface_vertices) -> None:
     film = sensor.film()
     nch = film.base_channels_count()
     for pos, A_m, A_p, m, p, n_h, active in samples_per_vertex(scene, sensor, integrator, seed,
-                                                               count, scheme, walker):
+                                                               count, options, walker):
         with dr.suspend_grad():
             wm, wp = mi.Float(0), mi.Float(0)
             for pixel, w, valid in footprint(film, pos):
