@@ -10,8 +10,8 @@ plane cuts off. (Measured on the smooth icosphere, pbdr_reparam against
 finite differences, 32x32, 32 spp, 8 seeds: block chi2 3.68 and 3.94, grey
 and black floor, when smooth folds counted only as silhouettes seen from
 the ray's origin; 1.10 and 1.18 as discontinuities, with half the standard
-error.) Edges are matched by welded vertex position
-(``pbdr.geometry.edges.weld``), like the edge tables.
+error.) The flags are read off the mesh's edge table (``mesh_topology``),
+so the two cannot disagree; edges are matched by welded vertex position.
 
 The table holds, per face and per edge opposite corner k (where the
 barycentric coordinate b_k vanishes), a flag (1: a discontinuity) and the
@@ -20,48 +20,35 @@ measured.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import drjit as dr
 import mitsuba as mi
 import numpy as np
 
-from .edges import FLAT_COSINE, face_normals, weld
+from .edges import EdgeTopology, mesh_topology, weld
 
 EDGE_FLOATS = 7     # flag, end points (3 + 3)
 
 
-def face_edge_classes(positions: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """F x 3 x 7 array: (1 if a discontinuity else 0, end points a, b) of the
-    edge opposite each corner."""
+def face_edge_table(positions: np.ndarray, faces: np.ndarray, topo: EdgeTopology) -> np.ndarray:
+    """F x 3 x 7 array: (1 if the edge opposite each corner is in the mesh's
+    edge table ``topo`` else 0, end points a, b)."""
     positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
     faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
-    wid = weld(positions)
-    n_face = face_normals(positions, faces)
-    F = len(faces)
+    wid = weld(positions)     # as mesh_topology welds: edges are matched by welded end points
+
+    def keys(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        lo, hi = np.minimum(wid[i], wid[j]), np.maximum(wid[i], wid[j])
+        return lo * (len(positions) + 1) + hi
     a = np.stack([faces[:, (k + 1) % 3] for k in range(3)], axis=1).reshape(-1)   # F*3
     b = np.stack([faces[:, (k + 2) % 3] for k in range(3)], axis=1).reshape(-1)
-    key = np.sort(np.stack([wid[a], wid[b]], axis=1), axis=1)
-    _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
-    face_of = np.repeat(np.arange(F), 3)
-    # The other half-edge of each edge (itself on boundary / non-manifold edges).
-    order = np.argsort(inverse, kind="stable")
-    first = np.zeros(counts.size, dtype=np.int64)
-    first[1:] = np.cumsum(counts)[:-1]
-    pos_in_group = np.empty_like(order)
-    pos_in_group[order] = np.arange(order.size) - first[inverse[order]]
-    manifold = counts[inverse] == 2
-    partner = np.minimum(first[inverse] + 1 - np.minimum(pos_in_group, 1), order.size - 1)
-    other = np.where(manifold, order[partner], np.arange(order.size))
-    folded = np.einsum("ij,ij->i", n_face[face_of], n_face[face_of[other]]) < FLAT_COSINE
-    flag = (~manifold | folded).astype(np.float64)
-    out = np.concatenate([flag[:, None], positions[a], positions[b]], axis=1).reshape(F, 3, EDGE_FLOATS)
+    flag = np.isin(keys(a, b), keys(topo.v0, topo.v1)).astype(np.float64)
+    out = np.concatenate([flag[:, None], positions[a], positions[b]], axis=1).reshape(len(faces), 3, EDGE_FLOATS)
     return out.astype(np.float32)
 
 
-_CACHE: dict[int, tuple[bytes, mi.Float]] = {}
+_CACHE: dict[int, tuple[EdgeTopology, np.ndarray]] = {}
 
 
 @dataclass
@@ -77,12 +64,11 @@ class FaceEdgeTable:
         for shape in scene.shapes():
             if not shape.is_mesh():
                 continue
-            positions = np.array(dr.detach(shape.vertex_positions_buffer()), dtype=np.float32)
-            digest = hashlib.blake2b(positions.tobytes(), digest_size=16).digest()
+            topo = mesh_topology(shape)     # cached per vertex positions
             cached = _CACHE.get(id(shape))
-            if cached is None or cached[0] != digest:
-                table = face_edge_classes(positions, np.array(shape.faces_buffer()))
-                cached = (digest, table)
+            if cached is None or cached[0] is not topo:
+                positions = np.array(dr.detach(shape.vertex_positions_buffer()), dtype=np.float32)
+                cached = (topo, face_edge_table(positions, np.array(shape.faces_buffer()), topo))
                 _CACHE[id(shape)] = cached
             meshes.append((shape, offset))
             chunks.append(cached[1].reshape(-1))
