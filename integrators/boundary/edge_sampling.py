@@ -134,12 +134,14 @@ class _Line:
 
     def weight(self, lo: mi.Float, hi: mi.Float, clip: mi.Bool) -> mi.Float:
         """W over the edge parameters [lo, hi] (0 when empty)."""
-        def G(t: mi.Float) -> mi.Float:
-            s = self.s0 + t * self.length
-            r = dr.sqrt(s * s + self.d * self.d)
-            sin, cos = s / r, self.d / r
-            return 0.5 * self.A * (dr.atan2(s, self.d) + sin * cos) + 0.5 * self.B * sin * sin
-        W = dr.select(clip, G(hi) - G(lo), self.sin_phi(hi) - self.sin_phi(lo)) / self.d
+        s_a, s_b = self.s0 + lo * self.length, self.s0 + hi * self.length
+        d = self.d
+        inv_a, inv_b = dr.rsqrt(s_a * s_a + d * d), dr.rsqrt(s_b * s_b + d * d)
+        sin_a, sin_b = s_a * inv_a, s_b * inv_b
+        # φ_b - φ_a with one arctangent: tan of the difference, both in (-π/2, π/2)
+        Δφ = dr.atan2(d * (s_b - s_a), d * d + s_a * s_b)
+        G = 0.5 * self.A * (Δφ + d * (sin_b * inv_b - sin_a * inv_a)) + 0.5 * self.B * (sin_b * sin_b - sin_a * sin_a)
+        W = dr.select(clip, G, sin_b - sin_a) / d
         return dr.select(self.ok & (hi > lo) & dr.isfinite(W), dr.maximum(W, 0.0), 0.0)
 
 
@@ -297,15 +299,21 @@ class EdgeSampler:
     def _weights(self, j: mi.UInt32, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool,
                  views: list[_TriangleView]) -> tuple[mi.Float, mi.Float]:
         """(W_geometry, W_light) of edge j at p."""
-        line = self._line_at(j, p, n, clip)
-        W_g = line.weight(line.t_a, line.t_b, clip)
-        W_light = mi.Float(0.0)
-        if dr.hint(self.q > 0, mode="scalar"):
-            # A branch, not a mask: W_light is 0 unless the edge is an emitter's
-            # own or one can see past it, which is rare among the candidates.
-            if (W_g > 0) & (line.through | dr.gather(mi.Bool, self.emitter_edge, j)):
-                for _, _, W in self._light_parts(j, line, clip, W_g, views):
-                    W_light += W
+        a = dr.gather(mi.Point3f, self.p0, j)
+        n0, n1 = dr.gather(mi.Vector3f, self.n0, j), dr.gather(mi.Vector3f, self.n1, j)
+        always, facing = dr.gather(mi.Bool, self.always, j), dr.gather(mi.Bool, self.facing, j)
+        W_g, W_light = mi.Float(0.0), mi.Float(0.0)
+        # A branch, not a mask: most edges are not silhouettes seen from p, and
+        # a SIMD packet of nearby points skips the rest of the work together.
+        if is_candidate(a - p, n0, n1, always, facing):
+            line = _line(p, n, clip, a, dr.gather(mi.Point3f, self.p1, j), n0, n1, always, facing,
+                         dr.gather(mi.Bool, self.open, j))
+            W_g = line.weight(line.t_a, line.t_b, clip)
+            if dr.hint(self.q > 0, mode="scalar"):
+                # W_light is 0 unless the edge is an emitter's own or one can see past it.
+                if (W_g > 0) & (line.through | dr.gather(mi.Bool, self.emitter_edge, j)):
+                    for _, _, W in self._light_parts(j, line, clip, W_g, views):
+                        W_light += W
         return W_g, W_light
 
     # ---- sampling ----
@@ -382,7 +390,8 @@ class EdgeSampler:
         j_g, j_l = mi.UInt32(0), mi.UInt32(0)
         j = mi.UInt32(offset)
         views = self._triangle_views(p)     # loop invariants
-        while active & (j < self.count):
+        # Read-only values stay out of the loop state (else the loop is traced twice).
+        while dr.hint(active & (j < self.count), exclude=[p, n, clip, active, views]):
             W_g, W_l = self._weights(j, p, n, clip, views)
             total_g += W_g
             total_l += W_l

@@ -37,7 +37,8 @@ For a static :math:`p` both reduce to Li et al.'s :math:`n_h\cdot\dot m /
 \lVert m-p\rVert`. Edges hidden behind other geometry have equal radiance
 and velocity on both sides and drop out.
 
-Sampling: a camera path (BSDF sampling, throughput :math:`\beta_k`) is walked
+Sampling: a camera path (the same number from every pixel, lanes in pixel
+order; BSDF sampling, throughput :math:`\beta_k`) is walked
 to vertex :math:`k` for each :math:`k < \text{max\_depth} - 1`; at
 :math:`x_k` an edge and a point on it are drawn by ``EdgeSampler``
 (``edge_sampling.py``: per-point importance over the candidate edges, or
@@ -108,9 +109,18 @@ class Vertex:
 
 
 def camera_sample(sensor: mi.Sensor, sampler: mi.Sampler) -> tuple[mi.Point2f, mi.Ray3f, mi.Spectrum]:
-    """A camera ray per lane: its pixel position, the ray and its weight (detached)."""
+    """A camera ray per lane: its pixel position, the ray and its weight (detached).
+
+    The lanes are the same number of samples in every pixel, lane i in
+    pixel i // (lanes per pixel): stratified by pixel (no variance from how
+    many samples a pixel gets), and neighbouring lanes see nearby points,
+    so the edge scans of a SIMD packet branch alike.
+    """
     size = mi.ScalarVector2f(sensor.film().crop_size())
-    pos = sampler.next_2d() * size
+    width, pixels = int(size[0]), int(size[0]) * int(size[1])
+    count = sampler.wavefront_size()
+    pixel = dr.minimum(dr.arange(mi.UInt32, count) // max(1, count // pixels), pixels - 1)
+    pos = mi.Point2f(mi.Float(pixel % width), mi.Float(pixel // width)) + sampler.next_2d()
     ray, ray_weight = sensor.sample_ray(sensor.shutter_open(), 0.5 if not mi.is_spectral
                                         else sampler.next_1d(), pos / size, mi.Point2f(0.5))
     return pos, mi.Ray3f(ray), mi.Spectrum(ray_weight)
