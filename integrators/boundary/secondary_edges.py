@@ -111,16 +111,20 @@ class Vertex:
 def camera_sample(sensor: mi.Sensor, sampler: mi.Sampler) -> tuple[mi.Point2f, mi.Ray3f, mi.Spectrum]:
     """A camera ray per lane: its pixel position, the ray and its weight (detached).
 
-    The lanes are the same number of samples in every pixel, lane i in
-    pixel i // (lanes per pixel): stratified by pixel (no variance from how
-    many samples a pixel gets), and neighbouring lanes see nearby points,
-    so the edge scans of a SIMD packet branch alike.
+    When the lanes are a multiple of the pixels, every pixel gets the same
+    number, lane i in pixel i // (lanes per pixel): stratified by pixel (no
+    variance from how many samples a pixel gets), and neighbouring lanes see
+    nearby points, so the edge scans of a SIMD packet branch alike. Else
+    the positions are uniform over the image.
     """
     size = mi.ScalarVector2f(sensor.film().crop_size())
     width, pixels = int(size[0]), int(size[0]) * int(size[1])
     count = sampler.wavefront_size()
-    pixel = dr.minimum(dr.arange(mi.UInt32, count) // max(1, count // pixels), pixels - 1)
-    pos = mi.Point2f(mi.Float(pixel % width), mi.Float(pixel // width)) + sampler.next_2d()
+    if count % pixels == 0:
+        pixel = dr.arange(mi.UInt32, count) // (count // pixels)
+        pos = mi.Point2f(mi.Float(pixel % width), mi.Float(pixel // width)) + sampler.next_2d()
+    else:
+        pos = sampler.next_2d() * size
     ray, ray_weight = sensor.sample_ray(sensor.shutter_open(), 0.5 if not mi.is_spectral
                                         else sampler.next_1d(), pos / size, mi.Point2f(0.5))
     return pos, mi.Ray3f(ray), mi.Spectrum(ray_weight)
