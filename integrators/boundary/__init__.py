@@ -32,13 +32,28 @@ def moving_meshes(scene: mi.Scene) -> list:
     return [s for s in scene.shapes() if moves(s)]
 
 
+def ray_triangle(o: mi.Point3f, d: mi.Vector3f, v0: mi.Point3f, v1: mi.Point3f,
+                 v2: mi.Point3f) -> tuple[mi.Float, mi.Float, mi.Float]:
+    """Where the line o + t d meets the plane of triangle (v0, v1, v2): t and the
+    barycentrics (b1, b2) of that point (Möller-Trumbore, no inside test),
+    differentiable in all inputs: a fixed ray's hit point as the triangle moves."""
+    e1, e2 = v1 - v0, v2 - v0
+    pvec = dr.cross(d, e2)
+    inv_det = dr.rcp(dr.dot(e1, pvec))
+    tvec = o - v0
+    qvec = dr.cross(tvec, e1)
+    return dr.dot(e2, qvec) * inv_det, dr.dot(tvec, pvec) * inv_det, dr.dot(d, qvec) * inv_det
+
+
 def _slide(shape: mi.Mesh, prim_index: mi.UInt32, ray: mi.Ray3f, on: mi.Bool):
     """Triangle ``prim_index`` of a moving mesh, attached: (face indices, vertices,
-    unit face normal, distance along the fixed ``ray`` to its plane)."""
+    unit face normal, distance along the fixed ``ray`` to its plane, and the
+    barycentrics (b1, b2) of the point there)."""
     face = dr.gather(mi.Vector3u, shape.faces_buffer(), prim_index, on)
     v = [dr.gather(mi.Point3f, shape.vertex_positions_buffer(), face[i], on) for i in range(3)]
     n = dr.normalize(dr.cross(v[1] - v[0], v[2] - v[0]))
-    return face, v, n, dr.dot(n, v[0] - ray.o) / dr.dot(n, ray.d)
+    t, b1, b2 = ray_triangle(ray.o, ray.d, *v)
+    return face, v, n, t, (b1, b2)
 
 
 def sliding_point(scene: mi.Scene, pi: mi.PreliminaryIntersection3f, ray: mi.Ray3f,
@@ -78,17 +93,12 @@ def attached_interaction(scene: mi.Scene, si: mi.SurfaceInteraction3f, ray: mi.R
     out = mi.SurfaceInteraction3f(si)
     for shape in moving_meshes(scene):
         on = active & si.is_valid() & (si.shape == mi.ShapePtr(shape))
-        face, v, n_g, t = _slide(shape, si.prim_index, ray, on)
+        face, v, n_g, t, (b1, b2) = _slide(shape, si.prim_index, ray, on)
         n_g *= dr.sign(dr.dot(dr.detach(n_g), si.n))      # Mitsuba's orientation of si.n
         p = ray.o + t * ray.d
         n_s = n_g
-        # Barycentrics of the sliding point: where on the face the fixed ray
-        # lands changes with the face, and so do the normal and uv there.
-        e1, e2, q = v[1] - v[0], v[2] - v[0], p - v[0]
-        d11, d12, d22 = dr.dot(e1, e1), dr.dot(e1, e2), dr.dot(e2, e2)
-        q1, q2 = dr.dot(q, e1), dr.dot(q, e2)
-        det = d11 * d22 - d12 * d12
-        b1, b2 = (d22 * q1 - d12 * q2) / det, (d11 * q2 - d12 * q1) / det
+        # (b1, b2): where on the face the fixed ray lands changes with the
+        # face, and so do the normal and uv there.
         if shape.has_vertex_normals():
             nv = [dr.gather(mi.Vector3f, shape.vertex_normals_buffer(), face[i], on) for i in range(3)]
             n_s = dr.normalize((1 - b1 - b2) * nv[0] + b1 * nv[1] + b2 * nv[2])

@@ -45,6 +45,7 @@ import numpy as np
 
 from pbdr.geometry.camera import Camera, clip_edges, clipped_point
 from pbdr.geometry.terminators import terminator_chords
+from integrators.boundary import ray_triangle
 
 INSIDE_TOLERANCE = 1e-4     # barycentric slack when testing that an arc point lies on its face
 
@@ -122,13 +123,8 @@ class TerminatorTable:
         o = mi.ScalarPoint3f(cam.origin)
         ray_d = dr.normalize(dr.detach(p) - o)
         v0, v1, v2, m0, m1, m2 = (dr.gather(type(c), c, idx) for c in self.corners)
-        e1, e2 = v1 - v0, v2 - v0
-        pvec = dr.cross(ray_d, e2)
-        inv_det = dr.rcp(dr.dot(e1, pvec))
-        tvec = o - v0
-        qvec = dr.cross(tvec, e1)
-        b1, b2 = dr.dot(tvec, pvec) * inv_det, dr.dot(ray_d, qvec) * inv_det
-        p_att = v0 + b1 * e1 + b2 * e2
+        _, b1, b2 = ray_triangle(o, ray_d, v0, v1, v2)
+        p_att = v0 + b1 * (v1 - v0) + b2 * (v2 - v0)
         H = dr.dot(m0 + b1 * (m1 - m0) + b2 * (m2 - m0), o - p_att)
         speed = -(H - dr.detach(H)) / dr.select(valid, norm, 1.0)
         return TerminatorPoints(mi.Point2f(x + n * speed), n, dr.select(valid, weight, 0.0), valid, *sides)
