@@ -49,6 +49,32 @@ from mitsuba.ad.integrators.common import RBIntegrator, mis_weight
 from pbdr.geometry.measure import area_jacobian, attached_emitter_sample
 
 
+def path_stream(sampler: mi.Sampler) -> tuple[mi.UInt64, mi.UInt64]:
+    """A PCG32 stream per lane, seeded from two of ``sampler``'s numbers:
+    (state, increment). The path loop draws from it instead of the sampler:
+    the loop state then holds the state only. The sampler's increment never
+    changes in the loop, and a loop state variable that never changes makes
+    Dr.Jit trace the loop body twice."""
+    a, b = (dr.reinterpret_array(mi.UInt32, sampler.next_1d()) for _ in range(2))
+    s0, s1 = mi.sample_tea_32(a, b)
+    rng = mi.PCG32(dr.width(a), mi.UInt64(s0), mi.UInt64(s1))
+    return rng.state, rng.inc
+
+
+def next_uniform(state: mi.UInt64, inc: mi.UInt64) -> tuple[mi.Float, mi.UInt64]:
+    """A uniform number in [0, 1) from the stream, and the stream's next state."""
+    rng = mi.PCG32()
+    rng.state, rng.inc = state, inc
+    u = rng.next_float32()
+    return u, rng.state
+
+
+def next_2d(state: mi.UInt64, inc: mi.UInt64) -> tuple[mi.Point2f, mi.UInt64]:
+    u, state = next_uniform(state, inc)
+    v, state = next_uniform(state, inc)
+    return mi.Point2f(u, v), state
+
+
 class InteriorIntegrator(RBIntegrator):
     renders_media = False   # media boundaries are null surfaces, as in Mitsuba's path
     __doc__ = __doc__
@@ -62,10 +88,10 @@ class InteriorIntegrator(RBIntegrator):
         # Mitsuba's base class reads max_depth, rr_depth and hide_emitters.
 
     # ---- hooks for estimators that reparameterize directions ----
-    def warp_key(self, sampler: mi.Sampler) -> mi.UInt32 | None:
-        """Per-vertex random key for auxiliary samples; drawn in every pass
-        so that primal and replay see the same path. None here: the interior
-        term draws nothing extra."""
+    def warp_key(self, u: mi.Float) -> mi.UInt32 | None:
+        """Per-vertex random key for auxiliary samples from the uniform ``u``,
+        drawn in every pass when ``warps_directions`` so that primal and
+        replay see the same path. None here: the interior term needs none."""
         return None
 
     def warp_ray(self, scene: mi.Scene, key: mi.UInt32 | None, ray: mi.Ray3f, depth: mi.UInt32,
@@ -94,20 +120,32 @@ class InteriorIntegrator(RBIntegrator):
         ``pbdr_reparam`` also warps it."""
         return attached_emitter_sample(scene, si, ds, em_weight, active)
 
-    @dr.syntax
     def sample(self, mode: dr.ADMode, scene: mi.Scene, sampler: mi.Sampler,
                ray: mi.Ray3f, δL: mi.Spectrum | None, state_in: mi.Spectrum | None,
                active: mi.Bool, **kwargs) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
+        # Dr.Jit records a loop a second time when it can drop state variables
+        # that never change. Loop-invariant reads are kept out of the state
+        # (``exclude``); OptimizeLoops off keeps the constants (zero fields of
+        # the first vertex's predecessor, the rays' time) instead of folding
+        # them: one recording instead of two, for a few more registers.
+        with dr.scoped_set_flag(dr.JitFlag.OptimizeLoops, False):
+            return self.trace_paths(mode, scene, sampler, ray, δL, state_in, active)
+
+    @dr.syntax
+    def trace_paths(self, mode: dr.ADMode, scene: mi.Scene, sampler: mi.Sampler,
+                    ray: mi.Ray3f, δL: mi.Spectrum | None, state_in: mi.Spectrum | None,
+                    active: mi.Bool) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
         primal = mode == dr.ADMode.Primal
         ctx = mi.BSDFContext()
 
         ray = mi.Ray3f(dr.detach(ray))
         depth = mi.UInt32(0)
         L = mi.Spectrum(0 if primal else state_in)   # primal: accumulated; replay: still to come
-        δL = mi.Spectrum(δL if δL is not None else 0)
+        δL = None if primal else mi.Spectrum(δL if δL is not None else 0)   # None: no loop state
         β = mi.Spectrum(1)
         η = mi.Float(1)
         active = mi.Bool(active)
+        rng, inc = path_stream(sampler)
 
         pi = scene.ray_intersect_preliminary(ray, coherent=True, reorder=False, active=active)
         if dr.hint(self.hide_emitters, mode="scalar"):
@@ -118,24 +156,31 @@ class InteriorIntegrator(RBIntegrator):
 
         # The previous vertex, for MIS of emitters hit by BSDF sampling.
         pi_prev = dr.zeros(mi.PreliminaryIntersection3f)
-        ray_prev = mi.Ray3f(ray)
+        # The loop carries the rays' origin, direction and extent; their time
+        # and wavelengths never change along a path and stay out of its state.
+        time, wavelengths = ray.time, ray.wavelengths
+        o, d, maxt = ray.o, ray.d, ray.maxt
+        o_prev, d_prev, maxt_prev = o, d, maxt
         si_prev = dr.zeros(mi.SurfaceInteraction3f)
         pdf_prev = mi.Float(1.0)
         delta_prev = mi.Bool(True)
 
-        while dr.hint(active, max_iterations=self.max_depth,
+        while dr.hint(active, max_iterations=self.max_depth, exclude=[inc, time, wavelengths],
                       label=f"pbdr_interior ({mode.name})"):
             active_next = mi.Bool(active)
-            key = self.warp_key(sampler)
+            ray_k = mi.Ray3f(o, d, maxt, time, wavelengths)
+            ray_prev = mi.Ray3f(o_prev, d_prev, maxt_prev, time, wavelengths)
+            u_key, rng = next_uniform(rng, inc) if self.warps_directions else (None, rng)
+            key = self.warp_key(u_key)
             warped = dr.hint(self.warps_directions and not primal, mode="scalar")
 
             # The shading point moves with the shape (interior term); in the
             # primal pass this is an ordinary intersection. A subclass may
             # warp the ray so that it follows moving discontinuities.
             with dr.resume_grad(when=not primal):
-                ray_ad, det = ray, None
+                ray_ad, det = ray_k, None
                 if dr.hint(warped, mode="scalar"):
-                    ray_ad, det = self.warp_ray(scene, key, ray, depth, active)
+                    ray_ad, det = self.warp_ray(scene, key, ray_k, depth, active)
                     Lo_warp = self.warp_terms(L, det, ray_ad, si_prev, depth, active)
                 si = pi.compute_surface_interaction(ray_ad, ray_flags=mi.RayFlags.All)
                 if dr.hint(warped, mode="scalar"):
@@ -148,7 +193,7 @@ class InteriorIntegrator(RBIntegrator):
                     si_prev = dr.replace_grad(si_prev, si_prev_ad)
                     wi = dr.normalize(si_prev.p - (si.p if warped else dr.detach(si.p)))
                     si.wi = dr.replace_grad(si.wi, dr.detach(si).to_local(wi))
-            bsdf = si.bsdf(ray)
+            bsdf = si.bsdf(ray_k)
 
             # ---- Emission found by the previous BSDF sample (MIS) ----
             if dr.hint(self.hide_emitters, mode="scalar"):
@@ -161,7 +206,8 @@ class InteriorIntegrator(RBIntegrator):
             # ---- Next-event estimation (shadow ray detached) ----
             active_next &= (depth + 1 < self.max_depth) & si.is_valid()
             active_em = active_next & mi.has_flag(bsdf.flags(), mi.BSDFFlags.Smooth)
-            ds, em_weight = scene.sample_emitter_direction(si, sampler.next_2d(), True, active_em)
+            u_em, rng = next_2d(rng, inc)
+            ds, em_weight = scene.sample_emitter_direction(si, u_em, True, active_em)
             active_em &= ds.pdf != 0.0
             with dr.resume_grad(when=not primal):
                 if dr.hint(not primal, mode="scalar"):
@@ -171,7 +217,9 @@ class InteriorIntegrator(RBIntegrator):
                 Lr_em = β * w_em * f_em * em_weight
 
             # ---- BSDF sampling (detached) ----
-            bs, bsdf_weight = bsdf.sample(ctx, si, sampler.next_1d(), sampler.next_2d(), active_next)
+            u_lobe, rng = next_uniform(rng, inc)
+            u_dir, rng = next_2d(rng, inc)
+            bs, bsdf_weight = bsdf.sample(ctx, si, u_lobe, u_dir, active_next)
             L = (L + Le + Lr_em) if primal else (L - Le - Lr_em)
             ray_next = si.spawn_ray(si.to_world(bs.wo))
             η *= bs.eta
@@ -187,7 +235,8 @@ class InteriorIntegrator(RBIntegrator):
             q = dr.minimum(β_max * η**2, 0.95)
             rr_on = depth >= self.rr_depth
             β[rr_on] *= dr.rcp(q)
-            active_next &= ~rr_on | (sampler.next_1d() < q)
+            u_rr, rng = next_uniform(rng, inc)
+            active_next &= ~rr_on | (u_rr < q)
 
             pi_next = scene.ray_intersect_preliminary(ray_next, coherent=False, reorder=False,
                                                       active=active_next)
@@ -215,7 +264,7 @@ class InteriorIntegrator(RBIntegrator):
 
             depth[si.is_valid()] += 1
             active = active_next
-            pi_prev, ray_prev = pi, ray
-            pi, ray = pi_next, ray_next
+            pi_prev, o_prev, d_prev, maxt_prev = pi, o, d, maxt
+            pi, o, d, maxt = pi_next, ray_next.o, ray_next.d, ray_next.maxt
 
         return (L if primal else δL), depth != 0, [], L

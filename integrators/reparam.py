@@ -143,7 +143,7 @@ import mitsuba as mi
 
 from mitsuba.ad.integrators.common import RBIntegrator
 
-from integrators.interior import InteriorIntegrator
+from integrators.interior import InteriorIntegrator, next_uniform, path_stream
 from pbdr.geometry.face_edges import FaceEdgeTable
 from pbdr.geometry.sdf_field import SDFField
 
@@ -367,7 +367,8 @@ class ReparamIntegrator(InteriorIntegrator):
             L, valid, _, _ = self.sample(mode=dr.ADMode.Primal, scene=scene, sampler=sampler.clone(),
                                          ray=ray, depth=mi.UInt32(0), δL=None, δaovs=None,
                                          state_in=None, active=mi.Bool(True))
-            key = self.warp_key(sampler)        # the key of the first bounce's warp in sample()
+            # the key of the first bounce's warp in sample(): its first number
+            key = self.warp_key(next_uniform(*path_stream(sampler))[0])
             ray = mi.Ray3f(ray)
         with dr.resume_grad():
             d, det = warp_direction(self._ws, ray.o, ray.o, ray.d, key, SALT_RAY, self.settings,
@@ -404,8 +405,8 @@ class ReparamIntegrator(InteriorIntegrator):
         dr.eval()
 
     # ---- hooks of pbdr_interior's path tracer ----
-    def warp_key(self, sampler: mi.Sampler) -> mi.UInt32:
-        return mi.UInt32(sampler.next_1d() * 4294967040.0)
+    def warp_key(self, u: mi.Float) -> mi.UInt32:
+        return mi.UInt32(u * 4294967040.0)
 
     def warp_ray(self, scene: mi.Scene, key: mi.UInt32, ray: mi.Ray3f, depth: mi.UInt32,
                  active: mi.Bool) -> tuple[mi.Ray3f, mi.Float]:

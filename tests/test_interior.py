@@ -26,12 +26,16 @@ def test_primal_is_an_unbiased_estimate_of_path() -> None:
     assert report.rel_error < 0.01
 
 
-def test_primal_same_seed_reproduces_path_exactly() -> None:
-    """Same samples, same estimator: pbdr_interior consumes random numbers as path does."""
+def test_primal_is_deterministic_per_seed() -> None:
+    """Common random numbers (FD, path replay) need the same image for the
+    same seed, and independent seeds need different ones. (pbdr_interior draws
+    from its own PCG32 stream per path, seeded from the sampler, so it no
+    longer repeats Mitsuba's path sample for sample: see the unbiasedness test.)"""
     scene = load("shadow.xml")
-    a = pbdr.render(scene, 16, 3, pbdr.make_integrator(scene, "pbdr_interior"))
-    b = pbdr.render(scene, 16, 3, pbdr.make_integrator(scene, "path"))
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    ours = pbdr.make_integrator(scene, "pbdr_interior")
+    a, b, c = (pbdr.render(scene, 16, s, ours) for s in (3, 3, 4))
+    np.testing.assert_array_equal(a, b)
+    assert np.mean(np.abs(a - c)) > 1e-3 * np.mean(np.abs(a))
 
 
 @pytest.mark.parametrize("scene_name, key, eps, spp", [
