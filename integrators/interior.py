@@ -122,19 +122,22 @@ class InteriorIntegrator(RBIntegrator):
 
     def sample(self, mode: dr.ADMode, scene: mi.Scene, sampler: mi.Sampler,
                ray: mi.Ray3f, δL: mi.Spectrum | None, state_in: mi.Spectrum | None,
-               active: mi.Bool, **kwargs) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
+               active: mi.Bool, first_hit: bool = False,
+               **kwargs) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
+        """Mitsuba's ``sample``; with ``first_hit`` the third result is
+        [distance to the first surface along ``ray`` (inf: none)]."""
         # Dr.Jit records a loop a second time when it can drop state variables
         # that never change. Loop-invariant reads are kept out of the state
         # (``exclude``); OptimizeLoops off keeps the constants (zero fields of
         # the first vertex's predecessor, the rays' time) instead of folding
         # them: one recording instead of two, for a few more registers.
         with dr.scoped_set_flag(dr.JitFlag.OptimizeLoops, False):
-            return self.trace_paths(mode, scene, sampler, ray, δL, state_in, active)
+            return self.trace_paths(mode, scene, sampler, ray, δL, state_in, active, first_hit)
 
     @dr.syntax
     def trace_paths(self, mode: dr.ADMode, scene: mi.Scene, sampler: mi.Sampler,
                     ray: mi.Ray3f, δL: mi.Spectrum | None, state_in: mi.Spectrum | None,
-                    active: mi.Bool) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
+                    active: mi.Bool, first_hit: bool) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
         primal = mode == dr.ADMode.Primal
         ctx = mi.BSDFContext()
 
@@ -148,6 +151,7 @@ class InteriorIntegrator(RBIntegrator):
         rng, inc = path_stream(sampler)
 
         pi = scene.ray_intersect_preliminary(ray, coherent=True, reorder=False, active=active)
+        aovs = [dr.select(pi.is_valid(), pi.t, dr.inf)] if first_hit else []
         if dr.hint(self.hide_emitters, mode="scalar"):
             # Step over directly visible area emitters.
             on_emitter = pi.is_valid() & (pi.shape.emitter() != None) & active
@@ -267,4 +271,4 @@ class InteriorIntegrator(RBIntegrator):
             pi_prev, o_prev, d_prev, maxt_prev = pi, o, d, maxt
             pi, o, d, maxt = pi_next, ray_next.o, ray_next.d, ray_next.maxt
 
-        return (L if primal else δL), depth != 0, [], L
+        return (L if primal else δL), depth != 0, aovs, L

@@ -66,23 +66,23 @@ SIDE_EPSILON = 1e-4     # angular offset of the side rays (radians)
 NEAR_TOLERANCE = 1e-2   # a side hit within this relative distance of m is "at the edge"
 
 
-def side_radiance(integrator: mi.Integrator, scene: mi.Scene, sampler: mi.Sampler, p_ray: mi.Ray3f,
-                  depth_left: int, active: mi.Bool, **kwargs) -> mi.Spectrum:
-    """Radiance along rays with ``depth_left`` segments (``kwargs`` go to the
-    integrator's ``sample``, e.g. the ``medium`` the rays start in)."""
+def trace_sides(integrator: mi.Integrator, scene: mi.Scene, sampler: mi.Sampler, p_ray: mi.Ray3f,
+                depth_left: int, active: mi.Bool, **kwargs) -> tuple[mi.Spectrum, list]:
+    """Radiance along rays with ``depth_left`` segments, and the integrator's
+    AOVs (``kwargs`` go to its ``sample``, e.g. the ``medium`` the rays start in)."""
     saved = integrator.max_depth, integrator.hide_emitters
     integrator.max_depth, integrator.hide_emitters = depth_left, False
     try:
-        L, _, _, _ = integrator.sample(dr.ADMode.Primal, scene, sampler, p_ray, None, None, active, **kwargs)
+        L, _, aovs, _ = integrator.sample(dr.ADMode.Primal, scene, sampler, p_ray, None, None, active, **kwargs)
     finally:
         integrator.max_depth, integrator.hide_emitters = saved
-    return L
+    return L, aovs
 
 
-def first_hit_distance(scene: mi.Scene, ray: mi.Ray3f, active: mi.Bool) -> mi.Float:
-    """Distance along ``ray`` to the first surface (inf if none)."""
-    pi = scene.ray_intersect_preliminary(ray, coherent=False, active=active)
-    return dr.select(pi.is_valid(), pi.t, dr.inf)
+def side_radiance(integrator: mi.Integrator, scene: mi.Scene, sampler: mi.Sampler, p_ray: mi.Ray3f,
+                  depth_left: int, active: mi.Bool, **kwargs) -> mi.Spectrum:
+    """Radiance along rays with ``depth_left`` segments."""
+    return trace_sides(integrator, scene, sampler, p_ray, depth_left, active, **kwargs)[0]
 
 
 @dataclass
@@ -156,8 +156,9 @@ def surface_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrat
 
         def trace(side_sampler: mi.Sampler, lanes: mi.UInt32, ray: mi.Ray3f, depth_left: int,
                   act: mi.Bool) -> tuple[mi.Spectrum, mi.Float]:
-            return (side_radiance(integrator, scene, side_sampler, ray, depth_left, act),
-                    first_hit_distance(scene, ray, act))
+            # pbdr_interior's paths report their first hit: no second ray cast.
+            L, (d,) = trace_sides(integrator, scene, side_sampler, ray, depth_left, act, first_hit=True)
+            return L, d
 
         # The shading normal on the side the path arrives from, and whether
         # the BSDF can transmit (then edges below the surface count too).
