@@ -42,7 +42,7 @@ import mitsuba as mi
 
 from pbdr.geometry.rays import pass_through
 from integrators.boundary import sliding_point
-from integrators.boundary.secondary_edges import Vertex, camera_sample, side_radiance
+from integrators.boundary.secondary_edges import Vertex, camera_sample, trace_sides
 
 
 def _is_null_boundary(si: mi.SurfaceInteraction3f, ray: mi.Ray3f) -> mi.Bool:
@@ -140,8 +140,8 @@ def medium_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
 
         def trace(side_sampler: mi.Sampler, lanes: mi.UInt32, ray: mi.Ray3f, depth_left: int,
                   act: mi.Bool, origin=origin) -> tuple[mi.Spectrum, mi.Float]:
-            L = side_radiance(integrator, scene, side_sampler, ray, depth_left, act,
-                              medium=origin(lanes, ray.d)[1])
+            L, _ = trace_sides(integrator, scene, side_sampler, ray, depth_left, act,
+                               medium=origin(lanes, ray.d)[1])
             return L, _real_hit_distance(scene, ray, act)
 
         def position(si=si, ray=ray, on_surface=active & ~is_medium, p=p) -> mi.Point3f:

@@ -79,12 +79,6 @@ def trace_sides(integrator: mi.Integrator, scene: mi.Scene, sampler: mi.Sampler,
     return L, aovs
 
 
-def side_radiance(integrator: mi.Integrator, scene: mi.Scene, sampler: mi.Sampler, p_ray: mi.Ray3f,
-                  depth_left: int, active: mi.Bool, **kwargs) -> mi.Spectrum:
-    """Radiance along rays with ``depth_left`` segments."""
-    return trace_sides(integrator, scene, sampler, p_ray, depth_left, active, **kwargs)[0]
-
-
 @dataclass
 class Vertex:
     """Path vertex k of ``count`` camera paths, where one secondary edge is sampled.
