@@ -21,6 +21,14 @@ differentiates only the local factors (emission, BSDF, cosine, emitter
 sample weight), using the radiance still to come, :math:`L - L_{\le k}`, as
 the incident radiance. Memory is constant in path depth.
 
+Forward mode needs no replay: with :math:`\beta_k = \prod_{j<k} r_j` (the
+local factors :math:`r_j = f_s J / p`) and :math:`c_k` the vertex's
+emission and next-event terms, :math:`\partial L = \sum_k \beta_k
+(\partial c_k + c_k \rho_k)` with :math:`\rho_k = \sum_{j<k} \partial r_j /
+r_j`, so one pass carries the relative tangent :math:`\rho` of the
+throughput forward. It is the replay's sum in another order (equal to
+rounding for the same seed) at half the tracing and path cost.
+
 Sampling is detached (directions do not move with :math:`\pi`) and shadow
 rays are plain visibility tests, so edges and silhouettes contribute nothing
 here; ``pbdr_edge`` and ``pbdr_reparam`` add them. The primal image is an
@@ -40,6 +48,8 @@ Plugin parameters
 - ``hide_emitters`` (bool, default false): hide directly visible emitters.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import drjit as dr
 import mitsuba as mi
@@ -120,6 +130,27 @@ class InteriorIntegrator(RBIntegrator):
         ``pbdr_reparam`` also warps it."""
         return attached_emitter_sample(scene, si, ds, em_weight, active)
 
+    def render_forward(self, scene: mi.Scene, params: Any, sensor: int | mi.Sensor = 0,
+                       seed: mi.UInt32 = 0, spp: int = 0) -> mi.TensorXf:
+        """Forward-mode derivative image in one pass (no replay, see the docstring)."""
+        if self.warps_directions:     # the warp's terms need the radiance still to come
+            return super().render_forward(scene, params, sensor, seed, spp)
+        if isinstance(sensor, int):
+            sensor = scene.sensors()[sensor]
+        film = sensor.film()
+        with dr.suspend_grad():
+            sampler, spp = self.prepare(sensor, seed, spp, self.aov_names())
+            ray, weight, pos = self.sample_rays(scene, sensor, sampler)
+            δL, valid, _, _ = self.sample(dr.ADMode.Forward, scene, sampler, ray, None, None,
+                                          mi.Bool(True))
+            block = film.create_block()
+            block.set_coalesce(block.coalesce() and spp >= 4)
+            RBIntegrator._splat_to_block(block, film, pos, value=δL * weight, weight=1.0,
+                                         alpha=dr.select(valid, mi.Float(1), mi.Float(0)), aovs=[],
+                                         wavelengths=ray.wavelengths)
+            film.put_block(block)
+            return film.develop()
+
     def sample(self, mode: dr.ADMode, scene: mi.Scene, sampler: mi.Sampler,
                ray: mi.Ray3f, δL: mi.Spectrum | None, state_in: mi.Spectrum | None,
                active: mi.Bool, first_hit: bool = False,
@@ -139,12 +170,17 @@ class InteriorIntegrator(RBIntegrator):
                     ray: mi.Ray3f, δL: mi.Spectrum | None, state_in: mi.Spectrum | None,
                     active: mi.Bool, first_hit: bool) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
         primal = mode == dr.ADMode.Primal
+        # Forward mode without a primal state: one pass, the throughput's
+        # relative tangent ρ carried forward (see the docstring).
+        one_pass = mode == dr.ADMode.Forward and state_in is None and not self.warps_directions
         ctx = mi.BSDFContext()
 
         ray = mi.Ray3f(dr.detach(ray))
         depth = mi.UInt32(0)
-        L = mi.Spectrum(0 if primal else state_in)   # primal: accumulated; replay: still to come
+        # primal and one pass: accumulated; replay: still to come
+        L = mi.Spectrum(0 if primal or one_pass else state_in)
         δL = None if primal else mi.Spectrum(δL if δL is not None else 0)   # None: no loop state
+        ρ = mi.Spectrum(0) if one_pass else None
         β = mi.Spectrum(1)
         η = mi.Float(1)
         active = mi.Bool(active)
@@ -224,7 +260,10 @@ class InteriorIntegrator(RBIntegrator):
             u_lobe, rng = next_uniform(rng, inc)
             u_dir, rng = next_2d(rng, inc)
             bs, bsdf_weight = bsdf.sample(ctx, si, u_lobe, u_dir, active_next)
-            L = (L + Le + Lr_em) if primal else (L - Le - Lr_em)
+            if dr.hint(primal or one_pass, mode="scalar"):
+                L = L + dr.detach(Le + Lr_em)
+            else:
+                L = L - Le - Lr_em
             ray_next = si.spawn_ray(si.to_world(bs.wo))
             η *= bs.eta
             β *= bsdf_weight
@@ -255,16 +294,24 @@ class InteriorIntegrator(RBIntegrator):
                     wo = dr.replace_grad(ray_next.d, dr.select(hit_next, dr.normalize(si_next.p - si.p),
                                                                ray_next.d))
                     f = bsdf.eval(ctx, si, si.to_local(wo), active_next)
-                    # L now holds the radiance arriving from beyond this vertex:
-                    # scale it by the relative change of f·J.
-                    Lr_ind = L * dr.relative_grad(f) * dr.relative_grad(J)
-                    Lo = Le + Lr_em + Lr_ind
-                    if dr.hint(warped, mode="scalar"):
-                        Lo += Lo_warp
-                    if dr.hint(mode == dr.ADMode.Backward, mode="scalar"):
-                        dr.backward_from(δL * Lo)
+                    r = dr.relative_grad(f) * dr.relative_grad(J)   # value 1, tangent δ(f·J)/(f·J)
+                    if dr.hint(one_pass, mode="scalar"):
+                        # This vertex's terms carry the throughput's tangent so
+                        # far; the throughput then changes by f·J's.
+                        c = Le + Lr_em
+                        δc, δr = dr.forward_to(c, r)
+                        δL += δc + ρ * dr.detach(c)
+                        ρ += δr
                     else:
-                        δL += dr.forward_to(Lo)
+                        # L now holds the radiance arriving from beyond this
+                        # vertex: scale it by the relative change of f·J.
+                        Lo = Le + Lr_em + L * r
+                        if dr.hint(warped, mode="scalar"):
+                            Lo += Lo_warp
+                        if dr.hint(mode == dr.ADMode.Backward, mode="scalar"):
+                            dr.backward_from(δL * Lo)
+                        else:
+                            δL += dr.forward_to(Lo)
 
             depth[si.is_valid()] += 1
             active = active_next

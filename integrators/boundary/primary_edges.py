@@ -106,23 +106,19 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
     terminators = TerminatorTable(scene, cam, margin, moving)
     E = len(edges)
     length = np.concatenate([np.where(sil, clip["length"], 0.0), terminators.length])
-    total = float(length.sum())
-    if total <= 0:
+    if not length.sum() > 0:
         return None
-    # ℓ_total per sample as data: a literal would recompile the kernel whenever edges move.
-    scale = dr.opaque(mi.Float, total)
 
     with dr.suspend_grad():
         s_edge, s_side = mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(0x7ED6E5))
         sampler = sensor.sampler().clone()
         sampler.seed(s_edge, count)
-        distr = mi.DiscreteDistribution(mi.Float(length.astype(np.float32)))
         # Stratified along all edges laid end to end: lane i draws from the
         # i-th of ``count`` equal parts of the total length, so neighbouring
         # lanes trace neighbouring side rays (coherent) and the edges get
         # their share of samples without the variance of a random count.
         u = (mi.Float(dr.arange(mi.UInt32, count)) + sampler.next_1d()) * (1.0 / count)
-        idx, ξ = distr.sample_reuse(dr.minimum(u, 0.99999994))
+        idx, ξ, total = sample_by_length(length, dr.minimum(u, 0.99999994))
         on_edge = idx < E
         weight = mi.Float(1.0)
     if E > 0:
@@ -174,9 +170,25 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
         dr.eval(L)      # all channels in one kernel: one by one, each would retrace the paths
         ΔL = dr.gather(mi.Spectrum, L, 2 * dr.arange(mi.UInt32, count)) - \
             dr.gather(mi.Spectrum, L, 2 * dr.arange(mi.UInt32, count) + 1)
-        ΔL_w = ΔL * (weight * scale / count)
+        ΔL_w = ΔL * (weight * total / count)
         active = dr.any(ΔL != 0) & (weight != 0)
     return EdgeSamples(x, n, ΔL_w, active)
+
+
+def sample_by_length(length: np.ndarray, u: mi.Float) -> tuple[mi.UInt32, mi.Float, mi.Float]:
+    """Entry i with probability length_i / ℓ_total for uniforms ``u``, the
+    uniform rescaled to [0, 1) within it (``DiscreteDistribution.sample_reuse``),
+    and ℓ_total. The CDF is summed on the host and uploaded once with the
+    total: ℓ_total as data, since a literal would recompile the kernels
+    whenever edges move; a device distribution costs several tasks more."""
+    end = np.cumsum(length, dtype=np.float64)
+    n = len(length)
+    table = mi.Float(np.concatenate([end / end[-1], end[-1:]]).astype(np.float32))
+    idx = dr.binary_search(0, n - 1, lambda i: dr.gather(mi.Float, table, i) <= u)
+    hi = dr.gather(mi.Float, table, idx)
+    lo = dr.select(idx > 0, dr.gather(mi.Float, table, idx - 1, idx > 0), 0.0)
+    ξ = dr.clip((u - lo) / (hi - lo), 0.0, 0.99999994)
+    return idx, ξ, dr.gather(mi.Float, table, mi.UInt32(n))
 
 
 def _edge_points(cam: Camera, edges, clip: dict[str, np.ndarray], idx: mi.UInt32,

@@ -26,13 +26,20 @@ class Camera:
         # than the rest of a small primary-edge pass.
         if sensor.class_name() != "PerspectiveCamera":
             raise NotImplementedError("primary edges need a perspective sensor")
-        to_world = sensor.world_transform()
-        m = np.array(sensor.projection_transform().matrix, dtype=np.float64).reshape(4, 4) @ \
-            np.array(to_world.inverse().matrix, dtype=np.float64).reshape(4, 4)
-        origin = np.array(to_world.translation(), dtype=np.float64).reshape(3)
-        forward = np.array(to_world @ mi.ScalarVector3f(0, 0, 1), dtype=np.float64).reshape(3)
-        return Camera(m, origin, float(sensor.near_clip()),
-                      np.array(sensor.film().crop_size(), dtype=np.float64), forward / np.linalg.norm(forward))
+        to_world, projection = sensor.world_transform().matrix, sensor.projection_transform().matrix
+        size = np.array(sensor.film().crop_size(), dtype=np.float64)
+        # Dr.Jit variables are immutable and the cache holds them, so their
+        # indices cannot be reused: the same indices mean the same camera.
+        key = (_indices(to_world), _indices(projection), float(sensor.near_clip()), tuple(size))
+        cached = _CAMERAS.get(id(sensor))
+        if cached is not None and cached[0] == key:
+            return cached[2]
+        to_world_np = _matrix(to_world)
+        m = _matrix(projection) @ np.linalg.inv(to_world_np)
+        forward = to_world_np[:3, 2]
+        camera = Camera(m, to_world_np[:3, 3].copy(), key[2], size, forward / np.linalg.norm(forward))
+        _CAMERAS[id(sensor)] = (key, (to_world, projection), camera)
+        return camera
 
     def ray_towards(self, target: mi.Point3f) -> mi.Ray3f:
         """The camera ray through a world point, started at the near plane as the sensor does."""
@@ -56,6 +63,20 @@ class Camera:
         inv_w2 = dr.rcp(dr.square(hom[2]))
         return tuple((r * hom[2] - hom[k] * rows[2]) * (inv_w2 * float(self.size[k]))
                      for k, r in enumerate(rows[:2]))
+
+
+_CAMERAS: dict[int, tuple[tuple, tuple, Camera]] = {}
+
+
+def _indices(m: mi.Matrix4f) -> tuple[int, ...]:
+    return tuple(m[i][j].index for i in range(4) for j in range(4))
+
+
+def _matrix(m: mi.Matrix4f) -> np.ndarray:
+    """A width-1 Dr.Jit matrix as NumPy, entry by entry (one kernel for all when not evaluated)."""
+    entries = [m[i][j] for i in range(4) for j in range(4)]
+    dr.eval(*entries)
+    return np.array([e[0] for e in entries], dtype=np.float64).reshape(4, 4)
 
 
 def clip_edges(cam: Camera, p0: np.ndarray, p1: np.ndarray, margin: float) -> dict[str, np.ndarray]:
@@ -105,11 +126,13 @@ def clipped_point(clip: dict[str, np.ndarray], idx: mi.UInt32, ξ: mi.Float) -> 
     """At ``ξ`` uniformly along the clipped projections of segments ``idx``
     (``clip_edges``): the perspective-correct 3D parameter s on each segment
     and the unit screen normal of its projection (detached)."""
-    def g(a: np.ndarray) -> mi.Float:
-        return dr.gather(mi.Float, mi.Float(np.ascontiguousarray(a, dtype=np.float32)), idx)
+    dq = clip["qb"] - clip["qa"]
+    columns = (clip["ta"], clip["tb"], clip["wa"], clip["wb"], clip["sa"], clip["sb"], dq[:, 0], dq[:, 1])
+    # One upload for the whole table: every upload is a task of its own.
+    table = mi.Float(np.stack(columns, axis=1).astype(np.float32).ravel())
     with dr.suspend_grad():
-        t = dr.lerp(g(clip["ta"]), g(clip["tb"]), ξ)
-        wa, wb = g(clip["wa"]), g(clip["wb"])
-        s = dr.lerp(g(clip["sa"]), g(clip["sb"]), t * wa / ((1 - t) * wb + t * wa))
-        d = mi.Vector2f(g(clip["qb"][:, 0] - clip["qa"][:, 0]), g(clip["qb"][:, 1] - clip["qa"][:, 1]))
-        return s, dr.normalize(mi.Vector2f(-d.y, d.x))
+        ta, tb, wa, wb, sa, sb, dx, dy = (dr.gather(mi.Float, table, idx * len(columns) + k)
+                                          for k in range(len(columns)))
+        t = dr.lerp(ta, tb, ξ)
+        s = dr.lerp(sa, sb, t * wa / ((1 - t) * wb + t * wa))
+        return s, dr.normalize(mi.Vector2f(-dy, dx))

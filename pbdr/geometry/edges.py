@@ -153,7 +153,10 @@ class EdgeSet:
     def numpy(self) -> dict[str, np.ndarray]:
         """Detached copies (E x 3 / E) for host-side selection and projection."""
         def arr(v: dr.ArrayBase) -> np.ndarray:
-            return np.array(dr.detach(v), dtype=np.float64).reshape(3, -1).T if len(self) else np.zeros((0, 3))
+            # Component by component: an evaluated Float reads back without a kernel.
+            if not len(self):
+                return np.zeros((0, 3))
+            return np.stack([np.array(dr.detach(v[k]), dtype=np.float64) for k in range(3)], axis=1)
         def flag(v: mi.Bool) -> np.ndarray:
             return np.array(v, dtype=bool) if len(self) else np.zeros(0, bool)
         return {"p0": arr(self.p0), "p1": arr(self.p1), "n0": arr(self.n0), "n1": arr(self.n1),
@@ -161,8 +164,24 @@ class EdgeSet:
                 "shape": np.array(self.shape_index, dtype=np.int64) if len(self) else np.zeros(0, np.int64)}
 
 
-def _gather_point(buffer: mi.Float, index: np.ndarray) -> mi.Point3f:
-    return dr.gather(mi.Point3f, buffer, mi.UInt32(index.astype(np.uint32)))
+_DEVICE: dict[int, tuple[EdgeTopology, int, tuple, tuple]] = {}
+
+
+def _device_topology(mesh: mi.Mesh, topo: EdgeTopology, index: int) -> tuple[tuple, tuple]:
+    """The topology's vertex indices (v0, v1, face0's three, face1's three)
+    and flags (boundary, shape index, facing, open) as Dr.Jit arrays,
+    uploaded once per topology: each upload is a task of its own."""
+    cached = _DEVICE.get(id(mesh))
+    if cached is not None and cached[0] is topo and cached[1] == index:
+        return cached[2], cached[3]
+    one_sided = is_one_sided(mesh)
+    ends = (topo.v0, topo.v1, *(topo.face0[:, i] for i in range(3)), *(topo.face1[:, i] for i in range(3)))
+    ends = tuple(mi.UInt32(e.astype(np.uint32)) for e in ends)
+    flags = (mi.Bool(topo.boundary | (topo.crease & (not one_sided))), dr.full(mi.UInt32, index, len(topo)),
+             mi.Bool(topo.crease & one_sided), mi.Bool(topo.boundary))
+    dr.eval(ends, flags)
+    _DEVICE[id(mesh)] = (topo, index, ends, flags)
+    return ends, flags
 
 
 def _normal(a: mi.Point3f, b: mi.Point3f, c: mi.Point3f) -> mi.Vector3f:
@@ -184,12 +203,10 @@ def scene_edges(scene: mi.Scene) -> EdgeSet:
         if static and cached is not None and cached[0] is topo and cached[1] == index:
             parts.append(cached[2])     # a mesh that no parameter moves: gathered once
             continue
-        p0, p1 = _gather_point(buf, topo.v0), _gather_point(buf, topo.v1)
-        f0 = [_gather_point(buf, topo.face0[:, i]) for i in range(3)]
-        f1 = [_gather_point(buf, topo.face1[:, i]) for i in range(3)]
-        one_sided = is_one_sided(shape)
-        part = (p0, p1, _normal(*f0), _normal(*f1), mi.Bool(topo.boundary | (topo.crease & (not one_sided))),
-                dr.full(mi.UInt32, index, len(topo)), mi.Bool(topo.crease & one_sided), mi.Bool(topo.boundary),
+        ends, flags = _device_topology(shape, topo, index)
+        p0, p1, *corners = (dr.gather(mi.Point3f, buf, i) for i in ends)
+        f0, f1 = corners[:3], corners[3:]
+        part = (p0, p1, _normal(*f0), _normal(*f1), *flags,
                 mi.Point3f((f0[0] + f0[1] + f0[2]) / 3), mi.Point3f((f1[0] + f1[1] + f1[2]) / 3))
         if static:
             dr.eval(*part)
