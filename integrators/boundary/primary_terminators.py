@@ -43,7 +43,7 @@ import drjit as dr
 import mitsuba as mi
 import numpy as np
 
-from pbdr.geometry.camera import Camera, clip_edges, clipped_point
+from pbdr.geometry.camera import Camera, clip_edges, clipped_point, gather_columns
 from pbdr.geometry.terminators import terminator_chords
 from integrators.boundary import ray_triangle
 
@@ -91,13 +91,10 @@ class TerminatorTable:
         """Arc points for chord indices ``idx`` and uniform ``ξ`` along each chord;
         the side points at most ``side_epsilon`` pixels away."""
         idx = dr.minimum(idx, len(self) - 1)
-
-        def g(a: np.ndarray) -> mi.Float:
-            return dr.gather(mi.Float, mi.Float(np.ascontiguousarray(a, dtype=np.float32)), idx)
         with dr.suspend_grad():
             s, N = clipped_point(self.clip, idx, ξ)     # N: the chord's screen normal
-            b0 = dr.lerp(mi.Point2f(g(self.a[:, 0]), g(self.a[:, 1])),
-                         mi.Point2f(g(self.b[:, 0]), g(self.b[:, 1])), s)
+            a1, a2, b1, b2 = gather_columns((self.a[:, 0], self.a[:, 1], self.b[:, 0], self.b[:, 1]), idx)
+            b0 = dr.lerp(mi.Point2f(a1, a2), mi.Point2f(b1, b2), s)
             v0, v1, v2, m0, m1, m2 = (dr.detach(dr.gather(type(c), c, idx)) for c in self.corners)
             face = _Face(v0, v1 - v0, v2 - v0, m0, m1 - m0, m2 - m0, mi.ScalarPoint3f(cam.origin))
             # The screen line x0 + σ N is the line b0 + u δb in the face's plane.
