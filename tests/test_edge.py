@@ -317,6 +317,41 @@ def test_edge_candidate_subsets_are_unbiased() -> None:
     assert_agrees(pbdr.CheckResult(pbdr.compare(ours, exact), ours, exact))
 
 
+@pytest.mark.parametrize("candidates", [0, 8])
+def test_static_edges_are_drawn_only_from_moving_points(candidates: int) -> None:
+    """A static edge seen from a static point adds nothing (n_h·ṁ = n_h·ṗ = 0):
+    from the Cornell box's walls only the moving box's edges are drawn; from the
+    box itself the walls' edges are too (all edges weighed, and a subset)."""
+    from integrators.boundary.edge_sampling import EdgeSampler, SamplingOptions
+    scene = pbdr.load_scene(scene_path("cbox.xml"))
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), "box.vertex_positions", (1, 0, 0))
+    params = pbdr.scene_params(scene)
+    theta = mi.Float(0.0)
+    dr.enable_grad(theta)
+    p.apply(params, theta)
+    edges = scene_edges(scene)
+    sampler = EdgeSampler(scene, edges, SamplingOptions("importance", candidates))
+    shapes = list(scene.shapes())
+    box = next(i for i, s in enumerate(shapes) if s.id() == "box")
+    n = 4096
+    rng = np.random.default_rng(1)
+    u = [mi.Float(rng.random(n).astype(np.float32)) for _ in range(6)]
+    for index, shape in enumerate(shapes):
+        if not shape.is_mesh() or shape.emitter() is not None:
+            continue
+        with dr.suspend_grad():
+            ps = shape.sample_position(0.0, mi.Point2f(u[0], u[1]))
+            x = ps.p + 1e-3 * ps.n
+            smp = sampler.sample(x, ps.n, mi.Bool(True), *u[2:], mi.Bool(True), dr.full(mi.Bool, index == box, n))
+        drawn = edges.shape_host[np.array(smp.index)[np.array(smp.active)]]
+        assert len(drawn) > 0, shape.id()
+        if index == box:
+            assert np.any(drawn != box), "walls' edges are never drawn from the moving box"
+        else:
+            assert np.all(drawn == box), (shape.id(), np.unique(drawn))
+    p.restore(params)
+
+
 @pytest.mark.parametrize("kind", ["pbdr_edge", "pbdr_reparam"])
 def test_material_derivatives_need_no_boundary_term(kind: str) -> None:
     """With no geometry moving the boundary terms are zero, not an error: a

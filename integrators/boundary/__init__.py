@@ -32,6 +32,14 @@ def moving_meshes(scene: mi.Scene) -> list:
     return [s for s in scene.shapes() if moves(s)]
 
 
+def on_moving_mesh(scene: mi.Scene, shape: mi.ShapePtr, active: mi.Bool) -> mi.Bool:
+    """Whether each lane's ``shape`` is a moving mesh (its points follow the parameters)."""
+    result = mi.Bool(False)
+    for mesh in moving_meshes(scene):
+        result |= shape == mi.ShapePtr(mesh)
+    return result & active
+
+
 def ray_triangle(o: mi.Point3f, d: mi.Vector3f, v0: mi.Point3f, v1: mi.Point3f,
                  v2: mi.Point3f) -> tuple[mi.Float, mi.Float, mi.Float]:
     """Where the line o + t d meets the plane of triangle (v0, v1, v2): t and the

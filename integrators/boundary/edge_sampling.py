@@ -65,6 +65,16 @@ emitter triangles. Measured on icospheres (64x64, 16 paths/pixel, secondary
 term alone, efficiency = 1 / (variance · time) vs all edges): 488 edges,
 :math:`M = 128`: 1.5x, :math:`M = 64`: 0.8x; 1920 edges, :math:`M = 256`:
 4.3x, :math:`M = 128`: 3.5x, :math:`M = 64`: 4.5x.
+
+Only edges that can contribute are weighed. The boundary value is
+:math:`A_m\, n_h\cdot\dot m + A_p\, n_h\cdot\dot p` (``secondary_edges.py``):
+zero for an edge of a static mesh seen from a point on a static surface.
+There, only the edges of moving meshes count (from the Cornell box's walls,
+the box's 12 of 36), so no sample is spent on an edge that adds nothing.
+
+Branches skip the light strategy's weight for the emitter triangles that
+an edge does not hide, which is most of them.
+
 The baselines ``uniform`` and ``length`` draw an edge from one scene-wide
 distribution and a point uniformly on it.
 """
@@ -77,6 +87,7 @@ import mitsuba as mi
 import numpy as np
 
 from pbdr.geometry.edges import EdgeSet
+from integrators.boundary import moves as shape_moves
 
 SCHEMES = ("importance", "uniform", "length")
 DEFAULT_CANDIDATES = 128    # edges weighed per shading point (0: all of them)
@@ -236,6 +247,9 @@ class EdgeSampler:
         self.n0, self.n1 = dr.detach(edges.n0), dr.detach(edges.n1)
         self.always, self.facing, self.open = edges.boundary, edges.facing, edges.open
         self.shape = edges.shape_index
+        # Which edges move with the parameters (the rest count only at moving points).
+        moving = np.array([shape_moves(s) for s in scene.shapes()], dtype=bool)
+        self.moving_edge = mi.Bool(moving[edges.shape_host])
         if scheme != "importance":
             host = edges.numpy()
             length = np.linalg.norm(host["p1"] - host["p0"], axis=1)
@@ -297,36 +311,44 @@ class EdgeSampler:
 
     @dr.syntax
     def _weights(self, j: mi.UInt32, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool,
-                 views: list[_TriangleView]) -> tuple[mi.Float, mi.Float]:
-        """(W_geometry, W_light) of edge j at p."""
+                 views: list[_TriangleView], relevant: mi.Bool) -> tuple[mi.Float, mi.Float]:
+        """(W_geometry, W_light) of edge j at p (0 unless ``relevant``: j or p moves)."""
         a = dr.gather(mi.Point3f, self.p0, j)
         n0, n1 = dr.gather(mi.Vector3f, self.n0, j), dr.gather(mi.Vector3f, self.n1, j)
         always, facing = dr.gather(mi.Bool, self.always, j), dr.gather(mi.Bool, self.facing, j)
         W_g, W_light = mi.Float(0.0), mi.Float(0.0)
         # A branch, not a mask: most edges are not silhouettes seen from p, and
         # a SIMD packet of nearby points skips the rest of the work together.
-        if is_candidate(a - p, n0, n1, always, facing):
+        if relevant & is_candidate(a - p, n0, n1, always, facing):
             line = _line(p, n, clip, a, dr.gather(mi.Point3f, self.p1, j), n0, n1, always, facing,
                          dr.gather(mi.Bool, self.open, j))
             W_g = line.weight(line.t_a, line.t_b, clip)
             if dr.hint(self.q > 0, mode="scalar"):
                 # W_light is 0 unless the edge is an emitter's own or one can see past it.
-                if (W_g > 0) & (line.through | dr.gather(mi.Bool, self.emitter_edge, j)):
-                    for _, _, W in self._light_parts(j, line, clip, W_g, views):
-                        W_light += W
+                own = dr.gather(mi.Bool, self.emitter_edge, j)
+                if (W_g > 0) & (line.through | own):
+                    W_light = dr.select(own, W_g, 0.0)
+                    shape = dr.gather(mi.UInt32, self.shape, j)
+                    for tri in views:
+                        lo, hi = _behind(line, tri)
+                        # Branches again: most edges hide no emitter triangle.
+                        if (hi > lo) & (tri.shape != shape) & line.through:
+                            W_light += line.weight(lo, hi, clip)
         return W_g, W_light
 
     # ---- sampling ----
     def sample(self, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool, u_strategy: mi.Float,
-               u_edge: mi.Float, u_light: mi.Float, u_point: mi.Float, active: mi.Bool) -> EdgeSample:
-        """An edge and a point on it for shading points ``p`` (normal ``n`` on the side of wi)."""
+               u_edge: mi.Float, u_light: mi.Float, u_point: mi.Float, active: mi.Bool,
+               moves: mi.Bool) -> EdgeSample:
+        """An edge and a point on it for shading points ``p`` (normal ``n`` on the side of wi;
+        ``moves``: p follows the parameters, else only moving edges are drawn)."""
         if self.scheme != "importance":
             idx = self.distr.sample(u_edge, active)
             length = dr.norm(dr.gather(mi.Point3f, self.p1, idx) - dr.gather(mi.Point3f, self.p0, idx))
             inv_pdf = length / dr.gather(mi.Float, self.pmf, idx)
             return EdgeSample(idx, u_point, inv_pdf, active)
 
-        j_g, j_l, u_part, total_g, total_l = self._choose(p, n, clip, u_edge, u_light, active)
+        j_g, j_l, u_part, total_g, total_l = self._choose(p, n, clip, u_edge, u_light, active, moves)
         dr.eval(j_g, j_l, u_part, total_g, total_l)   # together: each alone would rerun the loop
         u_part = dr.clip(u_part, 0.0, 0.99999994)      # still uniform: picks the part of edge j_l
         q = dr.select(total_l > 0, self.q, 0.0)
@@ -373,7 +395,7 @@ class EdgeSampler:
 
     @dr.syntax
     def _choose(self, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool, u_g: mi.Float, u_l: mi.Float,
-                active: mi.Bool) -> tuple[mi.UInt32, mi.UInt32, mi.Float, mi.Float, mi.Float]:
+                active: mi.Bool, moves: mi.Bool) -> tuple[mi.UInt32, mi.UInt32, mi.Float, mi.Float, mi.Float]:
         """One pass over the candidate edges: an edge ∝ W_geometry, one ∝ W_light,
         and both sums (Horvitz-Thompson estimates when the candidates are a subset).
 
@@ -391,8 +413,9 @@ class EdgeSampler:
         j = mi.UInt32(offset)
         views = self._triangle_views(p)     # loop invariants
         # Read-only values stay out of the loop state (else the loop is traced twice).
-        while dr.hint(active & (j < self.count), exclude=[p, n, clip, active, views]):
-            W_g, W_l = self._weights(j, p, n, clip, views)
+        while dr.hint(active & (j < self.count), exclude=[p, n, clip, active, moves, views]):
+            relevant = moves | dr.gather(mi.Bool, self.moving_edge, j)
+            W_g, W_l = self._weights(j, p, n, clip, views, relevant)
             total_g += W_g
             total_l += W_l
             j_g, u_g = _stream_step(W_g, total_g, j, j_g, u_g)

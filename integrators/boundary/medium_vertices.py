@@ -41,7 +41,7 @@ import drjit as dr
 import mitsuba as mi
 
 from pbdr.geometry.rays import pass_through
-from integrators.boundary import sliding_point
+from integrators.boundary import on_moving_mesh, sliding_point
 from integrators.boundary.secondary_edges import Vertex, camera_sample, trace_sides
 
 
@@ -148,7 +148,8 @@ def medium_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
             with dr.resume_grad():   # a surface point slides along its ray; medium points are fixed
                 return dr.select(on_surface, sliding_point(scene, si, ray, on_surface), p)
 
-        yield Vertex(k, pos, β, p, position, n_c, clip, f, spawn, trace, mi.Bool(active))
+        yield Vertex(k, pos, β, p, position, n_c, clip, f, spawn, trace, mi.Bool(active),
+                     on_moving_mesh(scene, si.shape, active & ~is_medium))
         if k + 1 == depth:
             return
         with dr.suspend_grad():   # the next direction: phase or BSDF sampling

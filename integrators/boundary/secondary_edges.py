@@ -58,7 +58,7 @@ import drjit as dr
 import mitsuba as mi
 
 from pbdr.geometry.edges import scene_edges
-from integrators.boundary import sliding_point
+from integrators.boundary import on_moving_mesh, sliding_point
 from integrators.boundary.edge_sampling import EdgeSampler, SamplingOptions, is_candidate
 from integrators.boundary.primary_edges import channels, footprint
 
@@ -100,6 +100,7 @@ class Vertex:
     spawn: Callable[[mi.UInt32, mi.Vector3f], mi.Ray3f]       # side ray of lane's vertex towards d
     trace: Callable[[mi.Sampler, mi.UInt32, mi.Ray3f, int, mi.Bool], tuple[mi.Spectrum, mi.Float]]
     active: mi.Bool
+    moves: mi.Bool                        # the vertex follows the parameters (on a moving mesh)
 
 
 def camera_sample(sensor: mi.Sensor, sampler: mi.Sampler) -> tuple[mi.Point2f, mi.Ray3f, mi.Spectrum]:
@@ -158,7 +159,8 @@ def surface_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrat
         # the BSDF can transmit (then edges below the surface count too).
         n_c = si.sh_frame.n * dr.sign(mi.Frame3f.cos_theta(si.wi))
         clip = ~mi.has_flag(bsdf.flags(), mi.BSDFFlags.Transmission)
-        yield Vertex(k, pos, β, si.p, position, n_c, clip, f, spawn, trace, mi.Bool(active))
+        yield Vertex(k, pos, β, si.p, position, n_c, clip, f, spawn, trace, mi.Bool(active),
+                     on_moving_mesh(scene, si.shape, active))
         if k + 1 == depth:
             return
         with dr.suspend_grad():   # next vertex by BSDF sampling
@@ -184,7 +186,7 @@ def edge_samples_at(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
         s_side = mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(0x5EC0 + k))[1]
         pd = vertex.p
         smp = edge_sampler.sample(pd, vertex.n, vertex.clip, sampler.next_1d(), sampler.next_1d(),
-                                  sampler.next_1d(), sampler.next_1d(), active)
+                                  sampler.next_1d(), sampler.next_1d(), active, vertex.moves)
         idx, active = smp.index, active & smp.active
     with dr.resume_grad():
         p = vertex.position()

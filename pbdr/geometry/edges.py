@@ -146,6 +146,7 @@ class EdgeSet:
     open: mi.Bool           # an open-mesh boundary (one adjacent face): one can see past it
     c0: mi.Point3f          # centroid of the first adjacent face (which side of the edge it lies on)
     c1: mi.Point3f          # of the second one
+    shape_host: np.ndarray  # shape_index on the host (no read-back)
 
     def __len__(self) -> int:
         return dr.width(self.boundary) if dr.width(self.p0) > 0 else 0
@@ -161,7 +162,7 @@ class EdgeSet:
             return np.array(v, dtype=bool) if len(self) else np.zeros(0, bool)
         return {"p0": arr(self.p0), "p1": arr(self.p1), "n0": arr(self.n0), "n1": arr(self.n1),
                 "boundary": flag(self.boundary), "facing": flag(self.facing), "open": flag(self.open),
-                "shape": np.array(self.shape_index, dtype=np.int64) if len(self) else np.zeros(0, np.int64)}
+                "shape": self.shape_host.copy()}
 
 
 _DEVICE: dict[int, tuple[EdgeTopology, int, tuple, tuple]] = {}
@@ -190,13 +191,14 @@ def _normal(a: mi.Point3f, b: mi.Point3f, c: mi.Point3f) -> mi.Vector3f:
 
 def scene_edges(scene: mi.Scene) -> EdgeSet:
     """Every boundary edge and every non-flat interior edge of every mesh of ``scene``."""
-    parts = []
+    parts, shape_host = [], []
     for index, shape in enumerate(scene.shapes()):
         if not shape.is_mesh():
             continue  # analytic shapes (sphere, disk, SDF) have no edges to sample
         topo = mesh_topology(shape)
         if len(topo) == 0:
             continue
+        shape_host.append(np.full(len(topo), index, np.int64))
         buf = shape.vertex_positions_buffer()
         static = not dr.grad_enabled(buf)
         cached = _GEOMETRY.get(id(shape))
@@ -216,7 +218,7 @@ def scene_edges(scene: mi.Scene) -> EdgeSet:
         empty3 = dr.zeros(mi.Point3f, 0)
         return EdgeSet(empty3, empty3, mi.Vector3f(empty3), mi.Vector3f(empty3),
                        dr.zeros(mi.Bool, 0), dr.zeros(mi.UInt32, 0), dr.zeros(mi.Bool, 0), dr.zeros(mi.Bool, 0),
-                       empty3, empty3)
+                       empty3, empty3, np.zeros(0, np.int64))
 
     def cat(i: int, cls: type) -> dr.ArrayBase:
         items = [p[i] for p in parts]
@@ -227,7 +229,7 @@ def scene_edges(scene: mi.Scene) -> EdgeSet:
         return cls(dr.concat(items))
     edges = EdgeSet(cat(0, mi.Point3f), cat(1, mi.Point3f), cat(2, mi.Vector3f), cat(3, mi.Vector3f),
                     cat(4, mi.Bool), cat(5, mi.UInt32), cat(6, mi.Bool), cat(7, mi.Bool),
-                    cat(8, mi.Point3f), cat(9, mi.Point3f))
+                    cat(8, mi.Point3f), cat(9, mi.Point3f), np.concatenate(shape_host))
     # One kernel of fixed shape; left lazy, the gathers fuse with whatever
     # else is pending and the kernel recompiles on every call.
     dr.eval(edges.p0, edges.p1, edges.n0, edges.n1, edges.boundary, edges.shape_index, edges.facing,
