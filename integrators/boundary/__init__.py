@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import drjit as dr
 import mitsuba as mi
+import numpy as np
 
 
 def sensor_of(scene: mi.Scene, sensor: int | mi.Sensor) -> mi.Sensor:
@@ -30,6 +31,11 @@ def moves(shape: mi.Shape) -> bool:
 def moving_meshes(scene: mi.Scene) -> list:
     """Meshes whose vertex positions carry gradients."""
     return [s for s in scene.shapes() if moves(s)]
+
+
+def moving_shapes(scene: mi.Scene) -> np.ndarray:
+    """Per shape of ``scene`` (host bools): whether it is a moving mesh."""
+    return np.array([moves(s) for s in scene.shapes()], dtype=bool)
 
 
 def on_moving_mesh(scene: mi.Scene, shape: mi.ShapePtr, active: mi.Bool) -> mi.Bool:

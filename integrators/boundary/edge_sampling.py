@@ -87,7 +87,7 @@ import mitsuba as mi
 import numpy as np
 
 from pbdr.geometry.edges import EdgeSet
-from integrators.boundary import moves as shape_moves
+from integrators.boundary import moving_shapes
 
 SCHEMES = ("importance", "uniform", "length")
 DEFAULT_CANDIDATES = 128    # edges weighed per shading point (0: all of them)
@@ -248,8 +248,7 @@ class EdgeSampler:
         self.always, self.facing, self.open = edges.boundary, edges.facing, edges.open
         self.shape = edges.shape_index
         # Which edges move with the parameters (the rest count only at moving points).
-        moving = np.array([shape_moves(s) for s in scene.shapes()], dtype=bool)
-        self.moving_edge = mi.Bool(moving[edges.shape_host])
+        self.moving_edge = mi.Bool(moving_shapes(scene)[edges.shape_host])
         if scheme != "importance":
             host = edges.numpy()
             length = np.linalg.norm(host["p1"] - host["p0"], axis=1)
@@ -295,6 +294,7 @@ class EdgeSampler:
                                         dr.gather(mi.UInt32, self.tri_shape, idx)))
         return views
 
+    @dr.syntax
     def _light_parts(self, j: mi.UInt32, line: _Line, clip: mi.Bool, W_g: mi.Float,
                      views: list[_TriangleView]) -> list:
         """(lo, hi, W) of each part of edge j the light strategy samples from
@@ -304,9 +304,12 @@ class EdgeSampler:
         shape = dr.gather(mi.UInt32, self.shape, j)
         for tri in views:
             lo, hi = _behind(line, tri)
-            # Creases seen from p hide the light on both sides: only edges one can see past.
-            other = (tri.shape != shape) & line.through
-            parts.append((lo, hi, dr.select(other, line.weight(lo, hi, clip), 0.0)))
+            W = mi.Float(0.0)
+            # Creases seen from p hide the light on both sides: only edges one
+            # can see past. A branch: most edges hide no emitter triangle.
+            if (hi > lo) & (tri.shape != shape) & line.through:
+                W = line.weight(lo, hi, clip)
+            parts.append((lo, hi, W))
         return parts
 
     @dr.syntax
@@ -325,15 +328,9 @@ class EdgeSampler:
             W_g = line.weight(line.t_a, line.t_b, clip)
             if dr.hint(self.q > 0, mode="scalar"):
                 # W_light is 0 unless the edge is an emitter's own or one can see past it.
-                own = dr.gather(mi.Bool, self.emitter_edge, j)
-                if (W_g > 0) & (line.through | own):
-                    W_light = dr.select(own, W_g, 0.0)
-                    shape = dr.gather(mi.UInt32, self.shape, j)
-                    for tri in views:
-                        lo, hi = _behind(line, tri)
-                        # Branches again: most edges hide no emitter triangle.
-                        if (hi > lo) & (tri.shape != shape) & line.through:
-                            W_light += line.weight(lo, hi, clip)
+                if (W_g > 0) & (line.through | dr.gather(mi.Bool, self.emitter_edge, j)):
+                    for _, _, W in self._light_parts(j, line, clip, W_g, views):
+                        W_light += W
         return W_g, W_light
 
     # ---- sampling ----

@@ -59,7 +59,7 @@ import numpy as np
 
 from pbdr.geometry.camera import Camera, clip_edges, clipped_point
 from pbdr.geometry.edges import scene_edges, silhouette_mask
-from integrators.boundary import moves
+from integrators.boundary import moving_shapes
 from integrators.boundary.primary_terminators import TerminatorTable
 
 SIDE_EPSILON = 1e-3   # pixels; offset of the two radiance samples from the edge
@@ -99,7 +99,7 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
     edges = scene_edges(scene)
     host = edges.numpy()
     # Only edges of meshes that move: a fixed edge's normal speed is zero.
-    moving = np.array([moves(s) for s in scene.shapes()], dtype=bool)
+    moving = moving_shapes(scene)
     sil = silhouette_mask(host["p0"], host["n0"], host["n1"], host["boundary"], cam.origin,
                           host["facing"]) & moving[host["shape"]]
     clip = clip_edges(cam, host["p0"], host["p1"], margin)
