@@ -352,6 +352,39 @@ def test_static_edges_are_drawn_only_from_moving_points(candidates: int) -> None
     p.restore(params)
 
 
+def test_static_points_stride_over_moving_edges_only() -> None:
+    """With as many candidates as moving edges (the box's 12 of the Cornell box's
+    36), a wall point weighs all of them, as when every edge is weighed: the same
+    numbers draw the same edge, point and density. A stride over all 36 edges
+    would weigh every third edge and draw differently."""
+    from integrators.boundary.edge_sampling import EdgeSampler, SamplingOptions
+    scene = pbdr.load_scene(scene_path("cbox.xml"))
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), "box.vertex_positions", (1, 0, 0))
+    params = pbdr.scene_params(scene)
+    theta = mi.Float(0.0)
+    dr.enable_grad(theta)
+    p.apply(params, theta)
+    edges = scene_edges(scene)
+    shapes = list(scene.shapes())
+    box = next(i for i, s in enumerate(shapes) if s.id() == "box")
+    assert np.count_nonzero(edges.shape_host == box) == 12 and len(edges) > 24
+    subset, every = (EdgeSampler(scene, edges, SamplingOptions("importance", m)) for m in (12, 0))
+    n = 4096
+    rng = np.random.default_rng(2)
+    u = [mi.Float(rng.random(n).astype(np.float32)) for _ in range(6)]
+    back = next(s for s in shapes if s.id() == "back")
+    with dr.suspend_grad():
+        ps = back.sample_position(0.0, mi.Point2f(u[0], u[1]))
+        x = ps.p + 1e-3 * ps.n
+        a, b = (s.sample(x, ps.n, mi.Bool(True), *u[2:], mi.Bool(True), mi.Bool(False)) for s in (subset, every))
+    active = np.array(a.active)
+    assert active.sum() > n // 4 and np.array_equal(active, np.array(b.active))
+    assert np.array_equal(np.array(a.index)[active], np.array(b.index)[active])
+    assert np.allclose(np.array(a.t)[active], np.array(b.t)[active], rtol=1e-5, atol=1e-6)
+    assert np.allclose(np.array(a.inv_pdf)[active], np.array(b.inv_pdf)[active], rtol=1e-4)
+    p.restore(params)
+
+
 @pytest.mark.parametrize("kind", ["pbdr_edge", "pbdr_reparam"])
 def test_material_derivatives_need_no_boundary_term(kind: str) -> None:
     """With no geometry moving the boundary terms are zero, not an error: a

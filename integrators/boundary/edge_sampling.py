@@ -71,6 +71,10 @@ Only edges that can contribute are weighed. The boundary value is
 zero for an edge of a static mesh seen from a point on a static surface.
 There, only the edges of moving meshes count (from the Cornell box's walls,
 the box's 12 of 36), so no sample is spent on an edge that adds nothing.
+The sampler orders the moving edges first, and a static point scans only
+them, with its own stride :math:`\lceil E_{\text{moving}}/M \rceil`: a
+large static mesh neither costs scan time nor thins out the moving
+candidates of points that cannot see it move.
 
 Branches skip the light strategy's weight for the emitter triangles that
 an edge does not hide, which is most of them.
@@ -241,22 +245,31 @@ class EdgeSampler:
     def __init__(self, scene: mi.Scene, edges: EdgeSet, options: SamplingOptions) -> None:
         self.scheme = scheme = options.scheme
         self.count = len(edges)
-        # Candidate stride: every stride-th edge from a random offset (all when 1).
-        self.stride = -(-self.count // options.candidates) if options.candidates > 0 else 1
-        self.p0, self.p1 = dr.detach(edges.p0), dr.detach(edges.p1)
-        self.n0, self.n1 = dr.detach(edges.n0), dr.detach(edges.n1)
-        self.always, self.facing, self.open = edges.boundary, edges.facing, edges.open
-        self.shape = edges.shape_index
-        # Which edges move with the parameters (the rest count only at moving points).
-        self.moving_edge = mi.Bool(moving_shapes(scene)[edges.shape_host])
         if scheme != "importance":
+            self.p0, self.p1 = dr.detach(edges.p0), dr.detach(edges.p1)
             host = edges.numpy()
             length = np.linalg.norm(host["p1"] - host["p0"], axis=1)
             pmf = np.where(length > 0, np.ones_like(length) if scheme == "uniform" else length, 0.0)
             self.pmf = mi.Float((pmf / pmf.sum()).astype(np.float32))
             self.distr = mi.DiscreteDistribution(mi.Float(pmf.astype(np.float32)))
             return
+        # The edges of moving meshes first: a point on a static surface weighs
+        # only those (a static edge adds nothing there), a moving point all.
+        moving = moving_shapes(scene)[edges.shape_host]
+        self.moving_count = int(moving.sum())
+        order = np.concatenate([np.flatnonzero(moving), np.flatnonzero(~moving)])
+        self.order = mi.UInt32(order.astype(np.uint32))
+        # Candidate strides: every stride-th edge from a random offset (all when 1).
+        M = options.candidates
+        self.stride = -(-self.count // M) if M > 0 else 1
+        self.moving_stride = max(-(-self.moving_count // M), 1) if M > 0 else 1
+        at = lambda v: dr.gather(type(v), dr.detach(v), self.order)   # noqa: E731
+        self.p0, self.p1, self.n0, self.n1 = at(edges.p0), at(edges.p1), at(edges.n0), at(edges.n1)
+        self.always, self.facing, self.open = at(edges.boundary), at(edges.facing), at(edges.open)
+        self.shape = at(edges.shape_index)
         self._emitter_triangles(scene)
+        dr.eval(self.p0, self.p1, self.n0, self.n1, self.always, self.facing, self.open,
+                self.shape, self.emitter_edge)   # one kernel; the scans gather from these
 
     def _emitter_triangles(self, scene: mi.Scene) -> None:
         """World-space triangles of mesh area emitters (detached), and which shapes emit."""
@@ -314,15 +327,15 @@ class EdgeSampler:
 
     @dr.syntax
     def _weights(self, j: mi.UInt32, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool,
-                 views: list[_TriangleView], relevant: mi.Bool) -> tuple[mi.Float, mi.Float]:
-        """(W_geometry, W_light) of edge j at p (0 unless ``relevant``: j or p moves)."""
+                 views: list[_TriangleView]) -> tuple[mi.Float, mi.Float]:
+        """(W_geometry, W_light) of edge j at p."""
         a = dr.gather(mi.Point3f, self.p0, j)
         n0, n1 = dr.gather(mi.Vector3f, self.n0, j), dr.gather(mi.Vector3f, self.n1, j)
         always, facing = dr.gather(mi.Bool, self.always, j), dr.gather(mi.Bool, self.facing, j)
         W_g, W_light = mi.Float(0.0), mi.Float(0.0)
         # A branch, not a mask: most edges are not silhouettes seen from p, and
         # a SIMD packet of nearby points skips the rest of the work together.
-        if relevant & is_candidate(a - p, n0, n1, always, facing):
+        if is_candidate(a - p, n0, n1, always, facing):
             line = _line(p, n, clip, a, dr.gather(mi.Point3f, self.p1, j), n0, n1, always, facing,
                          dr.gather(mi.Bool, self.open, j))
             W_g = line.weight(line.t_a, line.t_b, clip)
@@ -378,7 +391,8 @@ class EdgeSampler:
                 pdf_l += self._pdf_part(line, lo_k, hi_k, W, t)
             pdf += q * dr.select(total_l > 0, pdf_l / total_l, 0.0)
         active = active & (pdf > 0) & dr.isfinite(pdf)
-        smp = EdgeSample(idx, t, dr.select(active, dr.rcp(pdf), 0.0), active)
+        # The edge's index in the EdgeSet (the sampler's own arrays are reordered).
+        smp = EdgeSample(dr.gather(mi.UInt32, self.order, idx), t, dr.select(active, dr.rcp(pdf), 0.0), active)
         dr.eval(smp.t, smp.inv_pdf, smp.active)
         return smp
 
@@ -401,22 +415,24 @@ class EdgeSampler:
         to stay uniform (P(j) = W_j / ΣW exactly, up to rounding); what is
         left of u_l is uniform again, given the choices, and is returned.
         """
-        S = self.stride
+        # Static points weigh the moving edges (the first ones), moving points all.
+        count = dr.select(moves, self.count, self.moving_count)
+        S = dr.select(moves, self.stride, self.moving_stride)
         # The random offset of the candidates takes the leading digit of u_g.
-        offset = mi.UInt32(dr.minimum(u_g * S, S - 1))
-        u_g = u_g * S - mi.Float(offset)
+        offset = mi.UInt32(dr.minimum(u_g * mi.Float(S), mi.Float(S - 1)))
+        u_g = u_g * mi.Float(S) - mi.Float(offset)
         total_g, total_l = mi.Float(0.0), mi.Float(0.0)
         j_g, j_l = mi.UInt32(0), mi.UInt32(0)
         j = mi.UInt32(offset)
         views = self._triangle_views(p)     # loop invariants
         # Read-only values stay out of the loop state (else the loop is traced twice).
-        while dr.hint(active & (j < self.count), exclude=[p, n, clip, active, moves, views]):
-            relevant = moves | dr.gather(mi.Bool, self.moving_edge, j)
-            W_g, W_l = self._weights(j, p, n, clip, views, relevant)
+        while dr.hint(active & (j < count), exclude=[p, n, clip, active, count, S, views]):
+            W_g, W_l = self._weights(j, p, n, clip, views)
             total_g += W_g
             total_l += W_l
             j_g, u_g = _stream_step(W_g, total_g, j, j_g, u_g)
             j_l, u_l = _stream_step(W_l, total_l, j, j_l, u_l)
             j += S
         # Each edge is a candidate with probability 1/S: S·(candidate sum) estimates ΣW.
+        S = mi.Float(S)
         return j_g, j_l, u_l, total_g * S, total_l * S
