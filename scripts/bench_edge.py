@@ -42,6 +42,7 @@ CASES = {
     "open-quad": ("scenes/edge/primary.xml", {}, "quad.vertex_positions", (0, 1, 0), None, 0.002),
     "shadow": ("scenes/shadow.xml", {}, "cube.vertex_positions", (1, 0, 0), None, 0.002),
     "cbox": ("scenes/cbox.xml", {}, "box.vertex_positions", (1, 0, 0), None, 0.002),
+    "cbox-mesh-ball": ("scenes/edge/cbox_mesh_ball.xml", {}, "box.vertex_positions", (1, 0, 0), None, 0.002),
     "icosphere": ("scenes/edge/icosphere.xml", {}, "sphere.vertex_positions", (1, 0, 0), None, 0.002),
     "smooth-icosphere": ("scenes/edge/icosphere.xml", {"face_normals": "false"}, "sphere.vertex_positions",
                          (1, 0, 0), None, 0.002),
