@@ -53,8 +53,9 @@ Plugin parameters
   ``boundary/edge_sampling.py``), or the baselines ``uniform`` and
   ``length`` (one scene-wide distribution, point uniform on the edge).
 - ``edge_candidates`` (int, default 128): the ``importance`` scheme weighs
-  at most this many edges at each shading point (a random strided subset
-  when the scene has more; 0 weighs all), see ``boundary/edge_sampling.py``.
+  at most this many edges at each shading point: of all edges at a point on
+  a moving mesh, of the moving meshes' edges elsewhere (a random strided
+  subset when there are more; 0 weighs all), see ``boundary/edge_sampling.py``.
 - ``primary``, ``secondary`` (bool, default true): switch the boundary
   terms on or off; ``interior`` (bool, default true) the interior term
   (to measure one term's noise alone).
