@@ -80,6 +80,10 @@ def test_scene_edges_are_attached_to_parameters() -> None:
         p.apply(params, theta)
         edges = scene_edges(scene)
         assert dr.grad_enabled(edges.p0)
+        # The moving quad's edges come first, whatever the shapes' order.
+        quad = next(i for i, s in enumerate(scene.shapes()) if s.id() == "quad")
+        assert edges.moving_count == 4 and np.all(edges.shape_host[:4] == quad)
+        assert np.all(edges.shape_host[4:] != quad) and np.all(np.array(edges.shape_index) == edges.shape_host)
     finally:
         p.restore(params)
 

@@ -71,8 +71,8 @@ Only edges that can contribute are weighed. The boundary value is
 zero for an edge of a static mesh seen from a point on a static surface.
 There, only the edges of moving meshes count (from the Cornell box's walls,
 the box's 12 of 36), so no sample is spent on an edge that adds nothing.
-The sampler orders the moving edges first, and a static point scans only
-them, with its own stride :math:`\lceil E_{\text{moving}}/M \rceil`: a
+The moving edges come first in the ``EdgeSet``, and a static point scans
+only them, with its own stride :math:`\lceil E_{\text{moving}}/M \rceil`: a
 large static mesh neither costs scan time nor thins out the moving
 candidates of points that cannot see it move.
 
@@ -91,7 +91,6 @@ import mitsuba as mi
 import numpy as np
 
 from pbdr.geometry.edges import EdgeSet
-from integrators.boundary import moving_shapes
 
 SCHEMES = ("importance", "uniform", "length")
 DEFAULT_CANDIDATES = 128    # edges weighed per shading point (0: all of them)
@@ -245,31 +244,26 @@ class EdgeSampler:
     def __init__(self, scene: mi.Scene, edges: EdgeSet, options: SamplingOptions) -> None:
         self.scheme = scheme = options.scheme
         self.count = len(edges)
+        self.p0, self.p1 = dr.detach(edges.p0), dr.detach(edges.p1)
         if scheme != "importance":
-            self.p0, self.p1 = dr.detach(edges.p0), dr.detach(edges.p1)
             host = edges.numpy()
             length = np.linalg.norm(host["p1"] - host["p0"], axis=1)
             pmf = np.where(length > 0, np.ones_like(length) if scheme == "uniform" else length, 0.0)
             self.pmf = mi.Float((pmf / pmf.sum()).astype(np.float32))
             self.distr = mi.DiscreteDistribution(mi.Float(pmf.astype(np.float32)))
             return
-        # The edges of moving meshes first: a point on a static surface weighs
-        # only those (a static edge adds nothing there), a moving point all.
-        moving = moving_shapes(scene)[edges.shape_host]
-        self.moving_count = int(moving.sum())
-        order = np.concatenate([np.flatnonzero(moving), np.flatnonzero(~moving)])
-        self.order = mi.UInt32(order.astype(np.uint32))
-        # Candidate strides: every stride-th edge from a random offset (all when 1).
+        # The moving meshes' edges come first in the EdgeSet: a point on a
+        # static surface weighs only those (a static edge adds nothing there),
+        # a moving point all. Candidate strides: every stride-th edge from a
+        # random offset (all when 1).
+        self.moving_count = edges.moving_count
         M = options.candidates
         self.stride = -(-self.count // M) if M > 0 else 1
         self.moving_stride = max(-(-self.moving_count // M), 1) if M > 0 else 1
-        at = lambda v: dr.gather(type(v), dr.detach(v), self.order)   # noqa: E731
-        self.p0, self.p1, self.n0, self.n1 = at(edges.p0), at(edges.p1), at(edges.n0), at(edges.n1)
-        self.always, self.facing, self.open = at(edges.boundary), at(edges.facing), at(edges.open)
-        self.shape = at(edges.shape_index)
+        self.n0, self.n1 = dr.detach(edges.n0), dr.detach(edges.n1)
+        self.always, self.facing, self.open = edges.boundary, edges.facing, edges.open
+        self.shape = edges.shape_index
         self._emitter_triangles(scene)
-        dr.eval(self.p0, self.p1, self.n0, self.n1, self.always, self.facing, self.open,
-                self.shape, self.emitter_edge)   # one kernel; the scans gather from these
 
     def _emitter_triangles(self, scene: mi.Scene) -> None:
         """World-space triangles of mesh area emitters (detached), and which shapes emit."""
@@ -391,8 +385,7 @@ class EdgeSampler:
                 pdf_l += self._pdf_part(line, lo_k, hi_k, W, t)
             pdf += q * dr.select(total_l > 0, pdf_l / total_l, 0.0)
         active = active & (pdf > 0) & dr.isfinite(pdf)
-        # The edge's index in the EdgeSet (the sampler's own arrays are reordered).
-        smp = EdgeSample(dr.gather(mi.UInt32, self.order, idx), t, dr.select(active, dr.rcp(pdf), 0.0), active)
+        smp = EdgeSample(idx, t, dr.select(active, dr.rcp(pdf), 0.0), active)
         dr.eval(smp.t, smp.inv_pdf, smp.active)
         return smp
 

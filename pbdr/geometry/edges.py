@@ -134,7 +134,9 @@ def mesh_topology(mesh: mi.Mesh) -> EdgeTopology:
 
 @dataclass
 class EdgeSet:
-    """All candidate edges of a scene; Dr.Jit arrays, attached to the geometry's parameters."""
+    """All candidate edges of a scene; Dr.Jit arrays, attached to the geometry's parameters.
+    The edges of meshes whose vertex positions carry gradients come first
+    (``moving_count`` of them): only they have a velocity."""
 
     p0: mi.Point3f
     p1: mi.Point3f
@@ -147,6 +149,7 @@ class EdgeSet:
     c0: mi.Point3f          # centroid of the first adjacent face (which side of the edge it lies on)
     c1: mi.Point3f          # of the second one
     shape_host: np.ndarray  # shape_index on the host (no read-back)
+    moving_count: int = 0   # edges of meshes with gradients: the first ones
 
     def __len__(self) -> int:
         return dr.width(self.boundary) if dr.width(self.p0) > 0 else 0
@@ -190,17 +193,19 @@ def _normal(a: mi.Point3f, b: mi.Point3f, c: mi.Point3f) -> mi.Vector3f:
 
 
 def scene_edges(scene: mi.Scene) -> EdgeSet:
-    """Every boundary edge and every non-flat interior edge of every mesh of ``scene``."""
-    parts, shape_host = [], []
+    """Every boundary edge and every non-flat interior edge of every mesh of
+    ``scene``: the moving meshes' (vertex positions with gradients) first."""
+    moving, static_parts, shape_host, static_host = [], [], [], []
     for index, shape in enumerate(scene.shapes()):
         if not shape.is_mesh():
             continue  # analytic shapes (sphere, disk, SDF) have no edges to sample
         topo = mesh_topology(shape)
         if len(topo) == 0:
             continue
-        shape_host.append(np.full(len(topo), index, np.int64))
         buf = shape.vertex_positions_buffer()
         static = not dr.grad_enabled(buf)
+        (static_host if static else shape_host).append(np.full(len(topo), index, np.int64))
+        parts = static_parts if static else moving
         cached = _GEOMETRY.get(id(shape))
         if static and cached is not None and cached[0] is topo and cached[1] == index:
             parts.append(cached[2])     # a mesh that no parameter moves: gathered once
@@ -214,6 +219,8 @@ def scene_edges(scene: mi.Scene) -> EdgeSet:
             dr.eval(*part)
             _GEOMETRY[id(shape)] = (topo, index, part)
         parts.append(part)
+    moving_count = sum(len(h) for h in shape_host)
+    parts, shape_host = moving + static_parts, shape_host + static_host
     if not parts:
         empty3 = dr.zeros(mi.Point3f, 0)
         return EdgeSet(empty3, empty3, mi.Vector3f(empty3), mi.Vector3f(empty3),
@@ -229,7 +236,7 @@ def scene_edges(scene: mi.Scene) -> EdgeSet:
         return cls(dr.concat(items))
     edges = EdgeSet(cat(0, mi.Point3f), cat(1, mi.Point3f), cat(2, mi.Vector3f), cat(3, mi.Vector3f),
                     cat(4, mi.Bool), cat(5, mi.UInt32), cat(6, mi.Bool), cat(7, mi.Bool),
-                    cat(8, mi.Point3f), cat(9, mi.Point3f), np.concatenate(shape_host))
+                    cat(8, mi.Point3f), cat(9, mi.Point3f), np.concatenate(shape_host), moving_count)
     # One kernel of fixed shape; left lazy, the gathers fuse with whatever
     # else is pending and the kernel recompiles on every call.
     dr.eval(edges.p0, edges.p1, edges.n0, edges.n1, edges.boundary, edges.shape_index, edges.facing,
