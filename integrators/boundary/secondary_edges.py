@@ -152,7 +152,10 @@ def surface_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrat
         def trace(side_sampler: mi.Sampler, lanes: mi.UInt32, ray: mi.Ray3f, depth_left: int,
                   act: mi.Bool) -> tuple[mi.Spectrum, mi.Float]:
             # pbdr_interior's paths report their first hit: no second ray cast.
-            L, (d,) = trace_sides(integrator, scene, side_sampler, ray, depth_left, act, first_hit=True)
+            # Side rays of neighbouring lanes go to different edges: not coherent
+            # (Embree's packet traversal took 1.9x as long for the icosphere's first hits).
+            L, (d,) = trace_sides(integrator, scene, side_sampler, ray, depth_left, act, first_hit=True,
+                                  coherent=False)
             return L, d
 
         # The shading normal on the side the path arrives from, and whether
@@ -245,18 +248,19 @@ def edge_samples_at(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
         L, d = vertex.trace(side_sampler, i, side_ray,
                             integrator.max_depth - 1 - k if integrator.max_depth > 0 else -1, active2)
         dr.eval(L, d)   # together: evaluated one by one, each would retrace the side paths
-        dist2 = g(dist, mi.Float)
-        near = dr.abs(d - dist2) < NEAR_TOLERANCE * dist2
-        # v = c_m (n_h·ṁ) + c_p (n_h·ṗ)
-        c_m = dr.rcp(dist2)
-        c_p = dr.select(near, 0.0, dr.select(dr.isinf(d), 0.0, dr.rcp(d)) - dr.rcp(dist2))
-        # L_- v_- - L_+ v_+
-        signed = -sign * L
-        A_m = signed * c_m
-        A_p = signed * c_p
+        # Side i of sample j is lane 2j + i; gathered from evaluated arrays, so
+        # the rest is one kernel (gathers from lazy arrays were a kernel each).
         even = 2 * dr.arange(mi.UInt32, count)
-        A_m = (dr.gather(mi.Spectrum, A_m, even) + dr.gather(mi.Spectrum, A_m, even + 1)) * scale
-        A_p = (dr.gather(mi.Spectrum, A_p, even) + dr.gather(mi.Spectrum, A_p, even + 1)) * scale
+        L_minus, L_plus = dr.gather(mi.Spectrum, L, even), dr.gather(mi.Spectrum, L, even + 1)
+
+        def c_p(d_side: mi.Float) -> mi.Float:
+            """A side's coefficient of n_h·ṗ in its velocity v = c_m (n_h·ṁ) + c_p (n_h·ṗ)."""
+            near = dr.abs(d_side - dist) < NEAR_TOLERANCE * dist
+            return dr.select(near, 0.0, dr.select(dr.isinf(d_side), 0.0, dr.rcp(d_side)) - dr.rcp(dist))
+
+        # L_- v_- - L_+ v_+, with c_m = 1 / |m - p| on both sides
+        A_m = (L_minus - L_plus) * (scale * dr.rcp(dist))
+        A_p = (L_minus * c_p(dr.gather(mi.Float, d, even)) - L_plus * c_p(dr.gather(mi.Float, d, even + 1))) * scale
         A_m = dr.select(active, A_m, 0.0)
         A_p = dr.select(active, A_p, 0.0)
         area = float(size[0] * size[1]) / count   # pixel-area weight of one camera sample
