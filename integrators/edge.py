@@ -22,7 +22,9 @@ Tracing through Edge Sampling"):
   (``integrators/boundary/primary_terminators.py``);
 - secondary edges are silhouettes seen from shading points (shadow and
   indirect-occlusion boundaries), Li et al.'s 3D edge measure at every path
-  vertex (``integrators/boundary/secondary_edges.py``).
+  vertex (``integrators/boundary/secondary_edges.py``), together with the
+  shading terminators of smooth-shaded meshes seen from those points
+  (``integrators/boundary/secondary_terminators.py``).
 
 Each term has its own sample count and seed; the primal image comes from
 the interior pass alone. The boundary terms run only when some mesh's
@@ -56,6 +58,9 @@ Plugin parameters
   at most this many edges at each shading point: of all edges at a point on
   a moving mesh, of the moving meshes' edges elsewhere (a random strided
   subset when there are more; 0 weighs all), see ``boundary/edge_sampling.py``.
+- ``terminator_candidates`` (int, default 32): the same for the faces of
+  smooth-shaded meshes that may hold a terminator arc seen from a shading
+  point (``boundary/secondary_terminators.py``).
 - ``primary``, ``secondary`` (bool, default true): switch the boundary
   terms on or off; ``interior`` (bool, default true) the interior term
   (to measure one term's noise alone).
@@ -76,6 +81,7 @@ from integrators.boundary.secondary_edges import render_secondary_backward, rend
 
 class EdgeIntegrator(InteriorIntegrator):
     __doc__ = __doc__
+    samples_terminators = True      # of smooth-shaded meshes (pbdr.scene.smooth_shading_warning)
 
     def __init__(self, props: mi.Properties) -> None:
         super().__init__(props)

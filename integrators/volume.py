@@ -138,7 +138,7 @@ Plugin parameters
   -1 uses a quarter of the call's spp, as ``pbdr_edge``.
 - ``secondary`` (bool, default true): add the secondary-edge term (above)
   when some mesh moves; ``spp_secondary`` (default -1: an eighth of the call's spp)
-  ``edge_sampling`` and ``edge_candidates`` as ``pbdr_edge``.
+  ``edge_sampling``, ``edge_candidates`` and ``terminator_candidates`` as ``pbdr_edge``.
 """
 from __future__ import annotations
 
@@ -187,6 +187,7 @@ def safe_rcp(x: mi.Float) -> mi.Float:
 
 class VolumeIntegrator(RBIntegrator):
     renders_media = True
+    samples_terminators = True      # of smooth-shaded meshes (pbdr.scene.smooth_shading_warning)
     __doc__ = __doc__
 
     def __init__(self, props: mi.Properties) -> None:

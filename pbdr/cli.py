@@ -136,11 +136,11 @@ def setup(args: argparse.Namespace, differentiable: bool):
     return scene, integrator
 
 
-def perturbation(args: argparse.Namespace, scene):
+def perturbation(args: argparse.Namespace, scene, integrator=None):
     import pbdr
 
     p = pbdr.Perturbation.of(pbdr.scene_params(scene), args.param, args.translate, args.rotate)
-    warn(pbdr.scene.smooth_shading_warning(scene, [p.key]))
+    warn(pbdr.scene.smooth_shading_warning(scene, [p.key], integrator))
     return p
 
 
@@ -164,7 +164,7 @@ def cmd_grad(args: argparse.Namespace) -> int:
     out = exr_path(args.output)
     refuse_overwrite([out, sibling(out, ".png")], args.force)
     scene, integrator = setup(args, differentiable=True)
-    p = perturbation(args, scene)
+    p = perturbation(args, scene, integrator)
     image = pbdr.derivative(scene, p, args.spp, args.seed, integrator)
     png = write_derivative(out, image)
     print(f"d/dθ of {p.describe()}: sum = {image.sum(dtype='float64'):.6g}")
@@ -202,7 +202,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         outputs = [args.output, sibling(args.output, "_grad.exr"), sibling(args.output, "_fd.exr")]
         refuse_overwrite(outputs, args.force)
     scene, integrator = setup(args, differentiable=True)
-    p = perturbation(args, scene)
+    p = perturbation(args, scene, integrator)
     result = pbdr.check(scene, p, args.eps, args.spp, args.fd_spp or 4 * args.spp, args.seeds,
                         integrator, z_tol=args.z_tol, progress=True)
     print(f"check: d/dθ of {p.describe()} with {type(integrator).__name__}")

@@ -162,21 +162,25 @@ def smooth_shaded(mesh: mi.Mesh, tolerance: float = 1e-3) -> bool:
     return smooth_faces(*mesh_arrays(mesh), tolerance=tolerance)
 
 
-def smooth_shading_warning(scene: mi.Scene, keys: list[str]) -> str | None:
-    """A one-line warning when parameters move smooth-shaded meshes: where the
+def smooth_shading_warning(scene: mi.Scene, keys: list[str], integrator: mi.Integrator | None) -> str | None:
+    """A one-line warning when parameters move smooth-shaded meshes and the
+    integrator does not sample their shading terminators: where the
     interpolated normal turns away from a viewer while the face does not,
-    Mitsuba's BSDFs return nothing. ``pbdr_edge`` samples that terminator as
-    seen from the camera, not as seen from other surfaces (light that the
-    mesh reflects onto them)."""
+    Mitsuba's BSDFs return nothing, a discontinuity inside triangles.
+    Integrators that sample it (seen from the camera and from shading
+    points) say so with a true ``samples_terminators`` attribute
+    (``pbdr_edge``, ``pbdr_volume``); FD (``integrator`` None) needs none."""
+    if integrator is None or getattr(integrator, "samples_terminators", False):
+        return None
     moved = [s.id() for s in scene.shapes()
              if any(k.startswith(s.id() + ".") and (k.endswith(".vertex_positions") or k.endswith(".to_world"))
                     for k in keys) and smooth_shaded(s)]
     if not moved:
         return None
     return (f"{', '.join(repr(m) for m in moved)} {'is' if len(moved) == 1 else 'are'} smooth-shaded "
-            "(vertex normals): pbdr_edge samples the shading terminator seen from the camera but not "
-            "seen from other surfaces, so light the mesh reflects onto them has slightly biased shape "
-            "derivatives (pbdr_reparam samples neither); flat shading (face_normals=true) is exact")
+            f"(vertex normals): {type(integrator).__name__} does not sample the shading terminators "
+            "inside its triangles, so its shape derivatives are biased there; pbdr_edge does, and flat "
+            "shading (face_normals=true) has none")
 
 
 def make_integrator(scene: mi.Scene, type_: str | None = None, max_depth: int | None = None,

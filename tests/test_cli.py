@@ -161,19 +161,23 @@ def test_libllvm_version_parsing() -> None:
 
 
 def test_grad_warns_when_a_smooth_shaded_mesh_moves(tmp_path, capsys) -> None:
-    """Interpolated normals put a discontinuity inside triangles that no boundary term samples:
-    say so when their geometry is differentiated, and not for flat meshes or other parameters."""
+    """Interpolated normals put a discontinuity inside triangles that pbdr_reparam does not
+    sample: say so when their geometry is differentiated with it, and not with pbdr_edge
+    (which samples it), for flat meshes or for other parameters."""
     flat = scene_path("edge/icosphere.xml")
     obj = os.path.join(os.path.dirname(flat), "icosphere.obj")
     text = open(flat).read().replace('value="icosphere.obj"', f'value="{obj}"')
     smooth = tmp_path / "smooth.xml"
     smooth.write_text(text.replace('name="face_normals" value="true"', 'name="face_normals" value="false"'))
-    common = ["--integrator", "pbdr_edge", "--spp", "1", "-D", "res=8", "-o", str(tmp_path / "g.exr"), "-f"]
+    common = ["--spp", "1", "-D", "res=8", "-o", str(tmp_path / "g.exr"), "-f"]
+    reparam = ["--integrator", "pbdr_reparam", "-D", "rfilter=gaussian"]
     code, _, err = run_cli(capsys, "grad", str(smooth), "--param", "sphere.vertex_positions",
-                           "--translate", "1,0,0", *common)
-    assert code == 0 and "'sphere' is smooth-shaded" in err, err
-    for scene, key in ((str(smooth), "sphere.bsdf.reflectance.value"), (flat, "sphere.vertex_positions"),
-                       (SHADOW, "cube.vertex_positions")):
+                           "--translate", "1,0,0", *reparam, *common)
+    assert code == 0 and "'sphere' is smooth-shaded" in err and "ReparamIntegrator" in err, err
+    for scene, key, integrator in ((str(smooth), "sphere.vertex_positions", ["--integrator", "pbdr_edge"]),
+                                   (str(smooth), "sphere.bsdf.reflectance.value", reparam),
+                                   (flat, "sphere.vertex_positions", reparam),
+                                   (SHADOW, "cube.vertex_positions", ["--integrator", "pbdr_edge"])):
         extra = ["--translate", "1,0,0"] if key.endswith("positions") else []
-        code, _, err = run_cli(capsys, "grad", scene, "--param", key, *extra, *common)
+        code, _, err = run_cli(capsys, "grad", scene, "--param", key, *extra, *integrator, *common)
         assert code == 0 and "smooth-shaded" not in err, (scene, key, err)

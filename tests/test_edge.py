@@ -158,11 +158,14 @@ GEOMETRY_CASES = {
     "cbox-mesh-ball": ("edge/cbox_mesh_ball.xml", {}, "box.vertex_positions", (1, 0, 0), None, 4, 64),
     # 480 crease edges; silhouettes of edge-on sliver faces
     "icosphere": ("edge/icosphere.xml", {}, "sphere.vertex_positions", (1, 0, 0), None, 3, 128),
-    # interpolated normals: the shading terminator inside triangles (primary), the light
-    # each face's plane cuts off (smooth edges are creases); a black floor, as the
-    # terminator seen from other surfaces is not sampled (README)
+    # interpolated normals: the shading terminator inside triangles seen from the camera,
+    # the light each face's plane cuts off (smooth edges are creases); a black floor
+    # (the lit floor is in smooth-pair)
     "smooth-icosphere": ("edge/icosphere.xml", {"face_normals": "false", "floor_albedo": "0"},
                          "sphere.vertex_positions", (1, 0, 0), None, 3, 128),
+    # two smooth spheres that light each other: terminators seen from the floor and from
+    # the other sphere's points, moving (tests/test_secondary_terminators.py)
+    "smooth-pair": ("edge/smooth_pair.xml", {}, "left.vertex_positions", (1, 0, 0), None, 3, 64),
     # a rotating object (vertex positions about the vertical axis through its centre)
     "rotation": ("shadow.xml", {}, "cube.vertex_positions", None, (0, 1, 0), 3, 64),
     # a moving area light (to_world): the shadow moves, the light's own edges sweep the floor

@@ -118,7 +118,7 @@ class TerminatorTable:
             # of the dark-side rays landed on the lit side (a smooth
             # icosphere's limb pixel came out at 60% of FD).
             δn = face.solve(J, n)
-            sides = [face.point(b + σ * dr.minimum(side_epsilon, 0.5 * _reach(b, σ * δn)) * δn)
+            sides = [face.point(b + σ * dr.minimum(side_epsilon, 0.5 * reach(b, σ * δn)) * δn)
                      for σ in (-1.0, 1.0)]
 
         # ∂π H at the fixed ray through x, from the attached face.
@@ -132,7 +132,18 @@ class TerminatorTable:
         return TerminatorPoints(mi.Point2f(x + n * speed), n, dr.select(valid, weight, 0.0), valid, *sides)
 
 
-def _reach(b: mi.Point2f, d: mi.Vector2f) -> mi.Float:
+def nearest_root(α: mi.Float, β: mi.Float, γ: mi.Float) -> tuple[mi.Float, mi.Bool]:
+    """The root of α u² + β u + γ closest to u = 0, and whether it exists
+    (the stable form: γ / q stays exact when α is small)."""
+    disc = β * β - 4 * α * γ
+    q = -0.5 * (β + dr.copysign(dr.sqrt(dr.maximum(disc, 0)), β))
+    near = dr.select(q != 0, γ / q, 0.0)
+    far = q / α
+    u = dr.select(dr.isfinite(far) & (dr.abs(far) < dr.abs(near)), far, near)
+    return u, (disc >= 0) & dr.isfinite(u)
+
+
+def reach(b: mi.Point2f, d: mi.Vector2f) -> mi.Float:
     """How far b + u d stays inside the triangle (b1, b2 >= 0, b1 + b2 <= 1)."""
     big = mi.Float(1e30)
     u = dr.select(d.x < 0, -b.x / d.x, big)
@@ -178,12 +189,7 @@ class _Face:
         γ = dr.dot(nb, self.o - p)
         β = dr.dot(nδ, self.o - p) - dr.dot(nb, e)
         α = -dr.dot(nδ, e)
-        disc = β * β - 4 * α * γ
-        q = -0.5 * (β + dr.copysign(dr.sqrt(dr.maximum(disc, 0)), β))
-        near = dr.select(q != 0, γ / q, 0.0)           # stable when α is small
-        far = q / α
-        u = dr.select(dr.isfinite(far) & (dr.abs(far) < dr.abs(near)), far, near)
-        return u, (disc >= 0) & dr.isfinite(u)
+        return nearest_root(α, β, γ)
 
     def screen_gradient(self, J: tuple[mi.Float, mi.Float, mi.Float, mi.Float], b: mi.Point2f) -> mi.Vector2f:
         """∇_x H = J^-T ∇_b h at b, J = ∂x/∂b there (``jacobian``)."""

@@ -59,8 +59,9 @@ import mitsuba as mi
 
 from pbdr.geometry.edges import scene_edges
 from integrators.boundary import on_moving_mesh, sliding_point
-from integrators.boundary.edge_sampling import EdgeSampler, SamplingOptions, is_candidate
+from integrators.boundary.edge_sampling import EdgeSampler, SamplingOptions, is_candidate, plane_tolerance
 from integrators.boundary.primary_edges import channels, footprint
+from integrators.boundary.secondary_terminators import TerminatorSampler, smooth_face_set, terminator_samples_at
 
 SIDE_EPSILON = 1e-4     # angular offset of the side rays (radians)
 NEAR_TOLERANCE = 1e-2   # a side hit within this relative distance of m is "at the edge"
@@ -180,8 +181,9 @@ def edge_samples_at(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
                     vertex: Vertex):
     """One edge sample at each path's ``vertex``.
 
-    Returns (pixel position, A_m, A_p, m, p, n_h, valid) where the boundary
-    value is A_m · (n_h·m) + A_p · (n_h·p) (A detached Spectra).
+    Returns (pixel position, [(A_m, n_h·m), (A_p, n_h·p)], valid): the
+    boundary value is A_m · (n_h·m) + A_p · (n_h·p) (A detached Spectra,
+    m and p attached).
     """
     size = mi.ScalarVector2f(sensor.film().crop_size())
     k, active = vertex.k, mi.Bool(vertex.active)
@@ -200,7 +202,7 @@ def edge_samples_at(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
         md, v0d, v1d = dr.detach(m), dr.detach(v0), dr.detach(v1)
         n0 = dr.gather(mi.Vector3f, dr.detach(edges.n0), idx)
         n1 = dr.gather(mi.Vector3f, dr.detach(edges.n1), idx)
-        active &= is_candidate(v0d - pd, n0, n1, dr.gather(mi.Bool, edges.boundary, idx),
+        active &= is_candidate(pd, vertex.n, v0d, n0, n1, dr.gather(mi.Bool, edges.boundary, idx),
                                dr.gather(mi.Bool, edges.facing, idx))
         e = v1d - v0d
         r = md - pd
@@ -216,15 +218,21 @@ def edge_samples_at(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
         # For each adjacent face: a point inside it near m, and whether it
         # covers a side (seen from the front, on side ``side`` of the plane).
         faces = []
+        tol = plane_tolerance(pd, r)
         for c_k, n_k in ((edges.c1, n1), (edges.c0, n0)):
             c_k = dr.detach(dr.gather(mi.Point3f, c_k, idx))
             to_c = c_k - md
             inner = md + (to_c - dr.dot(to_c, dr.normalize(e)) * dr.normalize(e)) * 1e-3
             side = dr.sign(dr.dot(n_h, c_k - pd))
-            faces.append((inner, (dr.dot(n_k, pd - md) > 0) & (side != 0), side))
+            # (not a face that holds p: it is seen edge-on, its plane is p's horizon)
+            front = dr.dot(n_k, pd - md) > tol
+            faces.append((inner, front & (side != 0), side))
+        # p on one of the edge's faces: the sample is on p's own horizon (see
+        # ``is_candidate``), and the sides are above and below that face.
+        horizon = (dr.abs(dr.dot(n0, pd - md)) <= tol) | (dr.abs(dr.dot(n1, pd - md)) <= tol)
         # One kernel for everything the side lanes gather: gathered lazily,
         # each source would be a kernel of its own that recomputes the rest.
-        dr.eval(r, dist, n_h, pd, scale, active, faces)
+        dr.eval(r, dist, n_h, pd, scale, active, faces, horizon)
 
         # The two sides, traced with the remaining depth.
         lane = dr.arange(mi.UInt32, 2 * count)
@@ -241,7 +249,11 @@ def edge_samples_at(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
         for inner, front, side in faces:
             serves = g(front, mi.Bool) & (g(side, mi.Float) == sign)
             target = dr.select(serves, g(inner, mi.Point3f), target)
-        side_ray.d = dr.normalize(target - side_ray.o)
+        # On p's horizon the offset origins are already above and below the
+        # face: aimed from there at a point 1e-4 rad off an edge closer than
+        # the offset, both rays would cross the face's plane and hit the mesh
+        # next to the edge (fireflies on smooth meshes).
+        side_ray.d = dr.select(g(horizon, mi.Bool), dr.normalize(r2), dr.normalize(target - side_ray.o))
         side_sampler = sensor.sampler().clone()
         side_sampler.seed(s_side, 2 * count)
         active2 = g(active, mi.Bool)
@@ -266,27 +278,35 @@ def edge_samples_at(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
         area = float(size[0] * size[1]) / count   # pixel-area weight of one camera sample
         A_m, A_p = A_m * area, A_p * area
         dr.eval(A_m, A_p, n_h, active)
-    return vertex.pos, A_m, A_p, m, p, n_h, active
+    return vertex.pos, [(A_m, dr.dot(n_h, m)), (A_p, dr.dot(n_h, p))], active
 
 
 def samples_per_vertex(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
                        seed: mi.UInt32, count: int, options: SamplingOptions,
                        walker: Callable[..., Iterator[Vertex]] = surface_vertices) -> Iterator[tuple]:
-    """Edge samples at path vertex k = 0, 1, ... (up to max_depth - 1; 8 when unbounded)
-    of one set of ``count`` camera paths."""
+    """Boundary samples at path vertex k = 0, 1, ... (up to max_depth - 1; 8 when
+    unbounded) of one set of ``count`` camera paths: an edge sample, and a
+    terminator sample when moving meshes are smooth-shaded
+    (``secondary_terminators.py``). Each is (pixel position, [(A, q)], valid)
+    with boundary value Σ A·q (A detached, q attached)."""
     depth = integrator.max_depth if integrator.max_depth > 0 else 8
     if depth < 2:
         return
     edges = scene_edges(scene)
-    if len(edges) == 0:
+    smooth = smooth_face_set(scene)
+    if len(edges) == 0 and smooth is None:
         return
-    edge_sampler = EdgeSampler(scene, edges, options)
+    edge_sampler = EdgeSampler(scene, edges, options) if len(edges) else None
+    term_sampler = TerminatorSampler(smooth, options.terminator_candidates) if smooth is not None else None
     with dr.suspend_grad():
         s_path = mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(0x5EC0))[0]
         sampler = sensor.sampler().clone()
         sampler.seed(s_path, count)
     for vertex in walker(scene, sensor, integrator, sampler, count, depth - 1):
-        yield edge_samples_at(scene, sensor, integrator, edges, edge_sampler, sampler, seed, count, vertex)
+        if edge_sampler is not None:
+            yield edge_samples_at(scene, sensor, integrator, edges, edge_sampler, sampler, seed, count, vertex)
+        if term_sampler is not None:
+            yield terminator_samples_at(sensor, integrator, smooth, term_sampler, sampler, seed, count, vertex)
 
 
 def render_secondary_forward(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
@@ -297,13 +317,13 @@ def render_secondary_forward(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.
     size = film.crop_size()
     nch = film.base_channels_count()
     out = dr.zeros(mi.Float, int(size[0]) * int(size[1]) * nch)
-    for pos, A_m, A_p, m, p, n_h, active in samples_per_vertex(scene, sensor, integrator, seed,
-                                                               count, options, walker):
-        dr.forward_to(m, p, flags=dr.ADFlag.ClearInterior)  # keep the parameters' tangents
-        vm, vp = dr.dot(n_h, dr.grad(m)), dr.dot(n_h, dr.grad(p))
-        dr.eval(vm, vp)     # once: the splat below would replay the AD graph per channel
+    for pos, terms, active in samples_per_vertex(scene, sensor, integrator, seed, count, options, walker):
+        qs = [q for _, q in terms]
+        dr.forward_to(*qs, flags=dr.ADFlag.ClearInterior)  # keep the parameters' tangents
+        dq = [dr.grad(q) for q in qs]
+        dr.eval(dq)     # once: the splat below would replay the AD graph per channel
         with dr.suspend_grad():
-            value = A_m * vm + A_p * vp
+            value = sum((A * d for (A, _), d in zip(terms, dq)), mi.Spectrum(0))
             for pixel, w, valid in footprint(film, pos):
                 for c, v in enumerate(channels(value)):
                     dr.scatter_reduce(dr.ReduceOp.Add, out, v * w, pixel * nch + c, valid & active)
@@ -316,13 +336,14 @@ def render_secondary_backward(scene: mi.Scene, sensor: mi.Sensor, integrator: mi
                               walker: Callable[..., Iterator[Vertex]] = surface_vertices) -> None:
     film = sensor.film()
     nch = film.base_channels_count()
-    for pos, A_m, A_p, m, p, n_h, active in samples_per_vertex(scene, sensor, integrator, seed,
-                                                               count, options, walker):
+    for pos, terms, active in samples_per_vertex(scene, sensor, integrator, seed, count, options, walker):
         with dr.suspend_grad():
-            wm, wp = mi.Float(0), mi.Float(0)
+            weights = [mi.Float(0) for _ in terms]
+            per_channel = [channels(A) for A, _ in terms]
             for pixel, w, valid in footprint(film, pos):
-                for c, (am, ap) in enumerate(zip(channels(A_m), channels(A_p))):
+                for c in range(len(per_channel[0])):
                     gi = dr.gather(mi.Float, grad_in.array, pixel * nch + c, valid & active) * w
-                    wm += dr.select(valid & active, am * gi, 0.0)
-                    wp += dr.select(valid & active, ap * gi, 0.0)
-        dr.backward_from(wm * dr.dot(n_h, m) + wp * dr.dot(n_h, p), flags=dr.ADFlag.ClearInterior)
+                    for t, A_c in enumerate(per_channel):
+                        weights[t] += dr.select(valid & active, A_c[c] * gi, 0.0)
+        dr.backward_from(sum((wt * q for wt, (_, q) in zip(weights, terms)), mi.Float(0)),
+                         flags=dr.ADFlag.ClearInterior)

@@ -144,6 +144,17 @@ def mesh_arrays(mesh: mi.Mesh) -> tuple[np.ndarray, np.ndarray | None, np.ndarra
 _SMOOTH: dict[tuple[int, int, int], bool] = {}    # whether a mesh is smooth-shaded
 
 
+def is_smooth_shaded(mesh: mi.Shape) -> bool:
+    """Whether a mesh has vertex normals that differ from its face normals
+    (``smooth_faces``), cached per mesh: a mesh stays smooth or flat as it moves."""
+    if not mesh.is_mesh() or not mesh.has_vertex_normals():
+        return False
+    key = (id(mesh), mesh.vertex_count(), mesh.face_count())
+    if key not in _SMOOTH:
+        _SMOOTH[key] = smooth_faces(*mesh_arrays(mesh))
+    return _SMOOTH[key]
+
+
 def terminator_chords(scene: mi.Scene, origin: np.ndarray, shapes: np.ndarray | None = None) -> TerminatorChords:
     """The terminator chords of the smooth-shaded meshes seen from ``origin``
     (of those where the per-shape mask ``shapes`` is set, if given)."""
@@ -153,13 +164,9 @@ def terminator_chords(scene: mi.Scene, origin: np.ndarray, shapes: np.ndarray | 
             continue
         if shapes is not None and not shapes[index]:
             continue
-        key = (id(mesh), mesh.vertex_count(), mesh.face_count())
-        if _SMOOTH.get(key) is False:
-            continue        # flat meshes stay flat as they move: skip the read-back
-        positions, normals, faces = mesh_arrays(mesh)
-        _SMOOTH[key] = smooth_faces(positions, normals, faces)
-        if not _SMOOTH[key]:
+        if not is_smooth_shaded(mesh):
             continue
+        positions, normals, faces = mesh_arrays(mesh)
         closed = not bool(mesh_topology(mesh).boundary.any())
         f, a, b, n_skipped = mesh_terminators(positions, normals, faces, np.asarray(origin, np.float64), closed)
         skipped += n_skipped

@@ -188,7 +188,7 @@ class Optimization:
         for s in self.sensors:
             check_spp(self.scene, config.spp, s)
         self.integrator_name, self.integrator = choose_integrator(config, self.scene)
-        warn(smooth_shading_warning(self.scene, [v.key for v in self.variables]))
+        warn(smooth_shading_warning(self.scene, [v.key for v in self.variables], self.integrator))
         self.loss_fn = get_loss(config.loss, config.loss_levels)
         self.targets = load_targets(config, self.scene, self.sensors, self.out, resume)
         self.target_tensors = [mi.TensorXf(t) for t in self.targets]
