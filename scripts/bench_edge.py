@@ -46,6 +46,7 @@ CASES = {
     "icosphere": ("scenes/edge/icosphere.xml", {}, "sphere.vertex_positions", (1, 0, 0), None, 0.002),
     "smooth-icosphere": ("scenes/edge/icosphere.xml", {"face_normals": "false"}, "sphere.vertex_positions",
                          (1, 0, 0), None, 0.002),
+    "smooth-pair": ("scenes/edge/smooth_pair.xml", {}, "left.vertex_positions", (1, 0, 0), None, 0.002),
     "rotation": ("scenes/shadow.xml", {}, "cube.vertex_positions", None, (0, 1, 0), 0.002),
     "moving-light": ("scenes/shadow.xml", {}, "light.to_world", (1, 0, 0), None, 0.002),
 }
