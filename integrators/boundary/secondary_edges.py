@@ -37,6 +37,12 @@ For a static :math:`p` both reduce to Li et al.'s :math:`n_h\cdot\dot m /
 \lVert m-p\rVert`. Edges hidden behind other geometry have equal radiance
 and velocity on both sides and drop out.
 
+A vertex on a smooth-shaded face sees that face edge-on: its own edges
+bound the vertex's horizon (``edge_sampling.is_candidate``), and their
+side rays leave parallel to the face, from Mitsuba's offset origins above
+and below it. The shading terminators of smooth meshes, discontinuities
+inside faces, are sampled beside the edges (``secondary_terminators.py``).
+
 Sampling: a camera path (the same number from every pixel, lanes in pixel
 order; BSDF sampling, throughput :math:`\beta_k`) is walked
 to vertex :math:`k` for each :math:`k < \text{max\_depth} - 1`; at
@@ -286,7 +292,7 @@ def samples_per_vertex(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integr
                        walker: Callable[..., Iterator[Vertex]] = surface_vertices) -> Iterator[tuple]:
     """Boundary samples at path vertex k = 0, 1, ... (up to max_depth - 1; 8 when
     unbounded) of one set of ``count`` camera paths: an edge sample, and a
-    terminator sample when moving meshes are smooth-shaded
+    terminator sample when the scene has smooth-shaded meshes
     (``secondary_terminators.py``). Each is (pixel position, [(A, q)], valid)
     with boundary value Σ A·q (A detached, q attached)."""
     depth = integrator.max_depth if integrator.max_depth > 0 else 8
