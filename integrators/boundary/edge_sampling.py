@@ -183,32 +183,45 @@ def plane_tolerance(p: mi.Point3f, to_x: mi.Vector3f) -> mi.Float:
     return PLANE_TOLERANCE * dr.norm(to_x) + POSITION_TOLERANCE * (1 + dr.max(dr.abs(p)))
 
 
-def is_candidate(p: mi.Point3f, n: mi.Vector3f, a: mi.Point3f, n0: mi.Vector3f, n1: mi.Vector3f,
-                 always: mi.Bool, facing: mi.Bool) -> mi.Bool:
-    """Edge (a, ...) seen from p (shading normal ``n``) can be a discontinuity
-    (``silhouette_mask``).
+def _seen(p: mi.Point3f, n: mi.Vector3f, a: mi.Point3f, n0: mi.Vector3f,
+          n1: mi.Vector3f) -> tuple[mi.Float, mi.Float, mi.Float, mi.Bool]:
+    """How the two faces of an edge (a, ...) are seen from p (shading normal
+    ``n``): (s0, s1, tol, horizon), s_k = n_k·(a - p) set to 0 within
+    ``plane_tolerance``, and whether p lies on one face's plane but not on the
+    other's, with a shading normal that is not that face's.
 
     A face whose plane holds p up to rounding (p on that face) is seen
     edge-on: its edges bound p's own horizon. Directions just below the
     face's plane enter the mesh; a smooth-shaded p, whose shading normal is
     not the face's, reflects light from both sides of that plane, so the
     edge counts, whatever the sign of the rounding (with flat shading the
-    BSDF's cosine vanishes there: skipped). An edge between two faces that
-    both hold p does not."""
+    BSDF's cosine vanishes there: skipped). One sees past it, above the
+    plane."""
     to_a = a - p
     s0, s1 = dr.dot(n0, to_a), dr.dot(n1, to_a)
     tol = plane_tolerance(p, to_a)
     in0, in1 = dr.abs(s0) <= tol, dr.abs(s1) <= tol
     tilted = lambda n_k: dr.abs(dr.dot(n, n_k)) < 1 - 1e-6    # noqa: E731 (shading normal is not the face's)
     horizon = (in0 & ~in1 & tilted(n0)) | (in1 & ~in0 & tilted(n1))
-    return always | ((s0 * s1 < 0) & ~in0 & ~in1) | horizon | (facing & ((s0 < -tol) | (s1 < -tol)))
+    return dr.select(in0, 0.0, s0), dr.select(in1, 0.0, s1), tol, horizon
+
+
+def is_candidate(p: mi.Point3f, n: mi.Vector3f, a: mi.Point3f, n0: mi.Vector3f, n1: mi.Vector3f,
+                 always: mi.Bool, facing: mi.Bool) -> mi.Bool:
+    """Edge (a, ...) seen from p (shading normal ``n``) can be a discontinuity
+    (``silhouette_mask``): a boundary, a silhouette, p's own horizon
+    (``_seen``), or a crease of a one-sided surface seen from the front.
+    An edge between two faces that both hold p is none."""
+    s0, s1, tol, horizon = _seen(p, n, a, n0, n1)
+    return always | (s0 * s1 < 0) | horizon | (facing & ((s0 < -tol) | (s1 < -tol)))
 
 
 def edge_line(p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool, a: mi.Point3f, b: mi.Point3f,
           n0: mi.Vector3f, n1: mi.Vector3f, always: mi.Bool, facing: mi.Bool, is_open: mi.Bool) -> _Line:
     to_a = a - p
-    silhouette = is_candidate(p, n, a, n0, n1, always, facing)
-    through = is_open | (dr.dot(n0, to_a) * dr.dot(n1, to_a) < 0)
+    f0, f1, tol, horizon = _seen(p, n, a, n0, n1)
+    silhouette = always | (f0 * f1 < 0) | horizon | (facing & ((f0 < -tol) | (f1 < -tol)))
+    through = is_open | (f0 * f1 < 0) | horizon     # one side may see past the edge
     h_a, h_b = dr.dot(n, to_a), dr.dot(n, b - p)
     t_x = h_a / (h_a - h_b)
     t_a = dr.select(clip & (h_a < 0), t_x, 0.0)
