@@ -1,6 +1,6 @@
 """pbdr_edge on smooth-shaded meshes: shading terminators seen from path vertices
 (integrators/boundary/secondary_terminators.py) and a vertex's own horizon
-(edge_sampling.is_candidate). Tolerances come from measured standard errors."""
+(edge_sampling.edge_view). Tolerances come from measured standard errors."""
 from __future__ import annotations
 
 import drjit as dr

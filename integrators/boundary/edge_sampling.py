@@ -183,45 +183,51 @@ def plane_tolerance(p: mi.Point3f, to_x: mi.Vector3f) -> mi.Float:
     return PLANE_TOLERANCE * dr.norm(to_x) + POSITION_TOLERANCE * (1 + dr.max(dr.abs(p)))
 
 
-def _seen(p: mi.Point3f, n: mi.Vector3f, a: mi.Point3f, n0: mi.Vector3f,
-          n1: mi.Vector3f) -> tuple[mi.Float, mi.Float, mi.Float, mi.Bool]:
-    """How the two faces of an edge (a, ...) are seen from p (shading normal
-    ``n``): (s0, s1, tol, horizon), s_k = n_k·(a - p) set to 0 within
-    ``plane_tolerance``, and whether p lies on one face's plane but not on the
-    other's, with a shading normal that is not that face's.
+@dataclass
+class EdgeView:
+    """How an edge (a, ...) between faces 0 and 1 is seen from a point p."""
 
-    A face whose plane holds p up to rounding (p on that face) is seen
-    edge-on: its edges bound p's own horizon. Directions just below the
-    face's plane enter the mesh; a smooth-shaded p, whose shading normal is
-    not the face's, reflects light from both sides of that plane, so the
-    edge counts, whatever the sign of the rounding (with flat shading the
-    BSDF's cosine vanishes there: skipped). One sees past it, above the
-    plane."""
+    candidate: mi.Bool      # it can be a discontinuity (``silhouette_mask``)
+    through: mi.Bool        # one side may see past it (silhouette or p's horizon; boundaries: ``open``)
+    front: tuple            # per face: p is in front of its plane (beyond the tolerance)
+    horizon: mi.Bool        # p lies on one face's plane: the edge bounds p's own horizon
+
+
+def edge_view(p: mi.Point3f, n: mi.Vector3f, a: mi.Point3f, n0: mi.Vector3f, n1: mi.Vector3f,
+              always: mi.Bool, facing: mi.Bool) -> EdgeView:
+    """The edge (a, ...) with face normals n0, n1 seen from p (shading normal ``n``).
+
+    A face whose plane holds p up to rounding (``plane_tolerance``: p on that
+    face) is seen edge-on: its edges bound p's own horizon. Directions just
+    below the face's plane enter the mesh; a smooth-shaded p, whose shading
+    normal is not the face's, reflects light from both sides of that plane,
+    so the edge counts, whatever the sign of the rounding (with flat shading
+    the BSDF's cosine vanishes there: skipped), and one sees past it, above
+    the plane. An edge between two faces that both hold p is none.
+    ``always``: boundaries and creases that always count; ``facing``: a crease
+    of a one-sided surface, counted when a face is seen from the front."""
     to_a = a - p
     s0, s1 = dr.dot(n0, to_a), dr.dot(n1, to_a)
     tol = plane_tolerance(p, to_a)
     in0, in1 = dr.abs(s0) <= tol, dr.abs(s1) <= tol
     tilted = lambda n_k: dr.abs(dr.dot(n, n_k)) < 1 - 1e-6    # noqa: E731 (shading normal is not the face's)
     horizon = (in0 & ~in1 & tilted(n0)) | (in1 & ~in0 & tilted(n1))
-    return dr.select(in0, 0.0, s0), dr.select(in1, 0.0, s1), tol, horizon
+    silhouette = (s0 * s1 < 0) & ~in0 & ~in1
+    front = (s0 < -tol, s1 < -tol)
+    return EdgeView(always | silhouette | horizon | (facing & (front[0] | front[1])),
+                    silhouette | horizon, front, horizon)
 
 
 def is_candidate(p: mi.Point3f, n: mi.Vector3f, a: mi.Point3f, n0: mi.Vector3f, n1: mi.Vector3f,
                  always: mi.Bool, facing: mi.Bool) -> mi.Bool:
-    """Edge (a, ...) seen from p (shading normal ``n``) can be a discontinuity
-    (``silhouette_mask``): a boundary, a silhouette, p's own horizon
-    (``_seen``), or a crease of a one-sided surface seen from the front.
-    An edge between two faces that both hold p is none."""
-    s0, s1, tol, horizon = _seen(p, n, a, n0, n1)
-    return always | (s0 * s1 < 0) | horizon | (facing & ((s0 < -tol) | (s1 < -tol)))
+    """Edge (a, ...) seen from p (shading normal ``n``) can be a discontinuity (``edge_view``)."""
+    return edge_view(p, n, a, n0, n1, always, facing).candidate
 
 
 def edge_line(p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool, a: mi.Point3f, b: mi.Point3f,
-          n0: mi.Vector3f, n1: mi.Vector3f, always: mi.Bool, facing: mi.Bool, is_open: mi.Bool) -> _Line:
+              n0: mi.Vector3f, n1: mi.Vector3f, always: mi.Bool, facing: mi.Bool, is_open: mi.Bool) -> _Line:
     to_a = a - p
-    f0, f1, tol, horizon = _seen(p, n, a, n0, n1)
-    silhouette = always | (f0 * f1 < 0) | horizon | (facing & ((f0 < -tol) | (f1 < -tol)))
-    through = is_open | (f0 * f1 < 0) | horizon     # one side may see past the edge
+    view = edge_view(p, n, a, n0, n1, always, facing)
     h_a, h_b = dr.dot(n, to_a), dr.dot(n, b - p)
     t_x = h_a / (h_a - h_b)
     t_a = dr.select(clip & (h_a < 0), t_x, 0.0)
@@ -233,8 +239,8 @@ def edge_line(p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool, a: mi.Point3f, b: mi
     s0 = dr.dot(to_a, ê)
     q = to_a - s0 * ê
     d = dr.norm(q)
-    ok = silhouette & above & (length > 0) & (d > 1e-7) & (t_b > t_a)
-    return _Line(to_a, e, length, s0, d, dr.dot(n, q) / d, dr.dot(n, ê), t_a, t_b, ok, through)
+    ok = view.candidate & above & (length > 0) & (d > 1e-7) & (t_b > t_a)
+    return _Line(to_a, e, length, s0, d, dr.dot(n, q) / d, dr.dot(n, ê), t_a, t_b, ok, is_open | view.through)
 
 
 @dataclass
@@ -355,9 +361,9 @@ class EdgeSampler:
     # ---- per edge ----
     def _line_at(self, j: mi.UInt32, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool) -> _Line:
         return edge_line(p, n, clip, dr.gather(mi.Point3f, self.p0, j), dr.gather(mi.Point3f, self.p1, j),
-                     dr.gather(mi.Vector3f, self.n0, j), dr.gather(mi.Vector3f, self.n1, j),
-                     dr.gather(mi.Bool, self.always, j), dr.gather(mi.Bool, self.facing, j),
-                     dr.gather(mi.Bool, self.open, j))
+                         dr.gather(mi.Vector3f, self.n0, j), dr.gather(mi.Vector3f, self.n1, j),
+                         dr.gather(mi.Bool, self.always, j), dr.gather(mi.Bool, self.facing, j),
+                         dr.gather(mi.Bool, self.open, j))
 
     def _triangle_views(self, p: mi.Point3f) -> list[_TriangleView]:
         """The emitter triangles seen from shading points p."""
@@ -398,7 +404,7 @@ class EdgeSampler:
         # a SIMD packet of nearby points skips the rest of the work together.
         if is_candidate(p, n, a, n0, n1, always, facing):
             line = edge_line(p, n, clip, a, dr.gather(mi.Point3f, self.p1, j), n0, n1, always, facing,
-                         dr.gather(mi.Bool, self.open, j))
+                             dr.gather(mi.Bool, self.open, j))
             W_g = line.weight(line.t_a, line.t_b, clip)
             if dr.hint(self.q > 0, mode="scalar"):
                 # W_light is 0 unless the edge is an emitter's own or one can see past it.

@@ -38,7 +38,7 @@ For a static :math:`p` both reduce to Li et al.'s :math:`n_h\cdot\dot m /
 and velocity on both sides and drop out.
 
 A vertex on a smooth-shaded face sees that face edge-on: its own edges
-bound the vertex's horizon (``edge_sampling.is_candidate``), and their
+bound the vertex's horizon (``edge_sampling.edge_view``), and their
 side rays leave parallel to the face, from Mitsuba's offset origins above
 and below it. The shading terminators of smooth meshes, discontinuities
 inside faces, are sampled beside the edges (``secondary_terminators.py``).
@@ -65,7 +65,7 @@ import mitsuba as mi
 
 from pbdr.geometry.edges import scene_edges
 from integrators.boundary import on_moving_mesh, sliding_point
-from integrators.boundary.edge_sampling import EdgeSampler, SamplingOptions, is_candidate, plane_tolerance
+from integrators.boundary.edge_sampling import EdgeSampler, SamplingOptions, edge_view
 from integrators.boundary.primary_edges import channels, footprint
 from integrators.boundary.secondary_terminators import TerminatorSampler, smooth_face_set, terminator_samples_at
 
@@ -208,8 +208,9 @@ def edge_samples_at(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
         md, v0d, v1d = dr.detach(m), dr.detach(v0), dr.detach(v1)
         n0 = dr.gather(mi.Vector3f, dr.detach(edges.n0), idx)
         n1 = dr.gather(mi.Vector3f, dr.detach(edges.n1), idx)
-        active &= is_candidate(pd, vertex.n, v0d, n0, n1, dr.gather(mi.Bool, edges.boundary, idx),
-                               dr.gather(mi.Bool, edges.facing, idx))
+        view = edge_view(pd, vertex.n, v0d, n0, n1, dr.gather(mi.Bool, edges.boundary, idx),
+                         dr.gather(mi.Bool, edges.facing, idx))
+        active &= view.candidate
         e = v1d - v0d
         r = md - pd
         dist = dr.norm(r)
@@ -223,19 +224,17 @@ def edge_samples_at(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
 
         # For each adjacent face: a point inside it near m, and whether it
         # covers a side (seen from the front, on side ``side`` of the plane).
+        # (``view.front``: not a face that holds p, seen edge-on; if p is on
+        # one of the edge's faces, the sample is on p's own horizon, and the
+        # sides are above and below that face: ``view.horizon``.)
         faces = []
-        tol = plane_tolerance(pd, r)
-        for c_k, n_k in ((edges.c1, n1), (edges.c0, n0)):
+        for c_k, front in ((edges.c1, view.front[1]), (edges.c0, view.front[0])):
             c_k = dr.detach(dr.gather(mi.Point3f, c_k, idx))
             to_c = c_k - md
             inner = md + (to_c - dr.dot(to_c, dr.normalize(e)) * dr.normalize(e)) * 1e-3
             side = dr.sign(dr.dot(n_h, c_k - pd))
-            # (not a face that holds p: it is seen edge-on, its plane is p's horizon)
-            front = dr.dot(n_k, pd - md) > tol
             faces.append((inner, front & (side != 0), side))
-        # p on one of the edge's faces: the sample is on p's own horizon (see
-        # ``is_candidate``), and the sides are above and below that face.
-        horizon = (dr.abs(dr.dot(n0, pd - md)) <= tol) | (dr.abs(dr.dot(n1, pd - md)) <= tol)
+        horizon = view.horizon
         # One kernel for everything the side lanes gather: gathered lazily,
         # each source would be a kernel of its own that recomputes the rest.
         dr.eval(r, dist, n_h, pd, scale, active, faces, horizon)
