@@ -152,16 +152,6 @@ def media_warning(scene: mi.Scene, integrator: mi.Integrator) -> str | None:
             "bounces, as in Mitsuba's path); pbdr_volume renders them")
 
 
-def smooth_shaded(mesh: mi.Mesh, tolerance: float = 1e-3) -> bool:
-    """Whether a mesh's vertex normals differ from its face normals somewhere
-    (interpolated shading; the built-in ``cube`` splits its normals per face
-    and is flat)."""
-    if not mesh.is_mesh() or not mesh.has_vertex_normals():
-        return False
-    from .geometry.terminators import mesh_arrays, smooth_faces
-    return smooth_faces(*mesh_arrays(mesh), tolerance=tolerance)
-
-
 def smooth_shading_warning(scene: mi.Scene, keys: list[str], integrator: mi.Integrator | None) -> str | None:
     """A one-line warning when parameters move smooth-shaded meshes and the
     integrator does not sample their shading terminators: where the
@@ -172,9 +162,10 @@ def smooth_shading_warning(scene: mi.Scene, keys: list[str], integrator: mi.Inte
     (``pbdr_edge``, ``pbdr_volume``); FD (``integrator`` None) needs none."""
     if integrator is None or getattr(integrator, "samples_terminators", False):
         return None
+    from .geometry.terminators import is_smooth_shaded
     moved = [s.id() for s in scene.shapes()
              if any(k.startswith(s.id() + ".") and (k.endswith(".vertex_positions") or k.endswith(".to_world"))
-                    for k in keys) and smooth_shaded(s)]
+                    for k in keys) and is_smooth_shaded(s)]
     if not moved:
         return None
     return (f"{', '.join(repr(m) for m in moved)} {'is' if len(moved) == 1 else 'are'} smooth-shaded "

@@ -146,7 +146,8 @@ _SMOOTH: dict[tuple[int, int, int], bool] = {}    # whether a mesh is smooth-sha
 
 def is_smooth_shaded(mesh: mi.Shape) -> bool:
     """Whether a mesh has vertex normals that differ from its face normals
-    (``smooth_faces``), cached per mesh: a mesh stays smooth or flat as it moves."""
+    somewhere (``smooth_faces``; the built-in ``cube`` splits its normals per
+    face and is flat), cached per mesh: a mesh stays smooth or flat as it moves."""
     if not mesh.is_mesh() or not mesh.has_vertex_normals():
         return False
     key = (id(mesh), mesh.vertex_count(), mesh.face_count())
