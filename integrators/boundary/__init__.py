@@ -46,6 +46,26 @@ def on_moving_mesh(scene: mi.Scene, shape: mi.ShapePtr, active: mi.Bool) -> mi.B
     return result & active
 
 
+def trace_side_pairs(sensor: mi.Sensor, integrator: mi.Integrator, vertex, seed: mi.UInt32, stream: int,
+                     side_ray: mi.Ray3f, active: mi.Bool) -> tuple[mi.Spectrum, mi.Spectrum, mi.Float, mi.Float]:
+    """The two sides of each sample at a path vertex (a ``secondary_edges.Vertex``),
+    traced with the depth left after it: ``side_ray`` holds sample j's sides in
+    lanes 2j (minus) and 2j + 1 (plus); ``active`` is per sample; ``stream``
+    numbers the term's own random stream. Returns (L_minus, L_plus, d_minus,
+    d_plus), d the distance to each side's first hit (as ``vertex.trace``)."""
+    count = dr.width(side_ray.d) // 2
+    i = dr.arange(mi.UInt32, 2 * count) >> 1
+    side_sampler = sensor.sampler().clone()
+    side_sampler.seed(mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(stream + vertex.k))[1], 2 * count)
+    depth_left = integrator.max_depth - 1 - vertex.k if integrator.max_depth > 0 else -1
+    L, d = vertex.trace(side_sampler, i, side_ray, depth_left, dr.gather(mi.Bool, active, i))
+    dr.eval(L, d)   # together: evaluated one by one, each would retrace the side paths
+    # Gathered from evaluated arrays, the rest is one kernel (from lazy ones, a kernel each).
+    even = 2 * dr.arange(mi.UInt32, count)
+    return (dr.gather(mi.Spectrum, L, even), dr.gather(mi.Spectrum, L, even + 1),
+            dr.gather(mi.Float, d, even), dr.gather(mi.Float, d, even + 1))
+
+
 def ray_triangle(o: mi.Point3f, d: mi.Vector3f, v0: mi.Point3f, v1: mi.Point3f,
                  v2: mi.Point3f) -> tuple[mi.Float, mi.Float, mi.Float]:
     """Where the line o + t d meets the plane of triangle (v0, v1, v2): t and the

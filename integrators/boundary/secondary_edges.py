@@ -64,7 +64,7 @@ import drjit as dr
 import mitsuba as mi
 
 from pbdr.geometry.edges import scene_edges
-from integrators.boundary import on_moving_mesh, sliding_point
+from integrators.boundary import on_moving_mesh, sliding_point, trace_side_pairs
 from integrators.boundary.edge_sampling import EdgeSampler, SamplingOptions, edge_view
 from integrators.boundary.primary_edges import channels, footprint
 from integrators.boundary.secondary_terminators import TerminatorSampler, smooth_face_set, terminator_samples_at
@@ -192,9 +192,8 @@ def edge_samples_at(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
     m and p attached).
     """
     size = mi.ScalarVector2f(sensor.film().crop_size())
-    k, active = vertex.k, mi.Bool(vertex.active)
+    active = mi.Bool(vertex.active)
     with dr.suspend_grad():
-        s_side = mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(0x5EC0 + k))[1]
         pd = vertex.p
         smp = edge_sampler.sample(pd, vertex.n, vertex.clip, sampler.next_1d(), sampler.next_1d(),
                                   sampler.next_1d(), sampler.next_1d(), active, vertex.moves)
@@ -259,16 +258,8 @@ def edge_samples_at(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
         # the offset, both rays would cross the face's plane and hit the mesh
         # next to the edge (fireflies on smooth meshes).
         side_ray.d = dr.select(g(horizon, mi.Bool), dr.normalize(r2), dr.normalize(target - side_ray.o))
-        side_sampler = sensor.sampler().clone()
-        side_sampler.seed(s_side, 2 * count)
-        active2 = g(active, mi.Bool)
-        L, d = vertex.trace(side_sampler, i, side_ray,
-                            integrator.max_depth - 1 - k if integrator.max_depth > 0 else -1, active2)
-        dr.eval(L, d)   # together: evaluated one by one, each would retrace the side paths
-        # Side i of sample j is lane 2j + i; gathered from evaluated arrays, so
-        # the rest is one kernel (gathers from lazy arrays were a kernel each).
-        even = 2 * dr.arange(mi.UInt32, count)
-        L_minus, L_plus = dr.gather(mi.Spectrum, L, even), dr.gather(mi.Spectrum, L, even + 1)
+        L_minus, L_plus, d_minus, d_plus = trace_side_pairs(sensor, integrator, vertex, seed, 0x5EC0,
+                                                            side_ray, active)
 
         def c_p(d_side: mi.Float) -> mi.Float:
             """A side's coefficient of n_h·ṗ in its velocity v = c_m (n_h·ṁ) + c_p (n_h·ṗ)."""
@@ -277,7 +268,7 @@ def edge_samples_at(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
 
         # L_- v_- - L_+ v_+, with c_m = 1 / |m - p| on both sides
         A_m = (L_minus - L_plus) * (scale * dr.rcp(dist))
-        A_p = (L_minus * c_p(dr.gather(mi.Float, d, even)) - L_plus * c_p(dr.gather(mi.Float, d, even + 1))) * scale
+        A_p = (L_minus * c_p(d_minus) - L_plus * c_p(d_plus)) * scale
         A_m = dr.select(active, A_m, 0.0)
         A_p = dr.select(active, A_p, 0.0)
         area = float(size[0] * size[1]) / count   # pixel-area weight of one camera sample

@@ -68,7 +68,7 @@ import numpy as np
 
 from pbdr.geometry.edges import mesh_topology
 from pbdr.geometry.terminators import is_smooth_shaded
-from integrators.boundary import moves, ray_triangle
+from integrators.boundary import moves, ray_triangle, trace_side_pairs
 from integrators.boundary.edge_sampling import candidate_offset, edge_line, pdf_on_part, stream_step
 from integrators.boundary.primary_terminators import nearest_root, reach
 
@@ -293,9 +293,8 @@ def terminator_samples_at(sensor: mi.Sensor, integrator: mi.Integrator, faces: S
     (A a detached Spectrum, H attached, see ``terminator_height``).
     """
     size = mi.ScalarVector2f(sensor.film().crop_size())
-    k, active = vertex.k, mi.Bool(vertex.active)
+    active = mi.Bool(vertex.active)
     with dr.suspend_grad():
-        s_side = mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(0x7E40 + k))[1]
         pd = vertex.p
         smp = term_sampler.sample(pd, vertex.n, vertex.clip, sampler.next_1d(), sampler.next_1d(), active,
                                   vertex.moves)
@@ -316,15 +315,8 @@ def terminator_samples_at(sensor: mi.Sensor, integrator: mi.Integrator, faces: S
         target = dr.select(lit, dr.gather(mi.Point3f, smp.sides[1], i), dr.gather(mi.Point3f, smp.sides[0], i))
         side_ray = vertex.spawn(i, dr.normalize(target - dr.gather(mi.Point3f, pd, i)))
         side_ray.d = dr.normalize(target - side_ray.o)
-        side_sampler = sensor.sampler().clone()
-        side_sampler.seed(s_side, 2 * count)
-        L, _ = vertex.trace(side_sampler, i, side_ray,
-                            integrator.max_depth - 1 - k if integrator.max_depth > 0 else -1,
-                            dr.gather(mi.Bool, active, i))
-        dr.eval(L)
-        even = 2 * dr.arange(mi.UInt32, count)
-        ΔL = dr.gather(mi.Spectrum, L, even + 1) - dr.gather(mi.Spectrum, L, even)
-        A = dr.select(active, ΔL * scale, 0.0)
+        L_dark, L_lit, _, _ = trace_side_pairs(sensor, integrator, vertex, seed, 0x7E40, side_ray, active)
+        A = dr.select(active, (L_lit - L_dark) * scale, 0.0)
         dr.eval(A)
     with dr.resume_grad():
         H = terminator_height(faces, smp, pd, vertex.position(), vertex.moves)
