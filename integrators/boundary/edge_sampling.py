@@ -304,11 +304,32 @@ def pdf_on_part(line: _Line, lo: mi.Float, hi: mi.Float, W: mi.Float, t: mi.Floa
     return dr.select((W > 0) & (t >= lo) & (t <= hi), W * p_l, 0.0)
 
 
-def candidate_offset(S, u: mi.Float) -> tuple[mi.UInt32, mi.Float]:
-    """The first of every S-th candidate (uniform in [0, S)) from the leading
-    digit of ``u``, and the rest of ``u`` (uniform again)."""
-    offset = mi.UInt32(dr.minimum(u * mi.Float(S), mi.Float(S - 1)))
-    return offset, u * mi.Float(S) - mi.Float(offset)
+@dataclass(frozen=True)
+class Candidates:
+    """Which of ``count`` items (edges, faces; those of moving meshes first,
+    ``moving_count`` of them) a shading point weighs: every S-th from a
+    random offset, S = ⌈items / M⌉ for at most M candidates (all when M is 0).
+    A point on a moving mesh weighs all items, a static point only the
+    moving ones (a static item adds nothing there)."""
+
+    count: int
+    moving_count: int
+    stride: int
+    moving_stride: int
+
+    @staticmethod
+    def of(count: int, moving_count: int, M: int) -> "Candidates":
+        if M <= 0:
+            return Candidates(count, moving_count, 1, 1)
+        return Candidates(count, moving_count, -(-count // M), max(-(-moving_count // M), 1))
+
+    def at(self, moves: mi.Bool, u: mi.Float) -> tuple[mi.UInt32, mi.UInt32, mi.UInt32, mi.Float]:
+        """(item count, stride S, first candidate, the rest of ``u``) per point:
+        the offset is uniform in [0, S), from the leading digit of ``u``."""
+        count = dr.select(moves, self.count, self.moving_count)
+        S = dr.select(moves, self.stride, self.moving_stride)
+        offset = mi.UInt32(dr.minimum(u * mi.Float(S), mi.Float(S - 1)))
+        return count, S, offset, u * mi.Float(S) - mi.Float(offset)
 
 
 class EdgeSampler:
@@ -329,10 +350,7 @@ class EdgeSampler:
         # static surface weighs only those (a static edge adds nothing there),
         # a moving point all. Candidate strides: every stride-th edge from a
         # random offset (all when 1).
-        self.moving_count = edges.moving_count
-        M = options.candidates
-        self.stride = -(-self.count // M) if M > 0 else 1
-        self.moving_stride = max(-(-self.moving_count // M), 1) if M > 0 else 1
+        self.candidates = Candidates.of(self.count, edges.moving_count, options.candidates)
         self.n0, self.n1 = dr.detach(edges.n0), dr.detach(edges.n1)
         self.always, self.facing, self.open = edges.boundary, edges.facing, edges.open
         self.shape = edges.shape_index
@@ -471,9 +489,7 @@ class EdgeSampler:
         left of u_l is uniform again, given the choices, and is returned.
         """
         # Static points weigh the moving edges (the first ones), moving points all.
-        count = dr.select(moves, self.count, self.moving_count)
-        S = dr.select(moves, self.stride, self.moving_stride)
-        offset, u_g = candidate_offset(S, u_g)
+        count, S, offset, u_g = self.candidates.at(moves, u_g)
         total_g, total_l = mi.Float(0.0), mi.Float(0.0)
         j_g, j_l = mi.UInt32(0), mi.UInt32(0)
         j = mi.UInt32(offset)

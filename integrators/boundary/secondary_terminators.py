@@ -69,7 +69,7 @@ import numpy as np
 from pbdr.geometry.edges import mesh_topology
 from pbdr.geometry.terminators import is_smooth_shaded
 from integrators.boundary import moves, ray_triangle, trace_side_pairs
-from integrators.boundary.edge_sampling import candidate_offset, edge_line, pdf_on_part, stream_step
+from integrators.boundary.edge_sampling import Candidates, edge_line, pdf_on_part, stream_step
 from integrators.boundary.primary_terminators import nearest_root, reach
 
 INSIDE_TOLERANCE = 1e-4     # barycentric slack when testing that an arc point lies on its face
@@ -137,8 +137,8 @@ class _Face:
     crossed: mi.Bool        # H changes sign over the corners, and the face can be seen
 
     @staticmethod
-    def at(p: mi.Point3f, v: list, n: list, closed: mi.Bool) -> "_Face":
-        h = [dr.dot(n[k], p - v[k]) for k in range(3)]
+    def at(p: mi.Point3f, v: list, n: list, h: list, closed: mi.Bool) -> "_Face":
+        """The face with corners ``v``, normals ``n`` and H at the corners ``h`` (``TerminatorSampler._corners``)."""
         pos = [h[k] > 0 for k in range(3)]
         cross = [pos[k] != pos[(k + 1) % 3] for k in range(3)]
         X = []
@@ -175,23 +175,24 @@ class TerminatorSampler:
         self.n = [dr.detach(x) for x in faces.n]
         self.closed = faces.closed
         # As for edges: a static point weighs the moving meshes' faces, a moving point all.
-        self.count, self.moving_count = len(faces), faces.moving_count
-        self.stride = -(-self.count // candidates) if candidates > 0 else 1
-        self.moving_stride = max(-(-self.moving_count // candidates), 1) if candidates > 0 else 1
+        self.candidates = Candidates.of(len(faces), faces.moving_count, candidates)
+
+    def _corners(self, j: mi.UInt32, p: mi.Point3f) -> tuple[list, list, list]:
+        """Face j's corners, their normals, and H = n·(p - v) there."""
+        v = [dr.gather(mi.Point3f, x, j) for x in self.v]
+        n = [dr.gather(mi.Vector3f, x, j) for x in self.n]
+        return v, n, [dr.dot(n[k], p - v[k]) for k in range(3)]
 
     def _face(self, j: mi.UInt32, p: mi.Point3f) -> _Face:
-        return _Face.at(p, [dr.gather(mi.Point3f, x, j) for x in self.v],
-                        [dr.gather(mi.Vector3f, x, j) for x in self.n], dr.gather(mi.Bool, self.closed, j))
+        return _Face.at(p, *self._corners(j, p), dr.gather(mi.Bool, self.closed, j))
 
     @dr.syntax
     def _weight(self, j: mi.UInt32, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool) -> mi.Float:
-        v = [dr.gather(mi.Point3f, x, j) for x in self.v]
-        nv = [dr.gather(mi.Vector3f, x, j) for x in self.n]
-        h = [dr.dot(nv[k], p - v[k]) for k in range(3)]
+        v, nv, h = self._corners(j, p)
         W = mi.Float(0.0)
         # A branch: most faces hold no arc seen from p.
         if ((h[0] > 0) != (h[1] > 0)) | ((h[0] > 0) != (h[2] > 0)):
-            face = _Face.at(p, v, nv, dr.gather(mi.Bool, self.closed, j))
+            face = _Face.at(p, v, nv, h, dr.gather(mi.Bool, self.closed, j))
             line = face.line(p, n, clip)
             W = dr.select(face.crossed, line.weight(line.t_a, line.t_b, clip), 0.0)
         return W
@@ -201,9 +202,7 @@ class TerminatorSampler:
                 moves_p: mi.Bool) -> tuple[mi.UInt32, mi.Float, mi.Float]:
         """A candidate face ∝ W in one pass (streaming inversion, see ``EdgeSampler._choose``),
         the Horvitz-Thompson estimate of ΣW, and what is left of ``u``."""
-        count = dr.select(moves_p, self.count, self.moving_count)
-        S = dr.select(moves_p, self.stride, self.moving_stride)
-        j, u = candidate_offset(S, u)
+        count, S, j, u = self.candidates.at(moves_p, u)
         total, chosen = mi.Float(0.0), mi.UInt32(0)
         while dr.hint(active & (j < count), exclude=[p, n, clip, active, count, S]):
             W = self._weight(j, p, n, clip)
