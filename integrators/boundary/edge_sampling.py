@@ -192,6 +192,13 @@ class EdgeView:
     front: tuple            # per face: p is in front of its plane (beyond the tolerance)
     horizon: mi.Bool        # p lies on one face's plane: the edge bounds p's own horizon
 
+    @staticmethod
+    def chord() -> "EdgeView":
+        """A segment that always counts and that one cannot see past (a
+        terminator arc's chord, ``secondary_terminators.py``)."""
+        yes, no = mi.Bool(True), mi.Bool(False)
+        return EdgeView(yes, no, (no, no), no)
+
 
 def edge_view(p: mi.Point3f, n: mi.Vector3f, a: mi.Point3f, n0: mi.Vector3f, n1: mi.Vector3f,
               always: mi.Bool, facing: mi.Bool) -> EdgeView:
@@ -225,9 +232,10 @@ def is_candidate(p: mi.Point3f, n: mi.Vector3f, a: mi.Point3f, n0: mi.Vector3f, 
 
 
 def edge_line(p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool, a: mi.Point3f, b: mi.Point3f,
-              n0: mi.Vector3f, n1: mi.Vector3f, always: mi.Bool, facing: mi.Bool, is_open: mi.Bool) -> _Line:
+              view: EdgeView, is_open: mi.Bool) -> _Line:
+    """The edge (a, b) in the frame of p (shading normal ``n``), as ``view``
+    sees it; ``is_open``: an open-mesh boundary, one can see past it."""
     to_a = a - p
-    view = edge_view(p, n, a, n0, n1, always, facing)
     h_a, h_b = dr.dot(n, to_a), dr.dot(n, b - p)
     t_x = h_a / (h_a - h_b)
     t_a = dr.select(clip & (h_a < 0), t_x, 0.0)
@@ -378,10 +386,10 @@ class EdgeSampler:
 
     # ---- per edge ----
     def _line_at(self, j: mi.UInt32, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool) -> _Line:
-        return edge_line(p, n, clip, dr.gather(mi.Point3f, self.p0, j), dr.gather(mi.Point3f, self.p1, j),
-                         dr.gather(mi.Vector3f, self.n0, j), dr.gather(mi.Vector3f, self.n1, j),
-                         dr.gather(mi.Bool, self.always, j), dr.gather(mi.Bool, self.facing, j),
-                         dr.gather(mi.Bool, self.open, j))
+        a = dr.gather(mi.Point3f, self.p0, j)
+        view = edge_view(p, n, a, dr.gather(mi.Vector3f, self.n0, j), dr.gather(mi.Vector3f, self.n1, j),
+                         dr.gather(mi.Bool, self.always, j), dr.gather(mi.Bool, self.facing, j))
+        return edge_line(p, n, clip, a, dr.gather(mi.Point3f, self.p1, j), view, dr.gather(mi.Bool, self.open, j))
 
     def _triangle_views(self, p: mi.Point3f) -> list[_TriangleView]:
         """The emitter triangles seen from shading points p."""
@@ -420,9 +428,9 @@ class EdgeSampler:
         W_g, W_light = mi.Float(0.0), mi.Float(0.0)
         # A branch, not a mask: most edges are not silhouettes seen from p, and
         # a SIMD packet of nearby points skips the rest of the work together.
-        if is_candidate(p, n, a, n0, n1, always, facing):
-            line = edge_line(p, n, clip, a, dr.gather(mi.Point3f, self.p1, j), n0, n1, always, facing,
-                             dr.gather(mi.Bool, self.open, j))
+        view = edge_view(p, n, a, n0, n1, always, facing)
+        if view.candidate:
+            line = edge_line(p, n, clip, a, dr.gather(mi.Point3f, self.p1, j), view, dr.gather(mi.Bool, self.open, j))
             W_g = line.weight(line.t_a, line.t_b, clip)
             if dr.hint(self.q > 0, mode="scalar"):
                 # W_light is 0 unless the edge is an emitter's own or one can see past it.

@@ -69,7 +69,7 @@ import numpy as np
 from pbdr.geometry.edges import mesh_topology
 from pbdr.geometry.terminators import is_smooth_shaded
 from integrators.boundary import moves, ray_triangle, trace_side_pairs
-from integrators.boundary.edge_sampling import Candidates, edge_line, pdf_on_part, stream_step
+from integrators.boundary.edge_sampling import Candidates, EdgeView, edge_line, pdf_on_part, stream_step
 from integrators.boundary.primary_terminators import nearest_root, reach
 
 INSIDE_TOLERANCE = 1e-4     # barycentric slack when testing that an arc point lies on its face
@@ -151,8 +151,7 @@ class _Face:
 
     def line(self, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool):
         """The chord as an edge seen from p (``edge_sampling``'s weights and point densities)."""
-        zero = dr.zeros(mi.Vector3f)
-        return edge_line(p, n, clip, self.a, self.b, zero, zero, mi.Bool(True), mi.Bool(False), mi.Bool(False))
+        return edge_line(p, n, clip, self.a, self.b, EdgeView.chord(), mi.Bool(False))
 
 
 @dataclass
