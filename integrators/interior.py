@@ -154,24 +154,29 @@ class InteriorIntegrator(RBIntegrator):
     def sample(self, mode: dr.ADMode, scene: mi.Scene, sampler: mi.Sampler,
                ray: mi.Ray3f, δL: mi.Spectrum | None, state_in: mi.Spectrum | None,
                active: mi.Bool, first_hit: bool = False, coherent: bool = True,
+               first: mi.PreliminaryIntersection3f | None = None,
                **kwargs) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
         """Mitsuba's ``sample``; with ``first_hit`` the third result is
         [distance to the first surface along ``ray`` (inf: none)].
         ``coherent``: whether neighbouring lanes' first rays are alike (camera
-        rays); Embree's packet traversal of unlike rays is slow."""
+        rays); Embree's packet traversal of unlike rays is slow.
+        ``first``: the rays' first intersections, when the caller knows them
+        (``ray`` is then not traced; see ``boundary.pinned_hits``)."""
         # Dr.Jit records a loop a second time when it can drop state variables
         # that never change. Loop-invariant reads are kept out of the state
         # (``exclude``); OptimizeLoops off keeps the constants (zero fields of
         # the first vertex's predecessor, the rays' time) instead of folding
         # them: one recording instead of two, for a few more registers.
         with dr.scoped_set_flag(dr.JitFlag.OptimizeLoops, False):
-            return self.trace_paths(mode, scene, sampler, ray, δL, state_in, active, first_hit, coherent)
+            return self.trace_paths(mode, scene, sampler, ray, δL, state_in, active, first_hit, coherent,
+                                    first)
 
     @dr.syntax
     def trace_paths(self, mode: dr.ADMode, scene: mi.Scene, sampler: mi.Sampler,
                     ray: mi.Ray3f, δL: mi.Spectrum | None, state_in: mi.Spectrum | None,
-                    active: mi.Bool, first_hit: bool,
-                    coherent: bool = True) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
+                    active: mi.Bool, first_hit: bool, coherent: bool = True,
+                    first: mi.PreliminaryIntersection3f | None = None
+                    ) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
         primal = mode == dr.ADMode.Primal
         # Forward mode without a primal state: one pass, the throughput's
         # relative tangent ρ carried forward (see the docstring).
@@ -189,7 +194,10 @@ class InteriorIntegrator(RBIntegrator):
         active = mi.Bool(active)
         rng, inc = path_stream(sampler)
 
-        pi = scene.ray_intersect_preliminary(ray, coherent=coherent, reorder=False, active=active)
+        if first is None:
+            pi = scene.ray_intersect_preliminary(ray, coherent=coherent, reorder=False, active=active)
+        else:
+            pi = dr.select(active, first, dr.zeros(mi.PreliminaryIntersection3f))
         aovs = [dr.select(pi.is_valid(), pi.t, dr.inf)] if first_hit else []
         if dr.hint(self.hide_emitters, mode="scalar"):
             # Step over directly visible area emitters.

@@ -448,6 +448,10 @@ class VolumeIntegrator(RBIntegrator):
         medium = mi.MediumPtr(start) if start is not None else dr.zeros(mi.MediumPtr)
         si = dr.zeros(mi.SurfaceInteraction3f)
         needs_intersection = mi.Bool(True)
+        first = kwargs.get("first")     # the first intersections, when the caller knows them
+        if first is not None:
+            si = first.compute_surface_interaction(ray, mi.RayFlags.All, active)
+            needs_intersection = mi.Bool(False)
         last_event = dr.zeros(mi.Interaction3f)     # last real scattering vertex (MIS)
         last_pdf = mi.Float(1.0)
         specular_chain = mi.Bool(True)

@@ -1,8 +1,10 @@
 """Boundary terms of the derivative (each returns a derivative image in
 forward mode and accumulates parameter gradients in reverse mode):
 ``primary_edges`` (silhouettes seen from the camera), ``secondary_edges``
-(silhouettes seen from shading points)."""
+(silhouettes seen from shading points), and the pieces they share."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import drjit as dr
 import mitsuba as mi
@@ -64,6 +66,56 @@ def trace_side_pairs(sensor: mi.Sensor, integrator: mi.Integrator, vertex, seed:
     even = 2 * dr.arange(mi.UInt32, count)
     return (dr.gather(mi.Spectrum, L, even), dr.gather(mi.Spectrum, L, even + 1),
             dr.gather(mi.Float, d, even), dr.gather(mi.Float, d, even + 1))
+
+
+@dataclass
+class FacePoint:
+    """A point of a known triangle (a Dr.Jit pytree: gather, select and zeros apply)."""
+
+    p: mi.Point3f           # world position
+    shape_index: mi.UInt32  # index into scene.shapes()
+    prim: mi.UInt32         # the triangle's index in its mesh
+    uv: mi.Point2f          # its barycentrics (b1, b2), Mitsuba's ``prim_uv``
+
+
+PIN_DEPTH_TOLERANCE = 1e-3   # relative: a hit nearer than (1 - this) of the distance hides a pinned point
+
+
+def pinned_hits(scene: mi.Scene, cam, point: FacePoint, aim: mi.Point3f, pin: mi.Bool,
+                ray: mi.Ray3f) -> tuple[mi.Ray3f, mi.PreliminaryIntersection3f]:
+    """Camera rays and their first intersections for sides that are limits of
+    the radiance on a known face at a known point (where ``pin`` is set;
+    other lanes keep ``ray`` and trace it).
+
+    Traced, a ray aimed at a point on (or next to) an edge lands on whichever
+    side float rounding puts it: on a face seen at a grazing angle, a ray
+    that passes 10⁻⁷ of the distance from its target meets the plane 10⁻⁴
+    away along the face (the smooth icosphere's limb: 14% of the rays aimed
+    10⁻³ of a face's width inside it missed it, and that edge lost 13% of
+    its term). So the hit is ``point`` itself (its triangle, barycentrics and
+    distance), unless a ray towards it meets something clearly in front
+    (nearer than ``(1 - PIN_DEPTH_TOLERANCE)`` of the distance): then the
+    point is hidden and the side sees that occluder. An occluder that is a
+    null interface (a medium's boundary) is crossed by the path, which must
+    then find the face itself: that ray aims at ``aim``, inside the face.
+    """
+    towards = cam.ray_towards(point.p)
+    t = dr.norm(point.p - towards.o)
+    pi_x = scene.ray_intersect_preliminary(towards, coherent=True, reorder=False, active=pin)
+    hidden = pin & pi_x.is_valid() & (pi_x.t < t * (1 - PIN_DEPTH_TOLERANCE))
+    use = pin & ~hidden
+    si = pi_x.compute_surface_interaction(towards, mi.RayFlags.Minimal, hidden)
+    crossed = hidden & mi.has_flag(si.bsdf().flags(), mi.BSDFFlags.Null)
+    ray = mi.Ray3f(ray)
+    ray[pin & ~crossed] = towards
+    ray[crossed] = cam.ray_towards(aim)
+    pi = scene.ray_intersect_preliminary(ray, coherent=True, reorder=False, active=~pin | crossed)
+    pi = dr.select(hidden & ~crossed, pi_x, pi)
+    pinned = dr.zeros(mi.PreliminaryIntersection3f, dr.width(use))
+    pinned.t, pinned.prim_uv, pinned.prim_index, pinned.shape_index = t, point.uv, point.prim, point.shape_index
+    pinned.shape = dr.gather(mi.ShapePtr, scene.shapes_dr(), point.shape_index, use)
+    pinned.valid = mi.Bool(True)
+    return ray, dr.select(use, pinned, pi)
 
 
 def ray_triangle(o: mi.Point3f, d: mi.Vector3f, v0: mi.Point3f, v1: mi.Point3f,

@@ -28,9 +28,13 @@ the :math:`i`-th of :math:`N` equal parts of :math:`\ell_{\text{total}}`
 emitting-cube scene block variance fell 2600x, on the icosphere 1.3x, and
 consecutive lanes trace neighbouring side rays, which halved the side-path
 kernel there). Each side's radiance is a full
-path-traced estimate (the interior integrator's primal ``sample``). Edges
-hidden behind other geometry give the same radiance on both sides and drop
-out.
+path-traced estimate (the interior integrator's primal ``sample``). A side
+that is the limit of the radiance on one face (a silhouette's covered side,
+both sides of a crease or of a terminator arc) starts at that point of that
+face (``boundary.pinned_hits``): traced, rays to a face seen nearly edge-on
+land on either side of its edge. Edges hidden behind other geometry give
+the same radiance on both sides and drop out. A sample counts where the
+film samples, with the film's normalization (``filter_footprint``).
 
 The derivative of the point is taken with Dr.Jit: the 3D edge point
 :math:`X = v_0 + s (v_1 - v_0)` is built from the mesh's (AD-attached) vertex
@@ -58,27 +62,58 @@ import mitsuba as mi
 import numpy as np
 
 from pbdr.geometry.camera import Camera, clip_edges, clipped_point
-from pbdr.geometry.edges import scene_edges, silhouette_mask
-from integrators.boundary import moving_shapes
+from pbdr.geometry.edges import edge_barycentrics, scene_edges, silhouette_mask
+from integrators.boundary import FacePoint, moving_shapes, pinned_hits
 from integrators.boundary.primary_terminators import TerminatorTable
 
 SIDE_EPSILON = 1e-3   # pixels; offset of the two radiance samples from the edge
 
 
-_FOOTPRINTS: dict[int, tuple[mi.ReconstructionFilter, float, int]] = {}
+@dataclass
+class FilterFootprint:
+    """How a sample at a film position weighs into the pixels around it."""
+
+    rfilter: mi.ReconstructionFilter
+    taps: int                   # pixels per axis a footprint can touch
+    lo: float                   # the sampled domain [lo, hi_x] x [lo, hi_y] of the film
+    hi: tuple[float, float]
+    norm: tuple[mi.Float, mi.Float] | float     # ∫ of the 1D profile over the domain, per column and row
 
 
-def filter_footprint(film: mi.Film) -> tuple[mi.ReconstructionFilter, float, int]:
-    """The film's filter, the integral of its 1D profile, and pixels per axis it can touch."""
+_FOOTPRINTS: dict[int, tuple[tuple, FilterFootprint]] = {}
+
+
+def filter_footprint(film: mi.Film) -> FilterFootprint:
+    """A pixel is Σ k L / Σ k over the camera samples in its footprint, and
+    the film samples [0, W] x [0, H], widened by the filter's border with
+    ``sample_border``. So a sample weighs k_p(x) / ∫_domain k_p, where the
+    integral is the filter's own except for pixels whose footprint the
+    domain cuts (near the edges of a film without ``sample_border``)."""
     rfilter = film.rfilter()
-    cached = _FOOTPRINTS.get(id(rfilter))   # the entry holds the filter: its id stays unique
-    if cached is not None and cached[0] is rfilter:
-        return cached
+    size = tuple(int(v) for v in film.crop_size())
+    key = (rfilter, size, bool(film.sample_border()))
+    cached = _FOOTPRINTS.get(id(film))     # the entry holds the filter: its id stays unique
+    if cached is not None and cached[0] == key:
+        return cached[1]
     radius = float(rfilter.radius())
-    x = (np.arange(4096) + 0.5) / 4096 * 2 * radius - radius
-    integral = float(np.array(rfilter.eval(mi.Float(x))).sum() * 2 * radius / 4096)
-    _FOOTPRINTS[id(rfilter)] = rfilter, integral, max(1, int(np.ceil(2 * radius - 1e-9)))
-    return _FOOTPRINTS[id(rfilter)]
+    t = (np.arange(4096) + 0.5) / 4096 * 2 * radius - radius
+    profile = np.array(rfilter.eval(mi.Float(t)), dtype=np.float64) * (2 * radius / 4096)
+    cdf = np.concatenate([[0.0], np.cumsum(profile)])
+    taps = max(1, int(np.ceil(2 * radius - 1e-9)))
+    if film.sample_border() or radius <= 0.5:
+        border = float(rfilter.border_size()) if film.sample_border() else 0.0
+        norm: tuple[mi.Float, mi.Float] | float = float(cdf[-1])
+    else:
+        border = 0.0
+        def cut(n: int) -> mi.Float:
+            c = np.arange(n) + 0.5
+            a, b = np.maximum(-c, -radius), np.minimum(n - c, radius)
+            at = lambda u: np.interp(u, np.linspace(-radius, radius, 4097), cdf)   # noqa: E731
+            return mi.Float((at(b) - at(a)).astype(np.float32))
+        norm = (cut(size[0]), cut(size[1]))
+    fp = FilterFootprint(rfilter, taps, -border, (size[0] + border, size[1] + border), norm)
+    _FOOTPRINTS[id(film)] = (key, fp)
+    return fp
 
 
 @dataclass
@@ -95,7 +130,8 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
     terminators of smooth meshes) and the radiance jump across each."""
     cam = Camera.of(sensor)
     film = sensor.film()
-    margin = max(float(film.rfilter().radius()) - 0.5, 0.0)
+    # Edges beyond the film reach its pixels through the filter, if the film samples there.
+    margin = max(float(film.rfilter().radius()) - 0.5, 0.0) if film.sample_border() else 0.0
     edges = scene_edges(scene)
     host = edges.numpy()
     # Only edges of meshes that move: a fixed edge's normal speed is zero.
@@ -123,7 +159,7 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
         weight = mi.Float(1.0)
     if E > 0:
         e_idx = dr.minimum(idx, E - 1)
-        x, n, X = _edge_points(cam, edges, clip, e_idx, ξ)
+        x, n, X, s = _edge_points(cam, edges, clip, e_idx, ξ)
     if len(terminators):
         arc = terminators.points(cam, idx - E, ξ, ~on_edge, SIDE_EPSILON)
         if E > 0:
@@ -136,37 +172,41 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
         # Everything the side lanes gather, in one kernel: gathered lazily,
         # each source would be a kernel of its own that recomputes the rest.
         xd = dr.detach(x)
-        faces = _face_sides(cam, edges, e_idx, X, xd, n) if E > 0 else []
-        arc_sides = (arc.side_minus, arc.side_plus) if len(terminators) else ()
+        faces = _face_sides(cam, edges, e_idx, X, s, xd, n) if E > 0 else []
+        arc_sides = arc.sides if len(terminators) else ()
         dr.eval(xd, n, on_edge, faces, arc_sides)
         # Radiance on both sides: lanes 2i (side -n) and 2i+1 (side +n).
         lane = dr.arange(mi.UInt32, 2 * count)
         i = lane >> 1
         sign = dr.select((lane & 1) == 0, -1.0, 1.0)
+        # Sides are evaluated wherever they fall (``footprint`` decides
+        # whether a sample counts): masking a side outside the film made a
+        # jump of every edge that crosses its border.
         xs = dr.gather(mi.Point2f, xd, i) + sign * SIDE_EPSILON * dr.gather(mi.Vector2f, n, i)
         size = mi.ScalarVector2f(cam.size)
-        inside = (xs.x >= 0) & (xs.y >= 0) & (xs.x <= size.x) & (xs.y <= size.y)
         side_sampler = sensor.sampler().clone()
         side_sampler.seed(s_side, 2 * count)
         wavelength = side_sampler.next_1d() if mi.is_spectral else 0.0
         ray, ray_weight = sensor.sample_ray(sensor.shutter_open(), wavelength, xs / size, mi.Point2f(0.5))
+        # A side covered by a front-facing adjacent face, and either side of
+        # a terminator, is the radiance at a known point of a known face.
         on_edge_i = dr.gather(mi.Bool, on_edge, i)
-        if E > 0:
-            # A side covered by a front-facing adjacent face aims into that face.
-            on_face, target = mi.Bool(False), dr.zeros(mi.Point3f, 2 * count)
-            for side, point in faces:
-                serves = dr.gather(mi.Float, side, i) == sign
-                on_face |= serves
-                target = dr.select(serves, dr.gather(mi.Point3f, point, i), target)
-            ray[on_face & on_edge_i] = cam.ray_towards(target)
+        pin, target, aim = mi.Bool(False), dr.zeros(FacePoint, 2 * count), dr.zeros(mi.Point3f, 2 * count)
+        for side, point, inner in faces:
+            serves = on_edge_i & (dr.gather(mi.Float, side, i) == sign)
+            pin |= serves
+            target = dr.select(serves, dr.gather(FacePoint, point, i), target)
+            aim = dr.select(serves, dr.gather(mi.Point3f, inner, i), aim)
         if len(terminators):
-            target = dr.select(sign < 0, dr.gather(mi.Point3f, arc_sides[0], i),
-                               dr.gather(mi.Point3f, arc_sides[1], i))
-            ray[~on_edge_i] = cam.ray_towards(target)
-        dr.eval(ray, ray_weight, inside)
+            arc_side = dr.select(sign < 0, dr.gather(FacePoint, arc_sides[0], i), dr.gather(FacePoint, arc_sides[1], i))
+            target = dr.select(on_edge_i, target, arc_side)
+            aim = dr.select(on_edge_i, aim, arc_side.p)
+            pin |= ~on_edge_i
+        ray, first = pinned_hits(scene, cam, target, aim, pin, ray)
+        dr.eval(ray, ray_weight, first)
         L, _, _, _ = integrator.sample(dr.ADMode.Primal, scene, side_sampler, ray, None, None,
-                                       mi.Bool(True))
-        L = dr.select(inside, L * ray_weight, 0.0)
+                                       mi.Bool(True), first=first)
+        L = L * ray_weight
         dr.eval(L)      # all channels in one kernel: one by one, each would retrace the paths
         ΔL = dr.gather(mi.Spectrum, L, 2 * dr.arange(mi.UInt32, count)) - \
             dr.gather(mi.Spectrum, L, 2 * dr.arange(mi.UInt32, count) + 1)
@@ -192,26 +232,30 @@ def sample_by_length(length: np.ndarray, u: mi.Float) -> tuple[mi.UInt32, mi.Flo
 
 
 def _edge_points(cam: Camera, edges, clip: dict[str, np.ndarray], idx: mi.UInt32,
-                 ξ: mi.Float) -> tuple[mi.Point2f, mi.Vector2f, mi.Point3f]:
+                 ξ: mi.Float) -> tuple[mi.Point2f, mi.Vector2f, mi.Point3f, mi.Float]:
     """Screen points (attached) at ``ξ`` along the clipped projections of edges
-    ``idx``, their screen normals, and the (detached) 3D points."""
+    ``idx``, their screen normals, the (detached) 3D points, and where these
+    lie along the edges (0 at p0, 1 at p1)."""
     s, n = clipped_point(clip, idx, ξ)
     # The edge point, attached to the mesh parameters, and its projection.
     X = dr.lerp(dr.gather(mi.Point3f, edges.p0, idx), dr.gather(mi.Point3f, edges.p1, idx), s)
-    return cam.project(X), n, dr.detach(X)
+    return cam.project(X), n, dr.detach(X), s
 
 
-def _face_sides(cam: Camera, edges, idx: mi.UInt32, X: mi.Point3f, x: mi.Point2f,
-                n: mi.Vector2f) -> list[tuple[mi.Float, mi.Point3f]]:
-    """For each adjacent face of edge samples ``idx``: the screen side (±1 along
-    ``n``, 0 when the face is seen from behind) it covers, and a point inside it.
+def _face_sides(cam: Camera, edges, idx: mi.UInt32, X: mi.Point3f, s: mi.Float, x: mi.Point2f,
+                n: mi.Vector2f) -> list[tuple[mi.Float, FacePoint, mi.Point3f]]:
+    """For each adjacent face of edge samples ``idx`` (at ``s`` along them):
+    the screen side (±1 along ``n``, 0 when the face is seen from behind) it
+    covers, the edge point as a point of that face, and a point inside the
+    face near it to aim at.
 
-    A face seen almost edge-on is a sliver on screen, thinner than any
-    screen-space offset: a ray offset on screen would pass it, see the next
-    face, and count the sliver's jump twice (here and at the next crease).
-    So a side covered by a front-facing adjacent face is sampled at a point
-    inside that face, a small fraction of its width from the edge; a side
-    with no adjacent face keeps the screen-space offset.
+    That side's value is the limit of the radiance on the face at the edge,
+    evaluated at the edge point itself (``pinned_hits``): a ray offset on
+    screen would pass a face seen almost edge-on (a sliver thinner than any
+    offset), and a point a fixed fraction inside the face can lie beyond a
+    terminator arc that runs along the edge (measured: the smooth
+    icosphere's limb). A ray that must be traced to the face (seen through
+    a null interface) aims a thousandth of the face's width inside it.
     """
     o = mi.ScalarPoint3f(cam.origin)
     g = lambda v: dr.detach(dr.gather(type(v), v, idx))       # noqa: E731
@@ -221,12 +265,15 @@ def _face_sides(cam: Camera, edges, idx: mi.UInt32, X: mi.Point3f, x: mi.Point2f
     probe = cam.project(X + N * (0.1 * dr.norm(X - o)))
     σ = dr.sign(dr.dot(probe - x, n))
     ê = dr.normalize(p1 - p0)
+    shape_index, corners = g(edges.shape_index), g(edges.corners)
     faces = []
-    for c, nk in ((g(edges.c1), g(edges.n1)), (g(edges.c0), g(edges.n0))):
-        to_c = c - X
-        point = X + (to_c - dr.dot(to_c, ê) * ê) * 1e-3      # inside the face, near the edge
+    for k, c, nk, prim in ((1, g(edges.c1), g(edges.n1), g(edges.prim1)),
+                           (0, g(edges.c0), g(edges.n0), g(edges.prim0))):
         front = dr.dot(nk, o - X) > 0
-        faces.append((dr.select(front, dr.sign(dr.dot(N, c - o)) * σ, 0.0), point))
+        to_c = c - X
+        aim = X + (to_c - dr.dot(to_c, ê) * ê) * 1e-3
+        point = FacePoint(X, shape_index, prim, edge_barycentrics(corners, k, s))
+        faces.append((dr.select(front, dr.sign(dr.dot(N, c - o)) * σ, 0.0), point, aim))
     return faces
 
 
@@ -236,18 +283,25 @@ def channels(value: mi.Spectrum) -> list[mi.Float]:
 
 
 def footprint(film: mi.Film, x: mi.Point2f):
-    """Yield (flat pixel index, filter weight / ∫k, valid) for every pixel whose footprint holds x."""
-    rfilter, integral, taps = filter_footprint(film)
+    """Yield (flat pixel index, filter weight / ∫k, valid) for every pixel whose
+    footprint holds x (``filter_footprint``; nothing for x outside the sampled domain)."""
+    fp = filter_footprint(film)
     size = film.crop_size()
-    radius = float(rfilter.radius())
+    radius = float(fp.rfilter.radius())
     x = dr.detach(x)
+    sampled = (x.x >= fp.lo) & (x.y >= fp.lo) & (x.x <= fp.hi[0]) & (x.y <= fp.hi[1])
     lo = mi.Vector2i(dr.floor(x - radius - 0.5)) + 1
-    for dy in range(taps):
-        for dx in range(taps):
+    for dy in range(fp.taps):
+        for dx in range(fp.taps):
             pix = lo + mi.Vector2i(dx, dy)
             c = mi.Vector2f(pix) + 0.5
-            w = rfilter.eval(x.x - c.x) * rfilter.eval(x.y - c.y) / (integral * integral)
-            valid = (pix.x >= 0) & (pix.y >= 0) & (pix.x < int(size[0])) & (pix.y < int(size[1])) & (w != 0)
+            valid = sampled & (pix.x >= 0) & (pix.y >= 0) & (pix.x < int(size[0])) & (pix.y < int(size[1]))
+            if isinstance(fp.norm, float):
+                norm = fp.norm * fp.norm
+            else:
+                norm = dr.gather(mi.Float, fp.norm[0], pix.x, valid) * dr.gather(mi.Float, fp.norm[1], pix.y, valid)
+            w = fp.rfilter.eval(x.x - c.x) * fp.rfilter.eval(x.y - c.y) / norm
+            valid &= w != 0
             yield mi.UInt32(dr.select(valid, pix.y * int(size[0]) + pix.x, 0)), w, valid
 
 

@@ -45,7 +45,7 @@ import numpy as np
 
 from pbdr.geometry.camera import Camera, clip_edges, clipped_point, gather_columns
 from pbdr.geometry.terminators import terminator_chords
-from integrators.boundary import ray_triangle
+from integrators.boundary import FacePoint, ray_triangle
 
 INSIDE_TOLERANCE = 1e-4     # barycentric slack when testing that an arc point lies on its face
 
@@ -56,8 +56,8 @@ class TerminatorPoints:
     n: mi.Vector2f          # unit screen normal ∇H / |∇H| (detached)
     weight: mi.Float        # 1 / (density on the arc relative to the chord's): |∇H| / |∇H · N|
     valid: mi.Bool
-    side_minus: mi.Point3f  # points on the face just across the arc, on the side of -n
-    side_plus: mi.Point3f   # and of +n (the black rim is often thinner than any fixed screen offset)
+    sides: tuple[FacePoint, FacePoint]  # points on the face just across the arc, on the sides of -n
+                                        # and +n (the black rim is often thinner than any fixed screen offset)
 
 
 class TerminatorTable:
@@ -82,6 +82,8 @@ class TerminatorTable:
         self.corners = [c[0] if len(c) == 1 else type(c[0])(*(dr.concat([p[j] for p in c]) for j in range(3)))
                         for c in corners]
         self.a, self.b = chords.a, chords.b
+        self.shape_index = mi.UInt32(chords.shape_index.astype(np.uint32))
+        self.prim = mi.UInt32(chords.face_id.astype(np.uint32))
 
     def __len__(self) -> int:
         return len(self.length)
@@ -118,8 +120,11 @@ class TerminatorTable:
             # of the dark-side rays landed on the lit side (a smooth
             # icosphere's limb pixel came out at 60% of FD).
             δn = face.solve(J, n)
-            sides = [face.point(b + σ * dr.minimum(side_epsilon, 0.5 * reach(b, σ * δn)) * δn)
-                     for σ in (-1.0, 1.0)]
+            shape_index, prim = dr.gather(mi.UInt32, self.shape_index, idx), dr.gather(mi.UInt32, self.prim, idx)
+            sides = []
+            for σ in (-1.0, 1.0):
+                b_side = b + σ * dr.minimum(side_epsilon, 0.5 * reach(b, σ * δn)) * δn
+                sides.append(FacePoint(face.point(b_side), shape_index, prim, mi.Point2f(b_side)))
 
         # ∂π H at the fixed ray through x, from the attached face.
         o = mi.ScalarPoint3f(cam.origin)
@@ -129,7 +134,7 @@ class TerminatorTable:
         p_att = v0 + b1 * (v1 - v0) + b2 * (v2 - v0)
         H = dr.dot(m0 + b1 * (m1 - m0) + b2 * (m2 - m0), o - p_att)
         speed = -(H - dr.detach(H)) / dr.select(valid, norm, 1.0)
-        return TerminatorPoints(mi.Point2f(x + n * speed), n, dr.select(valid, weight, 0.0), valid, *sides)
+        return TerminatorPoints(mi.Point2f(x + n * speed), n, dr.select(valid, weight, 0.0), valid, tuple(sides))
 
 
 def nearest_root(α: mi.Float, β: mi.Float, γ: mi.Float) -> tuple[mi.Float, mi.Bool]:

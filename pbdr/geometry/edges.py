@@ -51,6 +51,9 @@ class EdgeTopology:
     face1: np.ndarray       # E x 3, of the second face (copy of face0 on boundary edges)
     boundary: np.ndarray    # E, bool: one adjacent face (or more than two)
     crease: np.ndarray      # E, bool: an interior edge between faces that are not coplanar
+    face_id0: np.ndarray    # E, index of the first adjacent face in the mesh's face buffer
+    face_id1: np.ndarray    # E, of the second one
+    corners: np.ndarray     # E, packed corners of v0 and v1 in each face (``edge_barycentrics``)
 
     def __len__(self) -> int:
         return len(self.v0)
@@ -102,6 +105,12 @@ def build_topology(positions: np.ndarray, faces: np.ndarray, keep_flat: bool = F
     f0, f1 = faces[e_face[i0]], faces[e_face[i1]]
     v0 = faces[e_face[i0], e_corner[i0, 0]]
     v1 = faces[e_face[i0], e_corner[i0, 1]]
+    # The corners of v0 and v1 in each face (2 bits each); the second face
+    # may list the (welded) ends the other way round.
+    same = wf[e_face[i1], e_corner[i1, 0]] == wid[v0]
+    k1_v0 = np.where(same, e_corner[i1, 0], e_corner[i1, 1])
+    k1_v1 = np.where(same, e_corner[i1, 1], e_corner[i1, 0])
+    corners = e_corner[i0, 0] | (e_corner[i0, 1] << 2) | (k1_v0 << 4) | (k1_v1 << 6)
     keep = boundary.copy()
     n = face_normals(positions, faces)
     cos = np.einsum("ij,ij->i", n[e_face[i0]], n[e_face[i1]])
@@ -112,7 +121,21 @@ def build_topology(positions: np.ndarray, faces: np.ndarray, keep_flat: bool = F
     # own plane cuts off (directions above the shading normal's horizon but
     # below the face, hidden by the mesh), which differs on the two faces.
     crease = folded & ~boundary
-    return EdgeTopology(v0[keep], v1[keep], f0[keep], f1[keep], boundary[keep], crease[keep])
+    return EdgeTopology(v0[keep], v1[keep], f0[keep], f1[keep], boundary[keep], crease[keep],
+                        e_face[i0][keep], e_face[i1][keep], corners[keep])
+
+
+# Barycentrics (b1, b2) of a triangle's corners 0, 1, 2, as Mitsuba's ``prim_uv``.
+_CORNER_UV = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0))
+
+
+def edge_barycentrics(corners: mi.UInt32, face: int, s: mi.Float) -> mi.Point2f:
+    """Mitsuba's ``prim_uv`` on adjacent face ``face`` (0 or 1) of the point
+    at ``s`` along edges p0 -> p1, from their packed ``corners``."""
+    def corner(k: mi.UInt32) -> mi.Point2f:
+        return mi.Point2f(dr.select(k == 1, 1.0, 0.0), dr.select(k == 2, 1.0, 0.0))
+    shift = 4 * face
+    return dr.lerp(corner((corners >> shift) & 3), corner((corners >> (shift + 2)) & 3), s)
 
 
 _CACHE: dict[int, tuple[bytes, EdgeTopology]] = {}
@@ -148,6 +171,9 @@ class EdgeSet:
     open: mi.Bool           # an open-mesh boundary (one adjacent face): one can see past it
     c0: mi.Point3f          # centroid of the first adjacent face (which side of the edge it lies on)
     c1: mi.Point3f          # of the second one
+    prim0: mi.UInt32        # index of the first adjacent face in its mesh (Mitsuba's ``prim_index``)
+    prim1: mi.UInt32        # of the second one
+    corners: mi.UInt32      # corners of the ends in each face (``edge_barycentrics``)
     shape_host: np.ndarray  # shape_index on the host (no read-back)
     moving_count: int = 0   # edges of meshes with gradients: the first ones
 
@@ -173,7 +199,8 @@ _DEVICE: dict[int, tuple[EdgeTopology, int, tuple, tuple]] = {}
 
 def _device_topology(mesh: mi.Mesh, topo: EdgeTopology, index: int) -> tuple[tuple, tuple]:
     """The topology's vertex indices (v0, v1, face0's three, face1's three)
-    and flags (boundary, shape index, facing, open) as Dr.Jit arrays,
+    and flags (boundary, shape index, facing, open, the faces' indices and
+    the ends' corners in them) as Dr.Jit arrays,
     uploaded once per topology: each upload is a task of its own."""
     cached = _DEVICE.get(id(mesh))
     if cached is not None and cached[0] is topo and cached[1] == index:
@@ -183,6 +210,8 @@ def _device_topology(mesh: mi.Mesh, topo: EdgeTopology, index: int) -> tuple[tup
     ends = tuple(mi.UInt32(e.astype(np.uint32)) for e in ends)
     flags = (mi.Bool(topo.boundary | (topo.crease & (not one_sided))), dr.full(mi.UInt32, index, len(topo)),
              mi.Bool(topo.crease & one_sided), mi.Bool(topo.boundary))
+    faces = tuple(mi.UInt32(a.astype(np.uint32)) for a in (topo.face_id0, topo.face_id1, topo.corners))
+    flags = flags + faces
     dr.eval(ends, flags)
     _DEVICE[id(mesh)] = (topo, index, ends, flags)
     return ends, flags
@@ -213,8 +242,8 @@ def scene_edges(scene: mi.Scene) -> EdgeSet:
         ends, flags = _device_topology(shape, topo, index)
         p0, p1, *corners = (dr.gather(mi.Point3f, buf, i) for i in ends)
         f0, f1 = corners[:3], corners[3:]
-        part = (p0, p1, _normal(*f0), _normal(*f1), *flags,
-                mi.Point3f((f0[0] + f0[1] + f0[2]) / 3), mi.Point3f((f1[0] + f1[1] + f1[2]) / 3))
+        part = (p0, p1, _normal(*f0), _normal(*f1), *flags[:4],
+                mi.Point3f((f0[0] + f0[1] + f0[2]) / 3), mi.Point3f((f1[0] + f1[1] + f1[2]) / 3), *flags[4:])
         if static:
             dr.eval(*part)
             _GEOMETRY[id(shape)] = (topo, index, part)
@@ -225,7 +254,8 @@ def scene_edges(scene: mi.Scene) -> EdgeSet:
         empty3 = dr.zeros(mi.Point3f, 0)
         return EdgeSet(empty3, empty3, mi.Vector3f(empty3), mi.Vector3f(empty3),
                        dr.zeros(mi.Bool, 0), dr.zeros(mi.UInt32, 0), dr.zeros(mi.Bool, 0), dr.zeros(mi.Bool, 0),
-                       empty3, empty3, np.zeros(0, np.int64))
+                       empty3, empty3, dr.zeros(mi.UInt32, 0), dr.zeros(mi.UInt32, 0), dr.zeros(mi.UInt32, 0),
+                       np.zeros(0, np.int64))
 
     def cat(i: int, cls: type) -> dr.ArrayBase:
         items = [p[i] for p in parts]
@@ -236,11 +266,12 @@ def scene_edges(scene: mi.Scene) -> EdgeSet:
         return cls(dr.concat(items))
     edges = EdgeSet(cat(0, mi.Point3f), cat(1, mi.Point3f), cat(2, mi.Vector3f), cat(3, mi.Vector3f),
                     cat(4, mi.Bool), cat(5, mi.UInt32), cat(6, mi.Bool), cat(7, mi.Bool),
-                    cat(8, mi.Point3f), cat(9, mi.Point3f), np.concatenate(shape_host), moving_count)
+                    cat(8, mi.Point3f), cat(9, mi.Point3f), cat(10, mi.UInt32), cat(11, mi.UInt32),
+                    cat(12, mi.UInt32), np.concatenate(shape_host), moving_count)
     # One kernel of fixed shape; left lazy, the gathers fuse with whatever
     # else is pending and the kernel recompiles on every call.
     dr.eval(edges.p0, edges.p1, edges.n0, edges.n1, edges.boundary, edges.shape_index, edges.facing,
-            edges.open, edges.c0, edges.c1)
+            edges.open, edges.c0, edges.c1, edges.prim0, edges.prim1, edges.corners)
     return edges
 
 

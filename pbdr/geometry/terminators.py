@@ -45,6 +45,7 @@ class TerminatorChords:
 
     shape_index: np.ndarray     # C, index into scene.shapes()
     face: np.ndarray            # C x 3, vertex indices of the face
+    face_id: np.ndarray         # C, the face's index in its mesh
     a: np.ndarray               # C x 2, barycentrics (b1, b2) of the first end
     b: np.ndarray               # C x 2, of the second end
     p_a: np.ndarray             # C x 3, world positions of the ends
@@ -173,9 +174,10 @@ def terminator_chords(scene: mi.Scene, origin: np.ndarray, shapes: np.ndarray | 
         skipped += n_skipped
         P = positions[faces[f]]
         at = lambda bc: P[:, 0] + bc[:, :1] * (P[:, 1] - P[:, 0]) + bc[:, 1:] * (P[:, 2] - P[:, 0])  # noqa: E731
-        parts.append((np.full(len(f), index), faces[f], a, b, at(a), at(b)))
+        parts.append((np.full(len(f), index), faces[f], f, a, b, at(a), at(b)))
     if not parts:
         z = np.zeros((0, 3))
-        return TerminatorChords(np.zeros(0, np.int64), np.zeros((0, 3), np.int64), z[:, :2], z[:, :2], z, z, skipped)
-    cat = [np.concatenate([p[k] for p in parts]) for k in range(6)]
+        return TerminatorChords(np.zeros(0, np.int64), np.zeros((0, 3), np.int64), np.zeros(0, np.int64),
+                                z[:, :2], z[:, :2], z, z, skipped)
+    cat = [np.concatenate([p[k] for p in parts]) for k in range(7)]
     return TerminatorChords(*cat, skipped=skipped)
