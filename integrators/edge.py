@@ -61,6 +61,11 @@ Plugin parameters
 - ``terminator_candidates`` (int, default 32): the same for the faces of
   smooth-shaded meshes that may hold a terminator arc seen from a shading
   point (``boundary/secondary_terminators.py``).
+- ``terminator_fraction`` (float in (0, 1], default 0.25): the share of path
+  vertices, drawn per lane, that take a terminator sample (weighted by its
+  inverse). The term holds ~10⁻³ of the secondary variance but costs as
+  much as a third of it: at 1/4 the secondary term of the smooth pair and
+  icosphere took 16% less time for 1-6% more block variance.
 - ``primary``, ``secondary`` (bool, default true): switch the boundary
   terms on or off; ``interior`` (bool, default true) the interior term
   (to measure one term's noise alone).

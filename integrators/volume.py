@@ -138,7 +138,8 @@ Plugin parameters
   -1 uses a quarter of the call's spp, as ``pbdr_edge``.
 - ``secondary`` (bool, default true): add the secondary-edge term (above)
   when some mesh moves; ``spp_secondary`` (default -1: an eighth of the call's spp)
-  ``edge_sampling``, ``edge_candidates`` and ``terminator_candidates`` as ``pbdr_edge``.
+  ``edge_sampling``, ``edge_candidates``, ``terminator_candidates`` and
+  ``terminator_fraction`` as ``pbdr_edge``.
 """
 from __future__ import annotations
 

@@ -122,13 +122,16 @@ def test_malformed_xml(tmp_path, capsys) -> None:
     assert_one_line_error(code, err, "cannot load scene", "bad.xml")
 
 
-def test_bad_plugin_parameter_names_the_reason(tmp_path, capsys) -> None:
+@pytest.mark.parametrize("setting,reason", [
+    ('<integer name="edge_candidates" value="-1"/>', "edge_candidates must be >= 0"),
+    ('<float name="terminator_fraction" value="1.5"/>', "terminator_fraction must be in (0, 1]"),
+])
+def test_bad_plugin_parameter_names_the_reason(tmp_path, capsys, setting: str, reason: str) -> None:
     """A pbdr plugin's own error (wrapped by Mitsuba with its traceback) keeps its message."""
     bad = tmp_path / "bad.xml"
-    bad.write_text('<scene version="3.0.0"><integrator type="pbdr_edge">'
-                   '<integer name="edge_candidates" value="-1"/></integrator></scene>')
+    bad.write_text(f'<scene version="3.0.0"><integrator type="pbdr_edge">{setting}</integrator></scene>')
     code, _, err = run_cli(capsys, "render", str(bad), "-o", str(tmp_path / "x.exr"))
-    assert_one_line_error(code, err, "cannot load scene", "edge_candidates must be >= 0")
+    assert_one_line_error(code, err, "cannot load scene", reason)
 
 
 def test_existing_output_is_not_overwritten(tmp_path, capsys) -> None:

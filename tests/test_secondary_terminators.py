@@ -147,3 +147,24 @@ def test_smooth_meshes_are_no_noisier_than_flat_ones() -> None:
         totals = [pbdr.derivative(scene, p, 64, seed=100 + s, integrator=integrator).sum() for s in range(12)]
         spread[normals] = np.std(totals, ddof=1)
     assert spread["false"] < 2 * spread["true"], spread
+
+
+def test_a_share_of_the_vertices_estimates_the_whole_terminator_term(monkeypatch) -> None:
+    """``terminator_fraction``: the terminator term (edges switched off) drawn at
+    a quarter of the vertices, each weighted 4x, has the mean of the term drawn
+    at all of them; the term is far from zero, so a missing 1/q would show."""
+    import integrators.boundary.secondary_edges as secondary
+    from pbdr.geometry.edges import scene_edges
+    no_edges = scene_edges(mi.load_dict({"type": "scene"}))
+    monkeypatch.setattr(secondary, "scene_edges", lambda scene: no_edges)
+    scene = pbdr.load_scene(scene_path("edge/smooth_pair.xml"))
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), "left.vertex_positions", (1, 0, 0))
+
+    def terminators(fraction: float, first_seed: int) -> "pbdr.Estimate":
+        integrator = mi.load_dict({"type": "pbdr_edge", "max_depth": 3, "interior": False, "primary": False,
+                                   "terminator_fraction": fraction})
+        return pbdr.derivative_estimate(scene, p, 128, 16, integrator, first_seed=first_seed)
+    whole, share = terminators(1.0, 0), terminators(0.25, 100)
+    assert abs(whole.total) > 8 * whole.total_se
+    report = pbdr.compare(share, whole)
+    assert report.passed, report.summary()

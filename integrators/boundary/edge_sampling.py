@@ -98,6 +98,7 @@ DEFAULT_CANDIDATES = 128    # edges weighed per shading point (0: all of them)
 # than the edges' (block variance 0.02-0.03 against 18-720, smooth_pair.xml
 # and the smooth icosphere), so its scan is kept short.
 DEFAULT_TERMINATOR_CANDIDATES = 32
+DEFAULT_TERMINATOR_FRACTION = 0.25
 MAX_EMITTER_TRIANGLES = 32   # more: the light strategy is off (its loop is unrolled)
 LIGHT_FRACTION = 0.5         # q, the share of samples drawn by the light strategy
 PLANE_TOLERANCE = 1e-4       # p within this fraction of |a - p| of a face's plane is in it
@@ -108,11 +109,13 @@ POSITION_TOLERANCE = 1e-5    # ... or within this times 1 + max|p| (rounding of 
 class SamplingOptions:
     """How secondary edges and terminators are drawn: the plugin parameters
     ``edge_sampling`` (one of ``SCHEMES``), ``edge_candidates`` and
-    ``terminator_candidates`` (0: weigh every edge / face)."""
+    ``terminator_candidates`` (0: weigh every edge / face), and
+    ``terminator_fraction`` (the share of path vertices that draw a terminator sample)."""
 
     scheme: str = "importance"
     candidates: int = DEFAULT_CANDIDATES
     terminator_candidates: int = DEFAULT_TERMINATOR_CANDIDATES
+    terminator_fraction: float = DEFAULT_TERMINATOR_FRACTION
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -121,12 +124,15 @@ class SamplingOptions:
             raise ValueError(f"edge_candidates must be >= 0 (0: all edges), got {self.candidates}")
         if self.terminator_candidates < 0:
             raise ValueError(f"terminator_candidates must be >= 0 (0: all faces), got {self.terminator_candidates}")
+        if not 0 < self.terminator_fraction <= 1:
+            raise ValueError(f"terminator_fraction must be in (0, 1], got {self.terminator_fraction}")
 
     @staticmethod
     def of(props: mi.Properties) -> "SamplingOptions":
         return SamplingOptions(str(props.get("edge_sampling", "importance")),
                                int(props.get("edge_candidates", DEFAULT_CANDIDATES)),
-                               int(props.get("terminator_candidates", DEFAULT_TERMINATOR_CANDIDATES)))
+                               int(props.get("terminator_candidates", DEFAULT_TERMINATOR_CANDIDATES)),
+                               float(props.get("terminator_fraction", DEFAULT_TERMINATOR_FRACTION)))
 
 
 @dataclass

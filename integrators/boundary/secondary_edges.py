@@ -293,7 +293,8 @@ def samples_per_vertex(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integr
     if len(edges) == 0 and smooth is None:
         return
     edge_sampler = EdgeSampler(scene, edges, options) if len(edges) else None
-    term_sampler = TerminatorSampler(smooth, options.terminator_candidates) if smooth is not None else None
+    term_sampler = (TerminatorSampler(smooth, options.terminator_candidates, options.terminator_fraction)
+                    if smooth is not None else None)
     with dr.suspend_grad():
         s_path = mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(0x5EC0))[0]
         sampler = sensor.sampler().clone()
