@@ -10,6 +10,8 @@ import drjit as dr
 import mitsuba as mi
 import numpy as np
 
+from pbdr.geometry.camera import Camera
+
 
 def sensor_of(scene: mi.Scene, sensor: int | mi.Sensor) -> mi.Sensor:
     """The sensor a ``render_forward/backward`` call names (an index or the sensor)."""
@@ -81,7 +83,7 @@ class FacePoint:
 PIN_DEPTH_TOLERANCE = 1e-3   # relative: a hit nearer than (1 - this) of the distance hides a pinned point
 
 
-def pinned_hits(scene: mi.Scene, cam, point: FacePoint, aim: mi.Point3f, pin: mi.Bool,
+def pinned_hits(scene: mi.Scene, cam: Camera, point: FacePoint, aim: mi.Point3f, pin: mi.Bool,
                 ray: mi.Ray3f) -> tuple[mi.Ray3f, mi.PreliminaryIntersection3f]:
     """Camera rays and their first intersections for sides that are limits of
     the radiance on a known face at a known point (where ``pin`` is set;

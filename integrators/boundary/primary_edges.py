@@ -92,7 +92,8 @@ def filter_footprint(film: mi.Film) -> FilterFootprint:
     rfilter = film.rfilter()
     size = tuple(int(v) for v in film.crop_size())
     key = (rfilter, size, bool(film.sample_border()))
-    cached = _FOOTPRINTS.get(id(film))     # the entry holds the filter: its id stays unique
+    # Keyed by the film; the entry holds its filter, so a new film at a recycled id has another one.
+    cached = _FOOTPRINTS.get(id(film))
     if cached is not None and cached[0] == key:
         return cached[1]
     radius = float(rfilter.radius())
