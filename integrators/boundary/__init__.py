@@ -80,6 +80,13 @@ class FacePoint:
     uv: mi.Point2f          # its barycentrics (b1, b2), Mitsuba's ``prim_uv``
 
 
+def inside_face(x: mi.Point3f, c: mi.Point3f, ê: mi.Vector3f) -> mi.Point3f:
+    """A point of the face with centroid ``c``, near ``x`` on its edge of
+    direction ``ê``: a thousandth of the way across the face from the edge."""
+    to_c = c - x
+    return x + (to_c - dr.dot(to_c, ê) * ê) * 1e-3
+
+
 PIN_DEPTH_TOLERANCE = 1e-3   # relative: a hit nearer than (1 - this) of the distance hides a pinned point
 
 

@@ -63,7 +63,7 @@ import numpy as np
 
 from pbdr.geometry.camera import Camera, clip_edges, clipped_point
 from pbdr.geometry.edges import edge_barycentrics, scene_edges, silhouette_mask
-from integrators.boundary import FacePoint, moving_shapes, pinned_hits
+from integrators.boundary import FacePoint, inside_face, moving_shapes, pinned_hits
 from integrators.boundary.primary_terminators import TerminatorTable
 
 SIDE_EPSILON = 1e-3   # pixels; offset of the two radiance samples from the edge
@@ -271,10 +271,8 @@ def _face_sides(cam: Camera, edges, idx: mi.UInt32, X: mi.Point3f, s: mi.Float, 
     for k, c, nk, prim in ((1, g(edges.c1), g(edges.n1), g(edges.prim1)),
                            (0, g(edges.c0), g(edges.n0), g(edges.prim0))):
         front = dr.dot(nk, o - X) > 0
-        to_c = c - X
-        aim = X + (to_c - dr.dot(to_c, ê) * ê) * 1e-3
         point = FacePoint(X, shape_index, prim, edge_barycentrics(corners, k, s))
-        faces.append((dr.select(front, dr.sign(dr.dot(N, c - o)) * σ, 0.0), point, aim))
+        faces.append((dr.select(front, dr.sign(dr.dot(N, c - o)) * σ, 0.0), point, inside_face(X, c, ê)))
     return faces
 
 

@@ -44,7 +44,8 @@ import mitsuba as mi
 import numpy as np
 
 from pbdr.geometry.camera import Camera, clip_edges, clipped_point, gather_columns
-from pbdr.geometry.terminators import terminator_chords
+from pbdr.geometry.edges import concat_lanes
+from pbdr.geometry.terminators import face_corners, terminator_chords
 from integrators.boundary import FacePoint, ray_triangle
 
 INSIDE_TOLERANCE = 1e-4     # barycentric slack when testing that an arc point lies on its face
@@ -72,15 +73,10 @@ class TerminatorTable:
         if not len(chords):
             return
         shapes = scene.shapes()
-        corners: list[list] = [[], [], [], [], [], []]
-        for index in np.unique(chords.shape_index):
-            mesh, rows = shapes[int(index)], chords.shape_index == index
-            for k in range(3):
-                vi = mi.UInt32(chords.face[rows, k].astype(np.uint32))
-                corners[k].append(dr.gather(mi.Point3f, mesh.vertex_positions_buffer(), vi))
-                corners[3 + k].append(dr.gather(mi.Vector3f, mesh.vertex_normals_buffer(), vi))
-        self.corners = [c[0] if len(c) == 1 else type(c[0])(*(dr.concat([p[j] for p in c]) for j in range(3)))
-                        for c in corners]
+        per_shape = [face_corners(shapes[int(index)], mi.UInt32(chords.face_id[chords.shape_index == index]
+                                                                  .astype(np.uint32)))
+                     for index in np.unique(chords.shape_index)]
+        self.corners = [concat_lanes([c[k] for c in per_shape]) for k in range(6)]
         self.a, self.b = chords.a, chords.b
         self.shape_index = mi.UInt32(chords.shape_index.astype(np.uint32))
         self.prim = mi.UInt32(chords.face_id.astype(np.uint32))

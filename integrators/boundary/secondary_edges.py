@@ -64,7 +64,7 @@ import drjit as dr
 import mitsuba as mi
 
 from pbdr.geometry.edges import scene_edges
-from integrators.boundary import on_moving_mesh, sliding_point, trace_side_pairs
+from integrators.boundary import inside_face, on_moving_mesh, sliding_point, trace_side_pairs
 from integrators.boundary.edge_sampling import EdgeSampler, SamplingOptions, edge_view
 from integrators.boundary.primary_edges import channels, footprint
 from integrators.boundary.secondary_terminators import TerminatorSampler, smooth_face_set, terminator_samples_at
@@ -229,10 +229,8 @@ def edge_samples_at(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
         faces = []
         for c_k, front in ((edges.c1, view.front[1]), (edges.c0, view.front[0])):
             c_k = dr.detach(dr.gather(mi.Point3f, c_k, idx))
-            to_c = c_k - md
-            inner = md + (to_c - dr.dot(to_c, dr.normalize(e)) * dr.normalize(e)) * 1e-3
             side = dr.sign(dr.dot(n_h, c_k - pd))
-            faces.append((inner, front & (side != 0), side))
+            faces.append((inside_face(md, c_k, dr.normalize(e)), front & (side != 0), side))
         horizon = view.horizon
         # One kernel for everything the side lanes gather: gathered lazily,
         # each source would be a kernel of its own that recomputes the rest.

@@ -66,8 +66,8 @@ import drjit as dr
 import mitsuba as mi
 import numpy as np
 
-from pbdr.geometry.edges import mesh_topology
-from pbdr.geometry.terminators import is_smooth_shaded
+from pbdr.geometry.edges import concat_lanes, mesh_topology
+from pbdr.geometry.terminators import face_corners, is_smooth_shaded
 from integrators.boundary import moves, ray_triangle, trace_side_pairs
 from integrators.boundary.edge_sampling import Candidates, EdgeView, edge_line, pdf_on_part, stream_step
 from integrators.boundary.primary_terminators import nearest_root, reach
@@ -98,16 +98,9 @@ def smooth_face_set(scene: mi.Scene) -> SmoothFaces | None:
     meshes.sort(key=lambda m: not moves(m))         # stable: the moving ones first
     if not meshes or not any(moves(m) for m in scene.shapes()):
         return None
-    corners: list[list] = [[] for _ in range(6)]
-    closed = []
-    for mesh in meshes:
-        face = dr.unravel(mi.Vector3u, mesh.faces_buffer())
-        for k in range(3):
-            corners[k].append(dr.gather(mi.Point3f, mesh.vertex_positions_buffer(), face[k]))
-            corners[3 + k].append(dr.gather(mi.Vector3f, mesh.vertex_normals_buffer(), face[k]))
-        closed.append(np.full(mesh.face_count(), not mesh_topology(mesh).boundary.any()))
-    cat = [c[0] if len(c) == 1 else type(c[0])(*(dr.concat([x[i] for x in c]) for i in range(3)))
-           for c in corners]
+    per_mesh = [face_corners(mesh, dr.arange(mi.UInt32, mesh.face_count())) for mesh in meshes]
+    cat = [concat_lanes([c[k] for c in per_mesh]) for k in range(6)]
+    closed = [np.full(mesh.face_count(), not mesh_topology(mesh).boundary.any()) for mesh in meshes]
     moving_count = sum(m.face_count() for m in meshes if moves(m))
     return SmoothFaces(cat[:3], cat[3:], mi.Bool(np.concatenate(closed)), moving_count)
 

@@ -125,10 +125,6 @@ def build_topology(positions: np.ndarray, faces: np.ndarray, keep_flat: bool = F
                         e_face[i0][keep], e_face[i1][keep], corners[keep])
 
 
-# Barycentrics (b1, b2) of a triangle's corners 0, 1, 2, as Mitsuba's ``prim_uv``.
-_CORNER_UV = ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0))
-
-
 def edge_barycentrics(corners: mi.UInt32, face: int, s: mi.Float) -> mi.Point2f:
     """Mitsuba's ``prim_uv`` on adjacent face ``face`` (0 or 1) of the point
     at ``s`` along edges p0 -> p1, from their packed ``corners``."""
@@ -194,31 +190,40 @@ class EdgeSet:
                 "shape": self.shape_host.copy()}
 
 
-_DEVICE: dict[int, tuple[EdgeTopology, int, tuple, tuple]] = {}
+_DEVICE: dict[int, tuple[EdgeTopology, int, tuple, tuple, tuple]] = {}
 
 
-def _device_topology(mesh: mi.Mesh, topo: EdgeTopology, index: int) -> tuple[tuple, tuple]:
-    """The topology's vertex indices (v0, v1, face0's three, face1's three)
-    and flags (boundary, shape index, facing, open, the faces' indices and
-    the ends' corners in them) as Dr.Jit arrays,
-    uploaded once per topology: each upload is a task of its own."""
+def _device_topology(mesh: mi.Mesh, topo: EdgeTopology, index: int) -> tuple[tuple, tuple, tuple]:
+    """The topology's vertex indices (v0, v1, face0's three, face1's three),
+    flags (boundary, shape index, facing, open) and faces (the two faces'
+    indices, the ends' corners in them) as Dr.Jit arrays, uploaded once per
+    topology: each upload is a task of its own."""
     cached = _DEVICE.get(id(mesh))
     if cached is not None and cached[0] is topo and cached[1] == index:
-        return cached[2], cached[3]
+        return cached[2:]
     one_sided = is_one_sided(mesh)
     ends = (topo.v0, topo.v1, *(topo.face0[:, i] for i in range(3)), *(topo.face1[:, i] for i in range(3)))
     ends = tuple(mi.UInt32(e.astype(np.uint32)) for e in ends)
     flags = (mi.Bool(topo.boundary | (topo.crease & (not one_sided))), dr.full(mi.UInt32, index, len(topo)),
              mi.Bool(topo.crease & one_sided), mi.Bool(topo.boundary))
     faces = tuple(mi.UInt32(a.astype(np.uint32)) for a in (topo.face_id0, topo.face_id1, topo.corners))
-    flags = flags + faces
-    dr.eval(ends, flags)
-    _DEVICE[id(mesh)] = (topo, index, ends, flags)
-    return ends, flags
+    dr.eval(ends, flags, faces)
+    _DEVICE[id(mesh)] = (topo, index, ends, flags, faces)
+    return ends, flags, faces
+
+
+def concat_lanes(items: list) -> dr.ArrayBase:
+    """Dr.Jit arrays of one type joined lane-wise (3-vectors component by
+    component: ``dr.concat`` joins nested arrays along their first axis)."""
+    if len(items) == 1:
+        return items[0]
+    if dr.depth_v(items[0]) > 1:
+        return type(items[0])(*(dr.concat([it[k] for it in items]) for k in range(len(items[0]))))
+    return dr.concat(items)
 
 
 def _normal(a: mi.Point3f, b: mi.Point3f, c: mi.Point3f) -> mi.Vector3f:
-    return dr.normalize(dr.cross(b - a, c - a))
+    return mi.Vector3f(dr.normalize(dr.cross(b - a, c - a)))     # Point3f differences cross to a Point3f
 
 
 def scene_edges(scene: mi.Scene) -> EdgeSet:
@@ -239,11 +244,11 @@ def scene_edges(scene: mi.Scene) -> EdgeSet:
         if static and cached is not None and cached[0] is topo and cached[1] == index:
             parts.append(cached[2])     # a mesh that no parameter moves: gathered once
             continue
-        ends, flags = _device_topology(shape, topo, index)
+        ends, flags, faces = _device_topology(shape, topo, index)
         p0, p1, *corners = (dr.gather(mi.Point3f, buf, i) for i in ends)
         f0, f1 = corners[:3], corners[3:]
-        part = (p0, p1, _normal(*f0), _normal(*f1), *flags[:4],
-                mi.Point3f((f0[0] + f0[1] + f0[2]) / 3), mi.Point3f((f1[0] + f1[1] + f1[2]) / 3), *flags[4:])
+        part = (p0, p1, _normal(*f0), _normal(*f1), *flags,
+                mi.Point3f((f0[0] + f0[1] + f0[2]) / 3), mi.Point3f((f1[0] + f1[1] + f1[2]) / 3), *faces)
         if static:
             dr.eval(*part)
             _GEOMETRY[id(shape)] = (topo, index, part)
@@ -256,18 +261,9 @@ def scene_edges(scene: mi.Scene) -> EdgeSet:
                        dr.zeros(mi.Bool, 0), dr.zeros(mi.UInt32, 0), dr.zeros(mi.Bool, 0), dr.zeros(mi.Bool, 0),
                        empty3, empty3, dr.zeros(mi.UInt32, 0), dr.zeros(mi.UInt32, 0), dr.zeros(mi.UInt32, 0),
                        np.zeros(0, np.int64))
-
-    def cat(i: int, cls: type) -> dr.ArrayBase:
-        items = [p[i] for p in parts]
-        if len(items) == 1:
-            return cls(items[0])
-        if cls in (mi.Point3f, mi.Vector3f):
-            return cls(*(dr.concat([it[k] for it in items]) for k in range(3)))
-        return cls(dr.concat(items))
-    edges = EdgeSet(cat(0, mi.Point3f), cat(1, mi.Point3f), cat(2, mi.Vector3f), cat(3, mi.Vector3f),
-                    cat(4, mi.Bool), cat(5, mi.UInt32), cat(6, mi.Bool), cat(7, mi.Bool),
-                    cat(8, mi.Point3f), cat(9, mi.Point3f), cat(10, mi.UInt32), cat(11, mi.UInt32),
-                    cat(12, mi.UInt32), np.concatenate(shape_host), moving_count)
+    # A part lists the device fields of EdgeSet in order.
+    edges = EdgeSet(*(concat_lanes([p[i] for p in parts]) for i in range(len(parts[0]))),
+                    np.concatenate(shape_host), moving_count)
     # One kernel of fixed shape; left lazy, the gathers fuse with whatever
     # else is pending and the kernel recompiles on every call.
     dr.eval(edges.p0, edges.p1, edges.n0, edges.n1, edges.boundary, edges.shape_index, edges.facing,

@@ -157,6 +157,14 @@ def is_smooth_shaded(mesh: mi.Shape) -> bool:
     return _SMOOTH[key]
 
 
+def face_corners(mesh: mi.Mesh, face_ids: mi.UInt32) -> list:
+    """Faces ``face_ids`` of a mesh with vertex normals: their corners (3 Point3f)
+    and the normals there (3 Vector3f), attached to the mesh's parameters."""
+    face = dr.gather(mi.Vector3u, mesh.faces_buffer(), face_ids)
+    return ([dr.gather(mi.Point3f, mesh.vertex_positions_buffer(), face[k]) for k in range(3)]
+            + [dr.gather(mi.Vector3f, mesh.vertex_normals_buffer(), face[k]) for k in range(3)])
+
+
 def terminator_chords(scene: mi.Scene, origin: np.ndarray, shapes: np.ndarray | None = None) -> TerminatorChords:
     """The terminator chords of the smooth-shaded meshes seen from ``origin``
     (of those where the per-shape mask ``shapes`` is set, if given)."""
