@@ -84,6 +84,7 @@ distribution and a point uniformly on it.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import drjit as dr
@@ -346,6 +347,63 @@ class Candidates:
         return count, S, offset, u * mi.Float(S) - mi.Float(offset)
 
 
+@dataclass
+class _EdgeRow:
+    """What the scan reads of one edge."""
+
+    a: mi.Point3f
+    b: mi.Point3f
+    n0: mi.Vector3f
+    n1: mi.Vector3f
+    always: mi.Bool         # a boundary or crease that always counts
+    facing: mi.Bool         # a crease of a one-sided surface
+    open: mi.Bool           # an open-mesh boundary
+    own: mi.Bool            # an edge of an emitting mesh
+    shape: mi.UInt32
+
+
+class PackedRows:
+    """Per-item values as one flat table, a row of ``width`` floats per item
+    (the columns, padded to a power of two). A scan reads a candidate's row
+    with packet loads instead of a gather per component: the icosphere's
+    edge scan (488 edges, 122 candidates per point) took 0.27 s instead of
+    0.45 s for 2^20 points."""
+
+    def __init__(self, columns: list[mi.Float], count: int) -> None:
+        self.width = 1 << max(len(columns) - 1, 0).bit_length()
+        # The variant's dynamic float array type (packet gathers need it).
+        self.array_xf = getattr(sys.modules[mi.Float.__module__], "ArrayXf")
+        columns = [mi.Float(c) for c in columns]
+        dr.eval(columns)    # columns still pending scatters (concatenated tables) cannot be read lazily
+        padding = [dr.zeros(mi.Float, count)] * (self.width - len(columns))
+        # Fortran order: the columns of one item are adjacent (one kernel).
+        self.table = dr.ravel(self.array_xf(*columns, *padding), order="F")
+        dr.eval(self.table)
+
+    def __getitem__(self, j: mi.UInt32):
+        """Row j (an ``ArrayXf``: entry k is column k)."""
+        return dr.gather(self.array_xf, self.table, j, shape=(self.width, dr.width(j)))
+
+
+def flag_bits(flags: list[mi.Bool]) -> mi.Float:
+    """Booleans as the bits of one float column (exact up to 24 flags)."""
+    return sum((dr.select(f, float(1 << k), 0.0) for k, f in enumerate(flags)), mi.Float(0))
+
+
+def vector_at(row, k: int) -> mi.Vector3f:
+    """Entries k, k + 1, k + 2 of a ``PackedRows`` row."""
+    return mi.Vector3f(row[k], row[k + 1], row[k + 2])
+
+
+def _edge_row(rows: PackedRows, j: mi.UInt32) -> _EdgeRow:
+    """Edge j of the scan's table (columns: a, n0, n1, b, flag bits, shape; ``EdgeSampler``)."""
+    r = rows[j]
+    bits = mi.UInt32(r[12])
+    always, facing, is_open, own = ((bits & (1 << k)) != 0 for k in range(4))
+    return _EdgeRow(mi.Point3f(vector_at(r, 0)), mi.Point3f(vector_at(r, 9)), vector_at(r, 3), vector_at(r, 6),
+                    always, facing, is_open, own, mi.UInt32(r[13]))
+
+
 class EdgeSampler:
     """Draws secondary-edge samples at shading points with one of ``SCHEMES``."""
 
@@ -365,13 +423,16 @@ class EdgeSampler:
         # a moving point all. Candidate strides: every stride-th edge from a
         # random offset (all when 1).
         self.candidates = Candidates.of(self.count, edges.moving_count, options.candidates)
-        self.n0, self.n1 = dr.detach(edges.n0), dr.detach(edges.n1)
-        self.always, self.facing, self.open = edges.boundary, edges.facing, edges.open
-        self.shape = edges.shape_index
-        self._emitter_triangles(scene)
+        emitting = self._emitter_triangles(scene)
+        own = dr.gather(mi.Bool, mi.Bool(emitting), edges.shape_index) if self.count else mi.Bool()
+        # What the scan reads of an edge, in one row (``_edge_row``).
+        self.rows = PackedRows([*self.p0, *dr.detach(edges.n0), *dr.detach(edges.n1), *self.p1,
+                                flag_bits([edges.boundary, edges.facing, edges.open, own]),
+                                mi.Float(edges.shape_index)], self.count)
 
-    def _emitter_triangles(self, scene: mi.Scene) -> None:
-        """World-space triangles of mesh area emitters (detached), and which shapes emit."""
+    def _emitter_triangles(self, scene: mi.Scene) -> np.ndarray:
+        """World-space triangles of mesh area emitters (detached); returns
+        which shapes emit (host bools per shape)."""
         tris, shapes, emitting = [], [], []
         for index, shape in enumerate(scene.shapes()):
             if shape.emitter() is None or not shape.is_mesh():
@@ -388,14 +449,12 @@ class EdgeSampler:
         self.tri_shape = mi.UInt32(np.array(shapes, dtype=np.uint32))
         flag = np.zeros(len(scene.shapes()), dtype=bool)
         flag[emitting] = True
-        self.emitter_edge = dr.gather(mi.Bool, mi.Bool(flag), self.shape) if self.count else mi.Bool()
+        return flag
 
     # ---- per edge ----
-    def _line_at(self, j: mi.UInt32, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool) -> _Line:
-        a = dr.gather(mi.Point3f, self.p0, j)
-        view = edge_view(p, n, a, dr.gather(mi.Vector3f, self.n0, j), dr.gather(mi.Vector3f, self.n1, j),
-                         dr.gather(mi.Bool, self.always, j), dr.gather(mi.Bool, self.facing, j))
-        return edge_line(p, n, clip, a, dr.gather(mi.Point3f, self.p1, j), view, dr.gather(mi.Bool, self.open, j))
+    @staticmethod
+    def _line(e: _EdgeRow, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool, view: EdgeView) -> _Line:
+        return edge_line(p, n, clip, e.a, e.b, view, e.open)
 
     def _triangle_views(self, p: mi.Point3f) -> list[_TriangleView]:
         """The emitter triangles seen from shading points p."""
@@ -407,19 +466,17 @@ class EdgeSampler:
         return views
 
     @dr.syntax
-    def _light_parts(self, j: mi.UInt32, line: _Line, clip: mi.Bool, W_g: mi.Float,
+    def _light_parts(self, e: _EdgeRow, line: _Line, clip: mi.Bool, W_g: mi.Float,
                      views: list[_TriangleView]) -> list:
-        """(lo, hi, W) of each part of edge j the light strategy samples from
+        """(lo, hi, W) of each part of edge ``e`` the light strategy samples from
         (``W_g``: the edge's geometry weight, the whole of an emitter's own edge)."""
-        own = dr.gather(mi.Bool, self.emitter_edge, j)
-        parts = [(line.t_a, line.t_b, dr.select(own, W_g, 0.0))]
-        shape = dr.gather(mi.UInt32, self.shape, j)
+        parts = [(line.t_a, line.t_b, dr.select(e.own, W_g, 0.0))]
         for tri in views:
             lo, hi = _behind(line, tri)
             W = mi.Float(0.0)
             # Creases seen from p hide the light on both sides: only edges one
             # can see past. A branch: most edges hide no emitter triangle.
-            if (hi > lo) & (tri.shape != shape) & line.through:
+            if (hi > lo) & (tri.shape != e.shape) & line.through:
                 W = line.weight(lo, hi, clip)
             parts.append((lo, hi, W))
         return parts
@@ -428,20 +485,18 @@ class EdgeSampler:
     def _weights(self, j: mi.UInt32, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool,
                  views: list[_TriangleView]) -> tuple[mi.Float, mi.Float]:
         """(W_geometry, W_light) of edge j at p."""
-        a = dr.gather(mi.Point3f, self.p0, j)
-        n0, n1 = dr.gather(mi.Vector3f, self.n0, j), dr.gather(mi.Vector3f, self.n1, j)
-        always, facing = dr.gather(mi.Bool, self.always, j), dr.gather(mi.Bool, self.facing, j)
+        e = _edge_row(self.rows, j)
         W_g, W_light = mi.Float(0.0), mi.Float(0.0)
         # A branch, not a mask: most edges are not silhouettes seen from p, and
         # a SIMD packet of nearby points skips the rest of the work together.
-        view = edge_view(p, n, a, n0, n1, always, facing)
+        view = edge_view(p, n, e.a, e.n0, e.n1, e.always, e.facing)
         if view.candidate:
-            line = edge_line(p, n, clip, a, dr.gather(mi.Point3f, self.p1, j), view, dr.gather(mi.Bool, self.open, j))
+            line = self._line(e, p, n, clip, view)
             W_g = line.weight(line.t_a, line.t_b, clip)
             if dr.hint(self.q > 0, mode="scalar"):
                 # W_light is 0 unless the edge is an emitter's own or one can see past it.
-                if (W_g > 0) & (line.through | dr.gather(mi.Bool, self.emitter_edge, j)):
-                    for _, _, W in self._light_parts(j, line, clip, W_g, views):
+                if (W_g > 0) & (line.through | e.own):
+                    for _, _, W in self._light_parts(e, line, clip, W_g, views):
                         W_light += W
         return W_g, W_light
 
@@ -463,12 +518,13 @@ class EdgeSampler:
         q = dr.select(total_l > 0, self.q, 0.0)
         by_light = u_strategy < q
         idx = dr.select(by_light, j_l, j_g)
-        line = self._line_at(idx, p, n, clip)
+        e = _edge_row(self.rows, idx)
+        line = self._line(e, p, n, clip, edge_view(p, n, e.a, e.n0, e.n1, e.always, e.facing))
         # The part of the edge to draw the point from.
         lo, hi = mi.Float(line.t_a), mi.Float(line.t_b)
         W_g = line.weight(line.t_a, line.t_b, clip)
         if self.q > 0:
-            parts = self._light_parts(idx, line, clip, W_g, self._triangle_views(p))
+            parts = self._light_parts(e, line, clip, W_g, self._triangle_views(p))
             W_l = mi.Float(0.0)
             for _, _, W in parts:
                 W_l += W

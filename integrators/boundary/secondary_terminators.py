@@ -69,7 +69,8 @@ import numpy as np
 from pbdr.geometry.edges import concat_lanes, mesh_topology
 from pbdr.geometry.terminators import face_corners, is_smooth_shaded
 from integrators.boundary import moves, ray_triangle, trace_side_pairs
-from integrators.boundary.edge_sampling import Candidates, EdgeView, edge_line, pdf_on_part, stream_step
+from integrators.boundary.edge_sampling import (Candidates, EdgeView, PackedRows, edge_line, flag_bits, pdf_on_part,
+                                                stream_step, vector_at)
 from integrators.boundary.primary_terminators import nearest_root, reach
 
 INSIDE_TOLERANCE = 1e-4     # barycentric slack when testing that an arc point lies on its face
@@ -164,28 +165,29 @@ class TerminatorSampler:
 
     def __init__(self, faces: SmoothFaces, candidates: int, fraction: float = 1.0) -> None:
         self.fraction = fraction    # the share of vertices that draw a sample
-        self.v = [dr.detach(x) for x in faces.v]
-        self.n = [dr.detach(x) for x in faces.n]
-        self.closed = faces.closed
+        # What the scan reads of a face, in one row: corners, their normals, closed.
+        self.rows = PackedRows([c for x in (*faces.v, *faces.n) for c in dr.detach(x)] +
+                               [flag_bits([faces.closed])], len(faces))
         # As for edges: a static point weighs the moving meshes' faces, a moving point all.
         self.candidates = Candidates.of(len(faces), faces.moving_count, candidates)
 
-    def _corners(self, j: mi.UInt32, p: mi.Point3f) -> tuple[list, list, list]:
-        """Face j's corners, their normals, and H = n·(p - v) there."""
-        v = [dr.gather(mi.Point3f, x, j) for x in self.v]
-        n = [dr.gather(mi.Vector3f, x, j) for x in self.n]
-        return v, n, [dr.dot(n[k], p - v[k]) for k in range(3)]
+    def _corners(self, j: mi.UInt32, p: mi.Point3f) -> tuple[list, list, list, mi.Bool]:
+        """Face j's corners, their normals, H = n·(p - v) there, and whether its mesh is closed."""
+        r = self.rows[j]
+        v = [mi.Point3f(vector_at(r, 3 * k)) for k in range(3)]
+        n = [vector_at(r, 9 + 3 * k) for k in range(3)]
+        return v, n, [dr.dot(n[k], p - v[k]) for k in range(3)], r[18] > 0
 
     def _face(self, j: mi.UInt32, p: mi.Point3f) -> _Face:
-        return _Face.at(p, *self._corners(j, p), dr.gather(mi.Bool, self.closed, j))
+        return _Face.at(p, *self._corners(j, p))
 
     @dr.syntax
     def _weight(self, j: mi.UInt32, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool) -> mi.Float:
-        v, nv, h = self._corners(j, p)
+        v, nv, h, closed = self._corners(j, p)
         W = mi.Float(0.0)
         # A branch: most faces hold no arc seen from p.
         if ((h[0] > 0) != (h[1] > 0)) | ((h[0] > 0) != (h[2] > 0)):
-            face = _Face.at(p, v, nv, h, dr.gather(mi.Bool, self.closed, j))
+            face = _Face.at(p, v, nv, h, closed)
             line = face.line(p, n, clip)
             W = dr.select(face.crossed, line.weight(line.t_a, line.t_b, clip), 0.0)
         return W
