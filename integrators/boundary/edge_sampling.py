@@ -142,6 +142,7 @@ class EdgeSample:
     t: mi.Float             # position on the edge, m = lerp(p0, p1, t)
     inv_pdf: mi.Float       # 1 / (density per unit length of the edge at m, edge choice included)
     active: mi.Bool
+    view: "EdgeView"        # how the edge is seen from the shading point
 
 
 @dataclass
@@ -361,6 +362,10 @@ class _EdgeRow:
     own: mi.Bool            # an edge of an emitting mesh
     shape: mi.UInt32
 
+    def view(self, p: mi.Point3f, n: mi.Vector3f) -> EdgeView:
+        """How the edge is seen from p (shading normal ``n``): ``edge_view``."""
+        return edge_view(p, n, self.a, self.n0, self.n1, self.always, self.facing)
+
 
 class PackedRows:
     """Per-item values as one flat table, a row of ``width`` floats per item
@@ -410,24 +415,23 @@ class EdgeSampler:
     def __init__(self, scene: mi.Scene, edges: EdgeSet, options: SamplingOptions) -> None:
         self.scheme = scheme = options.scheme
         self.count = len(edges)
-        self.p0, self.p1 = dr.detach(edges.p0), dr.detach(edges.p1)
         if scheme != "importance":
             host = edges.numpy()
             length = np.linalg.norm(host["p1"] - host["p0"], axis=1)
             pmf = np.where(length > 0, np.ones_like(length) if scheme == "uniform" else length, 0.0)
             self.pmf = mi.Float((pmf / pmf.sum()).astype(np.float32))
             self.distr = mi.DiscreteDistribution(mi.Float(pmf.astype(np.float32)))
-            return
-        # The moving meshes' edges come first in the EdgeSet: a point on a
-        # static surface weighs only those (a static edge adds nothing there),
-        # a moving point all. Candidate strides: every stride-th edge from a
-        # random offset (all when 1).
-        self.candidates = Candidates.of(self.count, edges.moving_count, options.candidates)
-        emitting = self._emitter_triangles(scene)
-        own = dr.gather(mi.Bool, mi.Bool(emitting), edges.shape_index) if self.count else mi.Bool()
-        # What the scan reads of an edge, in one row (``_edge_row``).
-        self.rows = PackedRows([*self.p0, *dr.detach(edges.n0), *dr.detach(edges.n1), *self.p1,
-                                flag_bits([edges.boundary, edges.facing, edges.open, own]),
+            own = dr.zeros(mi.Bool, self.count)     # (the light strategy's flag: unused here)
+        else:
+            # The moving meshes' edges come first in the EdgeSet: a point on a
+            # static surface weighs only those (a static edge adds nothing there),
+            # a moving point all. Candidate strides: every stride-th edge from a
+            # random offset (all when 1).
+            self.candidates = Candidates.of(self.count, edges.moving_count, options.candidates)
+            own = dr.gather(mi.Bool, mi.Bool(self._emitter_triangles(scene)), edges.shape_index)
+        # What is read of an edge, in one row (``_edge_row``).
+        self.rows = PackedRows([*dr.detach(edges.p0), *dr.detach(edges.n0), *dr.detach(edges.n1),
+                                *dr.detach(edges.p1), flag_bits([edges.boundary, edges.facing, edges.open, own]),
                                 mi.Float(edges.shape_index)], self.count)
 
     def _emitter_triangles(self, scene: mi.Scene) -> np.ndarray:
@@ -452,10 +456,6 @@ class EdgeSampler:
         return flag
 
     # ---- per edge ----
-    @staticmethod
-    def _line(e: _EdgeRow, p: mi.Point3f, n: mi.Vector3f, clip: mi.Bool, view: EdgeView) -> _Line:
-        return edge_line(p, n, clip, e.a, e.b, view, e.open)
-
     def _triangle_views(self, p: mi.Point3f) -> list[_TriangleView]:
         """The emitter triangles seen from shading points p."""
         views = []
@@ -489,9 +489,9 @@ class EdgeSampler:
         W_g, W_light = mi.Float(0.0), mi.Float(0.0)
         # A branch, not a mask: most edges are not silhouettes seen from p, and
         # a SIMD packet of nearby points skips the rest of the work together.
-        view = edge_view(p, n, e.a, e.n0, e.n1, e.always, e.facing)
+        view = e.view(p, n)
         if view.candidate:
-            line = self._line(e, p, n, clip, view)
+            line = edge_line(p, n, clip, e.a, e.b, view, e.open)
             W_g = line.weight(line.t_a, line.t_b, clip)
             if dr.hint(self.q > 0, mode="scalar"):
                 # W_light is 0 unless the edge is an emitter's own or one can see past it.
@@ -508,9 +508,9 @@ class EdgeSampler:
         ``moves``: p follows the parameters, else only moving edges are drawn)."""
         if self.scheme != "importance":
             idx = self.distr.sample(u_edge, active)
-            length = dr.norm(dr.gather(mi.Point3f, self.p1, idx) - dr.gather(mi.Point3f, self.p0, idx))
-            inv_pdf = length / dr.gather(mi.Float, self.pmf, idx)
-            return EdgeSample(idx, u_point, inv_pdf, active)
+            e = _edge_row(self.rows, idx)
+            inv_pdf = dr.norm(e.b - e.a) / dr.gather(mi.Float, self.pmf, idx)
+            return EdgeSample(idx, u_point, inv_pdf, active, e.view(p, n))
 
         j_g, j_l, u_part, total_g, total_l = self._choose(p, n, clip, u_edge, u_light, active, moves)
         dr.eval(j_g, j_l, u_part, total_g, total_l)   # together: each alone would rerun the loop
@@ -519,7 +519,8 @@ class EdgeSampler:
         by_light = u_strategy < q
         idx = dr.select(by_light, j_l, j_g)
         e = _edge_row(self.rows, idx)
-        line = self._line(e, p, n, clip, edge_view(p, n, e.a, e.n0, e.n1, e.always, e.facing))
+        view = e.view(p, n)
+        line = edge_line(p, n, clip, e.a, e.b, view, e.open)
         # The part of the edge to draw the point from.
         lo, hi = mi.Float(line.t_a), mi.Float(line.t_b)
         W_g = line.weight(line.t_a, line.t_b, clip)
@@ -543,7 +544,7 @@ class EdgeSampler:
                 pdf_l += pdf_on_part(line, lo_k, hi_k, W, t)
             pdf += q * dr.select(total_l > 0, pdf_l / total_l, 0.0)
         active = active & (pdf > 0) & dr.isfinite(pdf)
-        smp = EdgeSample(idx, t, dr.select(active, dr.rcp(pdf), 0.0), active)
+        smp = EdgeSample(idx, t, dr.select(active, dr.rcp(pdf), 0.0), active, view)
         dr.eval(smp.t, smp.inv_pdf, smp.active)
         return smp
 

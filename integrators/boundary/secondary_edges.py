@@ -65,7 +65,7 @@ import mitsuba as mi
 
 from pbdr.geometry.edges import scene_edges
 from integrators.boundary import inside_face, on_moving_mesh, sliding_point, trace_side_pairs
-from integrators.boundary.edge_sampling import EdgeSampler, SamplingOptions, edge_view
+from integrators.boundary.edge_sampling import EdgeSampler, SamplingOptions
 from integrators.boundary.primary_edges import channels, footprint
 from integrators.boundary.secondary_terminators import TerminatorSampler, smooth_face_set, terminator_samples_at
 
@@ -205,10 +205,7 @@ def edge_samples_at(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
         m = dr.lerp(v0, v1, smp.t)
     with dr.suspend_grad():
         md, v0d, v1d = dr.detach(m), dr.detach(v0), dr.detach(v1)
-        n0 = dr.gather(mi.Vector3f, dr.detach(edges.n0), idx)
-        n1 = dr.gather(mi.Vector3f, dr.detach(edges.n1), idx)
-        view = edge_view(pd, vertex.n, v0d, n0, n1, dr.gather(mi.Bool, edges.boundary, idx),
-                         dr.gather(mi.Bool, edges.facing, idx))
+        view = smp.view
         active &= view.candidate
         e = v1d - v0d
         r = md - pd
