@@ -86,6 +86,8 @@ from integrators.boundary.secondary_edges import render_secondary_backward, rend
 
 class EdgeIntegrator(InteriorIntegrator):
     __doc__ = __doc__
+    plugin_name = "pbdr_edge"
+    boundary_terms = True
     samples_terminators = True      # of smooth-shaded meshes (pbdr.scene.smooth_shading_warning)
 
     def __init__(self, props: mi.Properties) -> None:

@@ -86,8 +86,13 @@ def next_2d(state: mi.UInt64, inc: mi.UInt64) -> tuple[mi.Point2f, mi.UInt64]:
 
 
 class InteriorIntegrator(RBIntegrator):
-    renders_media = False   # media boundaries are null surfaces, as in Mitsuba's path
     __doc__ = __doc__
+    #: The name this class is registered under (``integrators.PLUGINS``).
+    plugin_name: str = "pbdr_interior"
+    #: Whether derivatives include boundary terms (moving silhouettes and shadows).
+    boundary_terms: bool = False
+    #: Whether media are rendered; if not, media boundaries are null surfaces, as in Mitsuba's path.
+    renders_media: bool = False
 
     #: True in subclasses whose ``warp_ray`` moves sampled directions with the
     #: scene (``pbdr_reparam``); the path tracer below is shared, not copied.

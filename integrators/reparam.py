@@ -325,6 +325,8 @@ def sampling_density_term(rays: list[tuple[mi.Float, mi.Vector3f, mi.Vector3f]],
 
 class ReparamIntegrator(InteriorIntegrator):
     __doc__ = __doc__
+    plugin_name = "pbdr_reparam"
+    boundary_terms = True
     warps_directions = True
 
     def __init__(self, props: mi.Properties) -> None:

@@ -187,6 +187,8 @@ def safe_rcp(x: mi.Float) -> mi.Float:
 
 
 class VolumeIntegrator(RBIntegrator):
+    plugin_name = "pbdr_volume"
+    boundary_terms = True
     renders_media = True
     samples_terminators = True      # of smooth-shaded meshes (pbdr.scene.smooth_shading_warning)
     __doc__ = __doc__

@@ -1,5 +1,5 @@
 """The one exception type the CLI turns into a one-line message and exit code 2,
-and one-line warnings."""
+one-line warnings and notes, and whether progress is shown."""
 from __future__ import annotations
 
 import sys
@@ -33,3 +33,26 @@ def warn(message: str | None) -> None:
     """Print a one-line warning to stderr (nothing for None)."""
     if message:
         print(f"pbdr: warning: {message}", file=sys.stderr)
+
+
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    """Silence notes and progress bars (the CLI's ``--quiet``); warnings and errors still print."""
+    global _quiet
+    _quiet = quiet
+
+
+def note(message: str) -> None:
+    """Print a one-line note to stderr (``pbdr: ...``), unless quiet."""
+    if not _quiet:
+        print(f"pbdr: {message}", file=sys.stderr)
+
+
+def show_progress(requested: bool = True) -> bool:
+    """Whether to draw a progress bar: asked for, not quiet, and stderr is a
+    terminal (bars written into a log file are noise)."""
+    if not requested or _quiet:
+        return False
+    return sys.stderr.isatty()

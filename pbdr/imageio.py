@@ -1,5 +1,5 @@
 """Writing what people look at: EXR data, tonemapped PNGs, diverging-colormap
-derivative images and labelled side-by-side sheets. Every write is atomic
+derivative images with colour bars and labelled side-by-side sheets. Every write is atomic
 (temporary file + rename), so an interrupted run never leaves half a file."""
 from __future__ import annotations
 
@@ -112,12 +112,37 @@ def upscale(rgb8: np.ndarray, min_size: int = 256) -> np.ndarray:
     return np.repeat(np.repeat(rgb8, k, axis=0), k, axis=1)
 
 
-def sheet(tiles: Sequence[np.ndarray], labels: Sequence[str]) -> np.ndarray:
-    """Tiles side by side with a label above each."""
+def colour_bar(scale: float, height: int) -> np.ndarray:
+    """A vertical key for :func:`diverging` images drawn with ``scale``: the
+    colour ramp from -scale (bottom) to +scale (top) with its values written
+    beside it, ``height`` pixels tall."""
+    from PIL import Image, ImageDraw
+
+    bar_w, text_w, margin = 14, 64, 6
+    height = max(height, 48)
+    ramp = np.linspace(scale, -scale, height, dtype=np.float32)[:, None]
+    ramp_rgb = diverging(np.repeat(ramp, bar_w, axis=1), scale)
+    canvas = Image.new("RGB", (bar_w + text_w, height), (255, 255, 255))
+    canvas.paste(Image.fromarray(ramp_rgb), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for value, y in ((scale, 0), (0.0, height // 2 - 5), (-scale, height - 11)):
+        draw.line([(bar_w, min(max(y + 5, 0), height - 1)), (bar_w + 3, min(max(y + 5, 0), height - 1))],
+                  fill=(0, 0, 0))
+        draw.text((bar_w + margin, y), f"{value:+.3g}" if value else "0", fill=(0, 0, 0))
+    return np.asarray(canvas)
+
+
+def sheet(tiles: Sequence[np.ndarray], labels: Sequence[str], scale: float | None = None,
+          bar_label: str = "dI/dtheta") -> np.ndarray:
+    """Tiles side by side with a label above each; with ``scale`` (the
+    colour range the signed tiles were drawn with by :func:`diverging`), a
+    colour bar labelled ``bar_label`` at the right."""
     from PIL import Image, ImageDraw
 
     tiles = [upscale(t) for t in tiles]
     h = max(t.shape[0] for t in tiles)
+    if scale is not None:
+        tiles, labels = tiles + [colour_bar(scale, h)], list(labels) + [bar_label]
     pad, top = 6, 18
     w = sum(t.shape[1] for t in tiles) + pad * (len(tiles) + 1)
     canvas = Image.new("RGB", (w, h + top + pad), (255, 255, 255))
@@ -139,8 +164,10 @@ def write_render(path: str | os.PathLike, image: np.ndarray) -> str:
 
 
 def write_derivative(path: str | os.PathLike, image: np.ndarray, scale: float | None = None) -> str:
-    """EXR at ``path`` plus a diverging-colormap PNG beside it; returns the PNG path."""
+    """EXR at ``path`` plus a diverging-colormap PNG with a colour bar beside
+    it; returns the PNG path."""
     write_exr(path, image)
     png = os.path.splitext(os.fspath(path))[0] + ".png"
-    write_png(png, upscale(diverging(image, scale)))
+    scale = scale or signed_scale(image)
+    write_png(png, sheet([diverging(image, scale)], [os.path.basename(os.fspath(path))], scale))
     return png

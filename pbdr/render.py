@@ -55,7 +55,7 @@ def render(scene: mi.Scene, spp: int, seed: int = 0, integrator: mi.Integrator |
 def derivative(scene: mi.Scene, perturbation: Perturbation, spp: int, seed: int = 0,
                integrator: mi.Integrator | None = None, sensor: int = 0) -> np.ndarray:
     """Forward-mode derivative image dI/dθ at θ = 0."""
-    integrator = integrator or make_integrator(scene, differentiable=True)
+    integrator = integrator or make_integrator(scene, differentiable=True, keys=[perturbation.key])
     check_spp(scene, spp, sensor)
     params = mi.traverse(scene)
     with perturbation.attached(params) as theta:
@@ -71,7 +71,7 @@ def total_derivative(scene: mi.Scene, perturbation: Perturbation, spp: int, seed
                      integrator: mi.Integrator | None = None, weights: np.ndarray | None = None,
                      sensor: int = 0) -> float:
     """Reverse-mode d(Σ weights·I)/dθ at θ = 0."""
-    integrator = integrator or make_integrator(scene, differentiable=True)
+    integrator = integrator or make_integrator(scene, differentiable=True, keys=[perturbation.key])
     check_spp(scene, spp, sensor)
     params = mi.traverse(scene)
     film = scene.sensors()[sensor].film()

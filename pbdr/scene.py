@@ -7,9 +7,10 @@ the nearest keys suggested when a name is wrong.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
-from typing import Any
+from typing import Any, Sequence
 
 import drjit as dr
 import mitsuba as mi
@@ -25,8 +26,19 @@ def parse_defines(pairs: list[str] | None) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise PbdrError(f"-D expects key=value, got '{pair}'")
+        if not all(is_finite_or_text(v) for v in value.split(",")):
+            raise PbdrError(f"-D {pair.strip()}: the value is not a finite number")
         out[key.strip()] = value.strip()
     return out
+
+
+def is_finite_or_text(text: str) -> bool:
+    """False for text that reads as a NaN or infinite number ("nan", "inf", "1e999")."""
+    try:
+        value = float(text)
+    except ValueError:
+        return True
+    return math.isfinite(value)
 
 
 def load_scene(path: str | os.PathLike, defines: dict[str, Any] | None = None) -> mi.Scene:
@@ -120,13 +132,79 @@ def integrator_setting(integrator: mi.Integrator, name: str) -> int | bool | Non
     return int(m.group(1)) if m else None
 
 
-def default_differentiable_type(scene: mi.Scene, moves_geometry: bool = False) -> str:
-    """The pbdr integrator for derivatives of ``scene``: ``pbdr_volume`` with
-    media, ``pbdr_edge`` when geometry moves (boundary terms), else
-    ``pbdr_interior``."""
+AUTO = "auto"
+
+
+def _owner(scene: mi.Scene, key: str) -> tuple[str, Any]:
+    """The id and object (shape or emitter) whose parameter ``key`` is, or ("", None)."""
+    for obj in list(scene.shapes()) + list(scene.emitters()):
+        if obj.id() and key.startswith(obj.id() + "."):
+            return obj.id(), obj
+    return "", None
+
+
+def is_sdf_key(scene: mi.Scene, key: str) -> bool:
+    """Whether ``key`` is the grid or the placement of an ``sdfgrid`` shape."""
+    _, obj = _owner(scene, key)
+    return (isinstance(obj, mi.Shape) and obj.shape_type() == mi.ShapeType.SDFGrid
+            and (key.endswith(".grid") or key.endswith(".to_world")))
+
+
+def moves_geometry(key: str) -> bool:
+    """Whether ``key`` places or shapes something (a boundary-term parameter)."""
+    return key.endswith(".vertex_positions") or key.endswith(".to_world") or key.endswith(".grid")
+
+
+def auto_integrator_type(scene: mi.Scene, keys: Sequence[str] = ()) -> tuple[str, str]:
+    """The pbdr integrator for derivatives of ``scene`` with respect to ``keys``, and why.
+
+    Media in the scene: ``pbdr_volume``. An ``sdfgrid``'s grid or placement:
+    ``pbdr_reparam`` (which needs a smooth pixel filter; a box filter is a
+    PbdrError that says how to fix it). Mesh geometry or a moving emitter:
+    ``pbdr_edge``. Anything else (materials, emitted radiance, textures):
+    ``pbdr_interior``.
+    """
     if has_media(scene):
-        return "pbdr_volume"
-    return "pbdr_edge" if moves_geometry else "pbdr_interior"
+        return "pbdr_volume", "the scene has participating media"
+    sdf = [k for k in keys if is_sdf_key(scene, k)]
+    if sdf:
+        for sensor in scene.sensors():
+            if sensor.film().rfilter().is_box_filter():
+                raise PbdrError(f"'{sdf[0]}' moves an SDF grid, whose derivatives (pbdr_reparam) need a "
+                                "smooth pixel filter: give the film <rfilter type=\"gaussian\"/>")
+        return "pbdr_reparam", f"'{sdf[0]}' moves an SDF grid"
+    moving = [k for k in keys if moves_geometry(k)]
+    if moving:
+        return "pbdr_edge", f"'{moving[0]}' moves geometry, so boundary terms are needed"
+    return "pbdr_interior", "no parameter moves geometry"
+
+
+def has_boundary_terms(integrator: mi.Integrator) -> bool:
+    """Whether ``integrator``'s derivatives include boundary terms (moving
+    silhouettes and shadows). pbdr's integrators declare it
+    (``boundary_terms``); Mitsuba's projective ones (``prb_projective``,
+    ``direct_projective``) have them; ``prb``, ``prbvolpath`` and the
+    like do not."""
+    declared = getattr(type(integrator), "boundary_terms", None)
+    if isinstance(declared, bool):
+        return declared
+    return isinstance(integrator, mi.ad.integrators.common.PSIntegrator)
+
+
+def integrator_name(integrator: mi.Integrator) -> str:
+    """The plugin name of a loaded integrator (pbdr's declare ``plugin_name``;
+    Mitsuba's are named by their class)."""
+    return getattr(type(integrator), "plugin_name", None) or type(integrator).__name__
+
+
+def boundary_warning(keys: Sequence[str], integrator: mi.Integrator) -> str | None:
+    """A one-line warning when a parameter moves geometry and ``integrator``
+    has no boundary terms (its derivative then misses every moving edge)."""
+    moving = [k for k in keys if moves_geometry(k)]
+    if not moving or has_boundary_terms(integrator):
+        return None
+    return (f"{integrator_name(integrator)} has no boundary terms: the derivative of '{moving[0]}' misses the silhouettes and "
+            "shadows that move with it; use --integrator auto")
 
 
 def renders_media(integrator: mi.Integrator) -> bool:
@@ -147,8 +225,7 @@ def media_warning(scene: mi.Scene, integrator: mi.Integrator) -> str | None:
     """A one-line warning when a surface integrator is given a scene with media."""
     if not has_media(scene) or renders_media(integrator):
         return None
-    name = type(integrator).__name__
-    return (f"the scene has participating media, which {name} ignores (medium boundaries count as "
+    return (f"the scene has participating media, which {integrator_name(integrator)} ignores (medium boundaries count as "
             "bounces, as in Mitsuba's path); pbdr_volume renders them")
 
 
@@ -169,28 +246,42 @@ def smooth_shading_warning(scene: mi.Scene, keys: list[str], integrator: mi.Inte
     if not moved:
         return None
     return (f"{', '.join(repr(m) for m in moved)} {'is' if len(moved) == 1 else 'are'} smooth-shaded "
-            f"(vertex normals): {type(integrator).__name__} does not sample the shading terminators "
+            f"(vertex normals): {integrator_name(integrator)} does not sample the shading terminators "
             "inside its triangles, so its shape derivatives are biased there; pbdr_edge does, and flat "
             "shading (face_normals=true) has none")
 
 
 def make_integrator(scene: mi.Scene, type_: str | None = None, max_depth: int | None = None,
                     differentiable: bool = False, props: dict[str, Any] | None = None,
-                    settings_from: mi.Integrator | None = None) -> mi.Integrator:
+                    settings_from: mi.Integrator | None = None, keys: Sequence[str] = ()) -> mi.Integrator:
     """The integrator to render ``scene`` with.
 
     ``type_=None`` keeps the scene's own integrator, except that with
     ``differentiable=True`` a non-AD integrator (e.g. ``path``) is replaced by
-    ``default_differentiable_type``. ``props`` are plugin settings for
+    the one :func:`auto_integrator_type` picks for the parameters ``keys``.
+    ``type_="auto"`` does the same. ``props`` are plugin settings for
     ``type_``. The scene integrator's ``max_depth``, ``rr_depth`` and
-    ``hide_emitters`` (or ``settings_from``'s) carry over where ``props``/``max_depth`` do not set them,
-    and are dropped for types that do not take them.
+    ``hide_emitters`` (or ``settings_from``'s) carry over where
+    ``props``/``max_depth`` do not set them, and are dropped for types that do
+    not take them.
     """
+    return make_integrator_why(scene, type_, max_depth, differentiable, props, settings_from, keys)[0]
+
+
+def make_integrator_why(scene: mi.Scene, type_: str | None = None, max_depth: int | None = None,
+                        differentiable: bool = False, props: dict[str, Any] | None = None,
+                        settings_from: mi.Integrator | None = None,
+                        keys: Sequence[str] = ()) -> tuple[mi.Integrator, str | None]:
+    """:func:`make_integrator`, and why the type was chosen when it was chosen
+    automatically (None when the caller or the scene named it)."""
     own = scene.integrator()
-    if type_ is None and differentiable and not isinstance(own, mi.ad.integrators.common.ADIntegrator):
-        type_ = default_differentiable_type(scene)
+    why = None
+    if type_ == AUTO or (type_ is None and differentiable):
+        if isinstance(own, mi.ad.integrators.common.ADIntegrator) and max_depth is None and not props:
+            return own, None       # the scene names a differentiable integrator: its author's choice
+        type_, why = auto_integrator_type(scene, keys)
     if type_ is None and max_depth is None:
-        return own
+        return own, None
     if type_ is None:
         raise PbdrError("--max-depth needs --integrator to name the integrator type")
     if max_depth is not None and (max_depth == 0 or max_depth < -1):
@@ -206,7 +297,7 @@ def make_integrator(scene: mi.Scene, type_: str | None = None, max_depth: int | 
     props.update({k: v for k, v in carried.items() if v is not None})
     while True:
         try:
-            return mi.load_dict(props)
+            return mi.load_dict(props), why
         except Exception as exc:
             unused = [k for k in carried if k in props and f'"{k}"' in str(exc)]
             if not unused:

@@ -20,7 +20,7 @@ import mitsuba as mi
 import numpy as np
 from tqdm import tqdm
 
-from .errors import PbdrError
+from .errors import PbdrError, show_progress
 from .perturb import Perturbation
 from .render import check_spp, derivative, opaque_seed, seeds_for, to_numpy
 from .scene import has_media, make_integrator, renders_media
@@ -76,20 +76,29 @@ def fd_integrator(scene: mi.Scene, max_depth: int | None = None,
     return make_integrator(scene, "volpath" if volumetric else "path", max_depth, settings_from=like)
 
 
+def check_fd_settings(perturbation: Perturbation, eps: float, seeds: int, min_seeds: int = 1) -> None:
+    """Refuse a finite-difference step or a seed count before anything is
+    rendered: ``eps`` must be positive, finite and keep the parameter in its
+    domain; a check asks for ``min_seeds = 2`` seeds, to measure noise."""
+    if seeds < min_seeds:
+        raise PbdrError(f"a check needs at least {min_seeds} seeds to measure noise, got {seeds}")
+    if not (np.isfinite(eps) and eps > 0):
+        raise PbdrError(f"--eps must be a positive finite number, got {eps}")
+    perturbation.check_step(eps)
+
+
 def finite_differences(scene: mi.Scene, perturbation: Perturbation, eps: float, spp: int,
                        seeds: int = 8, integrator: mi.Integrator | None = None,
                        first_seed: int = 0, progress: bool = False, sensor: int = 0) -> Estimate:
     """Central differences with common random numbers over ``seeds`` seeds."""
-    if not (np.isfinite(eps) and eps > 0):
-        raise PbdrError(f"--eps must be a positive finite number, got {eps}")
+    check_fd_settings(perturbation, eps, seeds)
     check_spp(scene, spp, sensor)
-    perturbation.check_step(eps)
     integrator = integrator or fd_integrator(scene)
     params = mi.traverse(scene)
     out = []
     try:
         for seed in tqdm(seeds_for(seeds, first_seed), desc="finite differences",
-                         disable=not progress, leave=False):
+                         disable=not show_progress(progress), leave=False):
             images = []
             for theta in (+eps, -eps):
                 perturbation.apply(params, theta)
@@ -108,7 +117,7 @@ def derivative_estimate(scene: mi.Scene, perturbation: Perturbation, spp: int, s
     """Forward-mode derivative images at ``seeds`` independent seeds."""
     out = [derivative(scene, perturbation, spp, seed, integrator, sensor)
            for seed in tqdm(seeds_for(seeds, first_seed), desc="derivatives",
-                            disable=not progress, leave=False)]
+                            disable=not show_progress(progress), leave=False)]
     return Estimate(np.stack(out))
 
 
@@ -196,9 +205,7 @@ def check(scene: mi.Scene, perturbation: Perturbation, eps: float, spp: int, fd_
           seeds: int = 8, integrator: mi.Integrator | None = None, z_tol: float = 4.0,
           chi2_tol: float = 3.0, progress: bool = False, sensor: int = 0) -> CheckResult:
     """Derivative vs finite differences, both at ``seeds`` seeds (FD at ``fd_spp``)."""
-    if seeds < 2:
-        raise PbdrError(f"a check needs at least 2 seeds to measure noise, got {seeds}")
-    perturbation.check_step(eps)        # before the derivatives, not after them
+    check_fd_settings(perturbation, eps, seeds, min_seeds=2)   # before the derivatives, not after them
     grad = derivative_estimate(scene, perturbation, spp, seeds, integrator, progress=progress,
                                sensor=sensor)
     reference = fd_integrator(scene, like=integrator) if integrator is not None else None

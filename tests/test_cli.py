@@ -84,9 +84,11 @@ def test_check_agrees_exit_0_and_writes_sheet(tmp_path, capsys) -> None:
 
 def test_check_disagrees_exit_1(capsys) -> None:
     """pbdr_interior has no silhouette term, so a translating cube must fail the check."""
-    code, stdout, _ = run_cli(capsys, "check", SHADOW, "--param", "cube.vertex_positions",
-                              "--translate", "1,0,0", "--eps", "0.01", "--spp", "32", "--seeds", "4")
+    code, stdout, err = run_cli(capsys, "check", SHADOW, "--param", "cube.vertex_positions",
+                                "--translate", "1,0,0", "--eps", "0.01", "--spp", "32", "--seeds", "4",
+                                "--integrator", "pbdr_interior")
     assert code == 1 and "DISAGREE" in stdout
+    assert "pbdr_interior has no boundary terms" in err
 
 
 @pytest.mark.parametrize("argv, fragments", [
@@ -176,7 +178,7 @@ def test_grad_warns_when_a_smooth_shaded_mesh_moves(tmp_path, capsys) -> None:
     reparam = ["--integrator", "pbdr_reparam", "-D", "rfilter=gaussian"]
     code, _, err = run_cli(capsys, "grad", str(smooth), "--param", "sphere.vertex_positions",
                            "--translate", "1,0,0", *reparam, *common)
-    assert code == 0 and "'sphere' is smooth-shaded" in err and "ReparamIntegrator" in err, err
+    assert code == 0 and "'sphere' is smooth-shaded" in err and "pbdr_reparam does not sample" in err, err
     for scene, key, integrator in ((str(smooth), "sphere.vertex_positions", ["--integrator", "pbdr_edge"]),
                                    (str(smooth), "sphere.bsdf.reflectance.value", reparam),
                                    (flat, "sphere.vertex_positions", reparam),
@@ -184,3 +186,71 @@ def test_grad_warns_when_a_smooth_shaded_mesh_moves(tmp_path, capsys) -> None:
         extra = ["--translate", "1,0,0"] if key.endswith("positions") else []
         code, _, err = run_cli(capsys, "grad", scene, "--param", key, *extra, *integrator, *common)
         assert code == 0 and "smooth-shaded" not in err, (scene, key, err)
+
+
+def test_grad_says_which_integrator_auto_chose(tmp_path, capsys) -> None:
+    """The default integrator is 'auto': one line names the choice; a moving shape gets boundary
+    terms (pbdr_edge), and pbdr_interior chosen by hand for it draws a warning; --quiet drops the
+    note and keeps the warning."""
+    common = ["--spp", "2", "-D", "res=8", "-o", str(tmp_path / "g.exr"), "-f"]
+    move = ["--param", "cube.vertex_positions", "--translate", "1,0,0"]
+    code, _, err = run_cli(capsys, "grad", SHADOW, *move, *common)
+    assert code == 0 and err.splitlines() == [
+        "pbdr: integrator pbdr_edge (auto: 'cube.vertex_positions' moves geometry, so boundary terms "
+        "are needed)"], err
+    code, _, err = run_cli(capsys, "grad", SHADOW, *move, *common, "--integrator", "pbdr_interior", "--quiet")
+    assert code == 0 and err.splitlines() == [
+        "pbdr: warning: pbdr_interior has no boundary terms: the derivative of 'cube.vertex_positions' "
+        "misses the silhouettes and shadows that move with it; use --integrator auto"], err
+    code, _, err = run_cli(capsys, "grad", SHADOW, "--param", "cube.bsdf.reflectance.value", *common)
+    assert code == 0 and "integrator pbdr_interior (auto: no parameter moves geometry)" in err, err
+
+
+def test_version_and_defaults_in_help(capsys) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == (
+        f"pbdr {version('pbdr')} (mitsuba {version('mitsuba')}, drjit {version('drjit')})")
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("samples per pixel (default: 64)", "(default: auto)", "(default: 8)", "(default: 4.0)",
+                  "-q, --quiet"):
+        assert shown in text, shown
+
+
+@pytest.mark.parametrize("command", ["render", "grad", "fd", "check", "optimize", "sdf sphere"])
+def test_every_command_takes_quiet(capsys, command: str) -> None:
+    with pytest.raises(SystemExit):
+        main([*command.split(), "--help"])
+    assert "--quiet" in capsys.readouterr().out
+
+
+def test_no_progress_bars_into_a_log(tmp_path, capsys) -> None:
+    """stderr is not a terminal here (as in a log file): fd and check draw no bars."""
+    out = tmp_path / "fd.exr"
+    code, _, err = run_cli(capsys, "fd", CBOX, "--param", "red.reflectance.value", "--eps", "0.01",
+                           "--spp", "2", "--seeds", "2", "-D", "res=8", "-o", str(out))
+    assert code == 0 and err == "", err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1, nan, 2", "-1e999"])
+def test_non_finite_define_is_named(tmp_path, capsys, value: str) -> None:
+    code, _, err = run_cli(capsys, "render", CBOX, "-o", str(tmp_path / "x.exr"), "-D", f"res={value}")
+    assert_one_line_error(code, err, f"-D res={value}", "not a finite number")
+
+
+def test_check_sheet_has_a_colour_bar(tmp_path) -> None:
+    """The bar's top is the diverging map's +scale colour (red), its bottom -scale (blue)."""
+    from pbdr.imageio import colour_bar, diverging, sheet
+
+    image = np.zeros((16, 16, 3), np.float32)
+    bar = colour_bar(2.0, 256)
+    top, bottom = bar[0, 2].astype(int), bar[-1, 2].astype(int)
+    assert top[0] > top[2] + 50 and bottom[2] > bottom[0] + 50
+    np.testing.assert_array_equal(top, diverging(np.full((1, 1, 3), 2.0, np.float32), 2.0)[0, 0])
+    assert sheet([diverging(image, 1.0)], ["a"], 1.0).shape[1] == sheet([diverging(image, 1.0)], ["a"]).shape[1] \
+        + bar.shape[1] + 6

@@ -18,7 +18,8 @@ import sys, numpy as np, mitsuba as mi, pbdr
 scene = pbdr.load_scene(sys.argv[1])
 params = pbdr.scene_params(scene)
 assert params.flags("sdf.grid") & int(mi.ParamFlags.NonDifferentiable)
-image = pbdr.derivative(scene, pbdr.Perturbation.of(params, "sdf.grid"), 16, 0)
+image = pbdr.derivative(scene, pbdr.Perturbation.of(params, "sdf.grid"), 16, 0,
+                        pbdr.make_integrator(scene, "pbdr_interior"))   # box filter: interior only
 print(int(np.isfinite(image).all()), float(np.abs(image).sum()))
 """
 
@@ -76,13 +77,42 @@ def test_parameter_is_restored_after_a_derivative() -> None:
     assert not dr.grad_enabled(params["red.reflectance.value"])
 
 
-@pytest.mark.parametrize("scene, expected", [("volume/smoke.xml", "VolumeIntegrator"),
-                                             ("shadow.xml", "InteriorIntegrator")])
-def test_differentiable_default_integrator_fits_the_scene(scene: str, expected: str) -> None:
+@pytest.mark.parametrize("scene, keys, expected", [
+    ("volume/smoke.xml", [], "pbdr_volume"),
+    ("shadow.xml", [], "pbdr_interior"),
+    ("shadow.xml", ["cube.bsdf.reflectance.value"], "pbdr_interior"),
+    ("shadow.xml", ["cube.vertex_positions"], "pbdr_edge"),
+    ("shadow.xml", ["light.vertex_positions"], "pbdr_edge"),           # a moving area light
+    ("edge/icosphere.xml", ["sphere.to_world"], "pbdr_edge"),
+    ("reparam/sdf_sphere.xml", ["sdf.grid"], "pbdr_reparam"),
+    ("reparam/sdf_sphere.xml", ["sdf.to_world"], "pbdr_reparam"),
+    ("volume/cube_medium.xml", ["cube.vertex_positions"], "pbdr_volume"),
+])
+def test_auto_integrator_fits_the_scene_and_parameter(scene: str, keys: list[str], expected: str) -> None:
     # A volpath scene differentiated with a surface-only path tracer would
-    # silently ignore its medium.
-    integrator = pbdr.make_integrator(pbdr.load_scene(scene_path(scene)), differentiable=True)
-    assert type(integrator).__name__ == expected
+    # silently ignore its medium; a moving shape needs boundary terms.
+    from pbdr.scene import integrator_name
+
+    loaded = pbdr.load_scene(scene_path(scene))
+    integrator = pbdr.make_integrator(loaded, differentiable=True, keys=keys)
+    assert integrator_name(integrator) == expected
+    assert integrator_name(pbdr.make_integrator(loaded, "auto", keys=keys)) == expected
+
+
+def test_auto_refuses_an_sdf_behind_a_box_filter() -> None:
+    scene = pbdr.load_scene(scene_path("sdf_sphere.xml"))
+    with pytest.raises(pbdr.PbdrError, match="smooth pixel filter.*rfilter type=.gaussian"):
+        pbdr.auto_integrator_type(scene, ["sdf.grid"])
+    assert pbdr.auto_integrator_type(scene, ["sdf.bsdf.reflectance.value"])[0] == "pbdr_interior"
+
+
+def test_plugins_declare_their_registered_names() -> None:
+    import importlib
+
+    from integrators import PLUGINS
+
+    for name, (module, cls) in PLUGINS.items():
+        assert getattr(importlib.import_module(module), cls).plugin_name == name
 
 
 def test_fd_reference_renders_what_the_integrator_under_test_renders() -> None:

@@ -13,33 +13,35 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..cli import float_triplet, positive_int
+from ..cli import add_command, float_triplet, positive_int, variant_arg
 
 
 def register_subcommand(sub) -> None:
-    p = sub.add_parser("sdf", help="make an SDF grid (.vol) for an sdfgrid shape")
+    p = add_command(sub, "sdf", "make an SDF grid (.vol) for an sdfgrid shape")
     kinds = p.add_subparsers(dest="sdf_kind", required=True)
 
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("-o", "--output", required=True, help="output .vol")
         q.add_argument("--res", type=positive_int, default=32, help="grid resolution N (N^3 samples)")
         q.add_argument("--padding", type=float, default=0.25, help="margin around the shape, relative")
-        q.add_argument("--center", type=float_triplet, default=(0.0, 0.0, 0.0), metavar="X,Y,Z")
-        q.add_argument("--variant", default=None, help="Mitsuba variant (default llvm_ad_rgb)")
+        q.add_argument("--center", type=float_triplet, default=(0.0, 0.0, 0.0), metavar="X,Y,Z",
+                       help="centre of the primitive")
+        variant_arg(q)
         q.add_argument("-f", "--force", action="store_true", help="replace an existing output")
         q.set_defaults(run=cmd_sdf)
 
-    q = kinds.add_parser("sphere", help="sphere of radius R")
-    q.add_argument("--radius", type=float, required=True)
+    q = add_command(kinds, "sphere", "sphere of radius R")
+    q.add_argument("--radius", type=float, required=True, help="sphere radius")
     common(q)
-    q = kinds.add_parser("box", help="axis-aligned box")
-    q.add_argument("--half-size", type=float_triplet, required=True, metavar="X,Y,Z")
+    q = add_command(kinds, "box", "axis-aligned box")
+    q.add_argument("--half-size", type=float_triplet, required=True, metavar="X,Y,Z",
+                   help="half the box's extent along each axis")
     common(q)
-    q = kinds.add_parser("torus", help="torus around +Y")
+    q = add_command(kinds, "torus", "torus around +Y")
     q.add_argument("--major", type=float, required=True, help="ring radius")
     q.add_argument("--minor", type=float, required=True, help="tube radius")
     common(q)
-    q = kinds.add_parser("mesh", help="closed triangle mesh (.obj/.ply), brute force")
+    q = add_command(kinds, "mesh", "closed triangle mesh (.obj/.ply), brute force")
     q.add_argument("mesh", help="mesh file")
     common(q)
 

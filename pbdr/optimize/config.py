@@ -40,10 +40,6 @@ class ParamSpec:
     transform: str | None = None      # "translate": a 3-vector offset; "largesteps": u = (I + λL) v
     lambda_: float = 19.0             # largesteps: λ, how far gradients diffuse over the mesh
 
-    def moves_geometry(self) -> bool:
-        return (self.transform == "translate" or self.key.endswith("vertex_positions")
-                or self.key.endswith("to_world"))
-
 
 @dataclass
 class TargetSpec:
@@ -57,6 +53,8 @@ class TargetSpec:
 
 @dataclass
 class RegularizerSpec:
+    """One ``[[regularizer]]``: a prior on a ``[[param]]`` key, scaled by ``weight``."""
+
     type: str               # "laplacian" (mesh vertices) or "tv" (grids)
     key: str
     weight: float
@@ -74,6 +72,12 @@ class ScheduleSpec:
 
 @dataclass
 class OptimizeConfig:
+    """A checked optimization config (the TOML file's content, paths made absolute).
+
+    Build it with ``load_config`` (a TOML file) or ``config_from_dict``;
+    the fields mirror the file's keys, described in the ``optimize`` docs page.
+    """
+
     scene: str
     params: list[ParamSpec]
     target: TargetSpec

@@ -21,10 +21,11 @@ import drjit as dr
 import mitsuba as mi
 import numpy as np
 
-from ..errors import PbdrError, warn
-from ..imageio import read_image, sheet, tonemap, write_png, write_render
+from ..errors import PbdrError, note, show_progress, warn
+from ..imageio import diverging, read_image, sheet, signed_scale, tonemap, write_png, write_render
 from ..render import check_spp, opaque_seed, render
-from ..scene import default_differentiable_type, load_scene, make_integrator, smooth_shading_warning
+from ..scene import (AUTO, auto_integrator_type, boundary_warning, load_scene, make_integrator,
+                     smooth_shading_warning)
 from ..variant import ensure_variant
 from . import checkpoint
 from .config import OptimizeConfig, load_config
@@ -48,30 +49,19 @@ class OptimizeResult:
     seconds: float
 
 
-def plugin_available(name: str) -> bool:
-    try:
-        mi.load_dict({"type": name})
-        return True
-    except Exception:  # noqa: BLE001 - "not registered" comes as various exception types
-        return False
-
-
 def choose_integrator(config: OptimizeConfig, scene: mi.Scene) -> tuple[str, mi.Integrator]:
-    """The config's integrator, or the best registered one for its parameters.
-
-    Moving geometry needs boundary terms: ``pbdr_edge`` when it is registered,
-    else Mitsuba's ``prb_projective`` (with guiding off: its guiding structure
-    costs seconds per iteration on small CPU machines; gradients are noisier).
-    Scenes with participating media get ``pbdr_volume``. Everything else is
-    interior-only: ``pbdr_interior``.
-    """
+    """The config's integrator, or (``integrator`` unset or ``"auto"``) the one
+    :func:`pbdr.scene.auto_integrator_type` picks for the optimized keys:
+    ``pbdr_volume`` with media, ``pbdr_reparam`` for SDF grids, ``pbdr_edge``
+    for moving meshes and emitters, else ``pbdr_interior``."""
     name, props = config.integrator, dict(config.integrator_props)
-    if name is None:
-        name = default_differentiable_type(scene, any(p.moves_geometry() for p in config.params))
-        if name == "pbdr_edge" and not plugin_available("pbdr_edge"):
-            name = "prb_projective"
-            props.setdefault("guiding", "none")
-    return name, make_integrator(scene, name, props=props)
+    keys = [p.key for p in config.params]
+    if name is None or name == AUTO:
+        name, why = auto_integrator_type(scene, keys)
+        note(f"integrator {name} (auto: {why})")
+    integrator = make_integrator(scene, name, props=props)
+    warn(boundary_warning(keys, integrator))
+    return name, integrator
 
 
 def fingerprint(config: OptimizeConfig) -> str:
@@ -154,9 +144,13 @@ def write_json(path: str, data: Any) -> None:
 
 
 def comparison(out: str, sensors: list[int], rows: list[list[np.ndarray]]) -> None:
-    """target | initial | final, one row per sensor, in ``comparison.png``."""
-    sheets = [sheet([tonemap(i) for i in row], [f"target (sensor {s})", "initial", "final"])
-              for s, row in zip(sensors, rows)]
+    """target | initial | final | final - target (with its colour bar), one
+    row per sensor, in ``comparison.png``."""
+    sheets = []
+    for s, (target, initial, final) in zip(sensors, rows):
+        scale = signed_scale(final - target, target)
+        sheets.append(sheet([tonemap(target), tonemap(initial), tonemap(final), diverging(final - target, scale)],
+                            [f"target (sensor {s})", "initial", "final", "final - target"], scale, "radiance"))
     width = max(s.shape[1] for s in sheets)
     padded = [np.pad(s, ((0, 0), (0, width - s.shape[1]), (0, 0)), constant_values=255) for s in sheets]
     write_png(os.path.join(out, "comparison.png"), np.concatenate(padded, axis=0))
@@ -259,7 +253,7 @@ class Optimization:
                 initial = self.display(seed=7)
                 for p, image in zip(paths, initial):
                     write_render(p, image)
-        bar = tqdm(total=c.iterations, initial=self.start, disable=not progress, unit="it",
+        bar = tqdm(total=c.iterations, initial=self.start, disable=not show_progress(progress), unit="it",
                    desc="optimize", dynamic_ncols=True)
         try:
             for it in range(self.start, c.iterations):
