@@ -154,13 +154,17 @@ GOOD = '[target]\nscene = "{scene}"\nspp = 8\n[[param]]\nkey = "floor.bsdf.refle
     (GOOD.replace("floor.bsdf", "flor.bsdf"), "unknown parameter 'flor.bsdf.reflectance.value'"),
     (GOOD.replace("[target]\nscene", "[target]\nimages = [\"t.exr\"]\nscene"), "either scene"),
     (GOOD + "[loss]\ntype = \"l3\"\n", "[loss] type must be one of"),
+    (GOOD.replace("spp = 8\n", "spp = 8\ndefines = { res = \"nan\" }\n"),
+     "[target] defines: res=nan: the value is not a finite number"),
 ])
 def test_bad_config_is_one_line_error(tmp_path: Path, capsys, text: str, message: str) -> None:
+    """One line that names the config file and what is wrong in it."""
     text = text.replace("{scene}", str(LIGHT / "scene.xml"))
     path = write_config(tmp_path, text)
     assert main(["optimize", path, "--quiet", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err, err
+    assert err.startswith(f"pbdr: error: {path}: "), err
 
 
 def test_target_image_size_must_match_film(tmp_path: Path, capsys) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import PbdrError
+from ..scene import parse_defines
 
 LOSSES = ("l1", "l2", "relative_l2", "multiscale_l1")
 TRANSFORMS = ("translate", "largesteps")
@@ -161,7 +162,12 @@ def config_from_dict(data: dict[str, Any], base_dir: str | os.PathLike = ".",
         value = table.get("defines", {})
         if not isinstance(value, dict):
             raise fail(f"{name}defines must be a table of XML $name values")
-        return {str(k): ",".join(map(str, v)) if isinstance(v, list) else str(v) for k, v in value.items()}
+        out = {str(k): ",".join(map(str, v)) if isinstance(v, list) else str(v) for k, v in value.items()}
+        try:    # the same checks as the CLI's -D
+            parse_defines([f"{k}={v}" for k, v in out.items()])
+        except PbdrError as exc:
+            raise fail(f"{name}defines: {str(exc).removeprefix('-D ')}") from None
+        return out
 
     check_keys(data, TOP_KEYS, "the top level")
     if "scene" not in data:

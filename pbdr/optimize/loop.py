@@ -313,4 +313,8 @@ def optimize(config: OptimizeConfig | str | os.PathLike, *, iterations: int | No
         config = replace(config, iterations=iterations)
     if out_dir is not None:
         config = replace(config, out_dir=os.path.abspath(out_dir))
-    return Optimization(config, resume, force).run(progress, callback)
+    try:
+        run = Optimization(config, resume, force)
+    except PbdrError as exc:   # name the config whose scene, keys or targets are wrong
+        raise PbdrError(f"{config.source}: {exc}") from None
+    return run.run(progress, callback)
