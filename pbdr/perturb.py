@@ -24,10 +24,12 @@ from .scene import resolve_key
 
 
 def is_vertex_positions(key: str) -> bool:
+    """Whether ``key`` names a mesh's vertex positions (``*.vertex_positions``)."""
     return key.endswith("vertex_positions")
 
 
 def is_transform(value: Any) -> bool:
+    """Whether a parameter value is a transform (a ``*.to_world`` key's value)."""
     return isinstance(value, (mi.Transform4f, mi.ScalarTransform4f))
 
 
@@ -44,6 +46,16 @@ class Perturbation:
     @staticmethod
     def of(params: mi.SceneParameters, key: str, translate: Sequence[float] | None = None,
            rotate: Sequence[float] | None = None) -> "Perturbation":
+        """The perturbation of ``params[key]`` along a direction.
+
+        Without ``translate`` and ``rotate`` the direction is all ones
+        (``p + θ``). ``translate=(x, y, z)`` moves a ``*.vertex_positions``
+        or ``*.to_world`` key by θ·(x, y, z); ``rotate=(x, y, z)`` turns it
+        by θ radians about that axis through its centre. A medium's density
+        ``*.scale`` becomes a ``MediumScalePerturbation`` (through its grid).
+        Raises PbdrError for an unknown or non-differentiable key, or a
+        direction that does not apply to it.
+        """
         if translate is None and rotate is None:
             from .geometry.voxels import MediumScalePerturbation   # (it imports this module)
             if MediumScalePerturbation.applies(params, key):
@@ -114,10 +126,12 @@ class Perturbation:
         return out
 
     def apply(self, params: mi.SceneParameters, theta: Any) -> None:
+        """Write p(θ) into ``params`` and update the scene."""
         params[self.key] = self.value_at(theta)
         params.update()
 
     def restore(self, params: mi.SceneParameters) -> None:
+        """Put the parameter back to its value at θ = 0."""
         # Let launched kernels finish first: update() may free buffers they
         # still read (sdfgrid rebuilds its grid; that crashed now and then).
         dr.sync_thread()
@@ -153,6 +167,7 @@ class Perturbation:
                             f"{base.min():.4g}); use a step below that")
 
     def describe(self) -> str:
+        """One line saying what θ does, e.g. ``red.reflectance.value + θ·1``."""
         if self.rotate is not None:
             return f"{self.key} rotated by θ rad about axis {self.rotate} through {self.centre}"
         if self.translate is not None:

@@ -16,10 +16,12 @@ from ..errors import PbdrError
 
 
 def l1(image: mi.TensorXf, ref: mi.TensorXf) -> mi.Float:
+    """Mean absolute difference over pixels and channels."""
     return dr.mean(dr.abs(image.array - ref.array))
 
 
 def l2(image: mi.TensorXf, ref: mi.TensorXf) -> mi.Float:
+    """Mean squared difference over pixels and channels."""
     return dr.mean(dr.square(image.array - ref.array))
 
 
@@ -39,6 +41,7 @@ def _pool_indices(h: int, w: int, c: int) -> tuple[tuple[int, int, int], list[np
 
 
 def downsample(values: mi.Float, shape: tuple[int, int, int]) -> tuple[mi.Float, tuple[int, int, int]]:
+    """Average 2x2 pixel blocks of a flat H x W x C image; returns the values and their new shape."""
     new_shape, idx = _pool_indices(*shape)
     out = sum(dr.gather(mi.Float, values, mi.UInt32(i)) for i in idx)
     return out * 0.25, new_shape
@@ -60,6 +63,7 @@ def multiscale_l1(image: mi.TensorXf, ref: mi.TensorXf, levels: int = 4) -> mi.F
 
 
 def get_loss(name: str, levels: int = 4) -> Callable[[mi.TensorXf, mi.TensorXf], mi.Float]:
+    """The loss function ``f(image, ref)`` of a ``[loss] type`` (``levels``: for ``multiscale_l1``)."""
     if name == "multiscale_l1":
         return lambda image, ref: multiscale_l1(image, ref, levels)
     table = {"l1": l1, "l2": l2, "relative_l2": relative_l2}

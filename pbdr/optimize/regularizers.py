@@ -36,6 +36,9 @@ def representatives(positions: np.ndarray) -> np.ndarray:
 
 
 def laplacian(params: mi.SceneParameters, key: str, weight: float) -> Callable[[Any], mi.Float]:
+    """``weight`` times the mean squared uniform Laplacian of the mesh whose
+    ``*.vertex_positions`` is ``key`` (vertices welded by position), as a
+    function of the flat vertex positions."""
     if not key.endswith("vertex_positions"):
         raise PbdrError(f"[[regularizer]] laplacian applies to '*.vertex_positions', not '{key}'")
     fkey = faces_key(params, key, "[[regularizer]] laplacian")
@@ -62,6 +65,9 @@ def laplacian(params: mi.SceneParameters, key: str, weight: float) -> Callable[[
 
 
 def total_variation(params: mi.SceneParameters, key: str, weight: float) -> Callable[[Any], mi.Float]:
+    """``weight`` times the total variation of the grid ``key`` (Z, Y, X[, C]):
+    the mean absolute difference of neighbouring voxels along each axis, as a
+    function of the grid tensor."""
     value = params[key]
     if not isinstance(value, mi.TensorXf) or len(value.shape) < 3:
         raise PbdrError(f"[[regularizer]] tv applies to grids (Z, Y, X[, C] tensors), not '{key}'")

@@ -17,6 +17,13 @@ from .config import OptimizeConfig
 
 
 def truth_values(config: OptimizeConfig) -> dict[str, list[float]]:
+    """The true value of every ``[[param]]`` when ``[target]`` is a scene.
+
+    A plain parameter's truth is its value in the target scene; a
+    translate's, the mean offset of the target's vertices (or ``to_world``
+    translation) from the initial scene's. Raises PbdrError when the target
+    is given as images.
+    """
     if not config.target.scene:
         raise PbdrError("the truth is only known when [target] is a scene")
     target = mi.traverse(load_scene(config.target.scene, {**config.defines, **config.target.defines}))
