@@ -39,6 +39,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
 
 
 def as_hwc(image: np.ndarray) -> np.ndarray:
+    """``image`` as float32 H x W x C (a channel axis added to H x W)."""
     image = np.asarray(image, dtype=np.float32)
     return image[..., None] if image.ndim == 2 else image
 
@@ -60,6 +61,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def write_png(path: str | os.PathLike, rgb8: np.ndarray) -> None:
+    """Write an 8-bit RGB array as a PNG, atomically."""
     import imageio.v3 as iio
 
     with atomic_path(path) as tmp:
@@ -91,6 +93,7 @@ def signed_scale(*images: np.ndarray, percentile: float = 99.0) -> float:
 
 
 def channel_mean(image: np.ndarray) -> np.ndarray:
+    """The mean over the colour channels (the only channel of a one-channel image): H x W."""
     img = as_hwc(image)
     return img[..., :3].mean(axis=-1) if img.shape[-1] >= 3 else img[..., 0]
 

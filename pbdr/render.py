@@ -26,6 +26,8 @@ def opaque_seed(seed: int) -> mi.UInt32:
 
 
 def check_spp(scene: mi.Scene, spp: int, sensor: int = 0) -> int:
+    """``spp`` if it is positive and the film's pixels times ``spp`` stay below
+    2^32 samples (Mitsuba's sample index), else a PbdrError."""
     if spp <= 0:
         raise PbdrError(f"spp must be a positive integer, got {spp}")
     size = scene.sensors()[sensor].film().crop_size()
@@ -35,6 +37,8 @@ def check_spp(scene: mi.Scene, spp: int, sensor: int = 0) -> int:
 
 
 def to_numpy(image: mi.TensorXf, what: str = "image") -> np.ndarray:
+    """A float32 H x W x C copy of ``image``; a PbdrError naming ``what`` if any
+    value is NaN or infinite."""
     out = np.array(image, dtype=np.float32)
     if not np.all(np.isfinite(out)):
         bad = int(np.count_nonzero(~np.isfinite(out)))
@@ -89,6 +93,7 @@ def total_derivative(scene: mi.Scene, perturbation: Perturbation, spp: int, seed
 
 
 def seeds_for(count: int, first: int = 0) -> Sequence[int]:
+    """``count`` consecutive seeds from ``first`` (at least one)."""
     if count < 1:
         raise PbdrError(f"need at least one seed, got {count}")
     return range(first, first + count)

@@ -58,6 +58,7 @@ def load_scene(path: str | os.PathLike, defines: dict[str, Any] | None = None) -
 
 
 def scene_params(scene: mi.Scene) -> mi.SceneParameters:
+    """The scene's parameters by ``mi.traverse`` key (``mi.traverse(scene)``)."""
     return mi.traverse(scene)
 
 

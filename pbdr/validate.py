@@ -36,22 +36,27 @@ class Estimate:
 
     @property
     def mean(self) -> np.ndarray:
+        """The mean image over seeds."""
         return self.samples.mean(axis=0)
 
     @property
     def stderr(self) -> np.ndarray:
+        """The per-pixel standard error of the mean (zeros for one seed)."""
         k = len(self.samples)
         return self.samples.std(axis=0, ddof=1) / np.sqrt(k) if k > 1 else np.zeros_like(self.mean)
 
     def totals(self) -> np.ndarray:
+        """The image sum of each seed (float64)."""
         return self.samples.reshape(len(self.samples), -1).sum(axis=1, dtype=np.float64)
 
     @property
     def total(self) -> float:
+        """The mean over seeds of the image sum."""
         return float(self.totals().mean())
 
     @property
     def total_se(self) -> float:
+        """The standard error of :attr:`total` (0 for one seed)."""
         t = self.totals()
         return float(t.std(ddof=1) / np.sqrt(len(t))) if len(t) > 1 else 0.0
 
@@ -138,10 +143,12 @@ class CheckReport:
 
     @property
     def diff_se(self) -> float:
+        """The standard error of the difference of the two totals."""
         return float(np.hypot(self.grad_se, self.fd_se))
 
     @property
     def z(self) -> float:
+        """(derivative total - FD total) / :attr:`diff_se`."""
         diff = self.grad_total - self.fd_total
         if self.diff_se == 0:
             return 0.0 if abs(diff) <= 1e-6 * max(abs(self.fd_total), 1e-12) else float("inf")
@@ -149,13 +156,16 @@ class CheckReport:
 
     @property
     def rel_error(self) -> float:
+        """|derivative total - FD total| / |FD total|."""
         return abs(self.grad_total - self.fd_total) / max(abs(self.fd_total), 1e-8)
 
     @property
     def passed(self) -> bool:
+        """|z| within ``z_tol`` and the block chi-square within ``chi2_tol``."""
         return abs(self.z) <= self.z_tol and self.block_chi2 <= self.chi2_tol
 
     def summary(self) -> str:
+        """The report as ``pbdr check`` prints it, one quantity a line."""
         lines = [
             f"derivative total  {self.grad_total:+.6g} ± {self.grad_se:.3g} (s.e.)",
             f"finite diff total {self.fd_total:+.6g} ± {self.fd_se:.3g} (s.e.)",
@@ -196,6 +206,8 @@ def compare(grad: Estimate, fd: Estimate, z_tol: float = 4.0, chi2_tol: float = 
 
 @dataclass
 class CheckResult:
+    """What :func:`check` returns: the comparison and both estimates."""
+
     report: CheckReport
     grad: Estimate
     fd: Estimate

@@ -22,25 +22,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 API_PAGE = ROOT / "docs" / "api.md"
 
-# Public names that still lack a docstring, in files being edited elsewhere
-# at the time of writing. They are expected failures (not skipped), so the
-# summary lists them (XPASS once a docstring lands; then drop them here).
-PENDING: set[str] = {
-    "pbdr.scene.scene_params",
-    "pbdr.render.check_spp",
-    "pbdr.render.to_numpy",
-    "pbdr.render.seeds_for",
-    "pbdr.validate.CheckResult",
-    "pbdr.imageio.as_hwc",
-    "pbdr.imageio.write_png",
-    "pbdr.imageio.channel_mean",
-    "pbdr.optimize.loop.OptimizeResult",
-    "pbdr.optimize.loop.film_shape",
-    "pbdr.optimize.loop.write_losses",
-    "pbdr.optimize.loop.write_json",
-}
-
-
 def test_mkdocs_build_strict(tmp_path: Path) -> None:
     """``mkdocs build --strict`` exits 0 (every warning is an error)."""
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
@@ -84,16 +65,30 @@ def public_names(module_name: str) -> list[tuple[str, object]]:
     return [(f"{module_name}.{n}", getattr(module, n)) for n in names]
 
 
+def members(cls: type) -> list[tuple[str, object]]:
+    """A class's own public methods and properties (not inherited ones)."""
+    out = []
+    for name, value in vars(cls).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        if inspect.isfunction(value) or isinstance(value, property):
+            out.append((name, value))
+    return out
+
+
 def documented_objects() -> list:
-    """pytest params: every module in api.md, and every public name of each."""
+    """pytest params: every module in api.md, every public name of each, and
+    the public methods and properties of its classes."""
     params = []
     for module_name in api_modules():
         params.append(pytest.param(module_name, None, id=module_name))
         for qualname, obj in public_names(module_name):
-            home = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
-            marks = [pytest.mark.xfail(reason="docstring pending in a file edited elsewhere", strict=False)] \
-                if home in PENDING else []
-            params.append(pytest.param(qualname, obj, id=qualname, marks=marks))
+            params.append(pytest.param(qualname, obj, id=qualname))
+            if inspect.isclass(obj) and obj.__module__ == module_name:
+                for name, member in members(obj):
+                    params.append(pytest.param(f"{qualname}.{name}", member, id=f"{qualname}.{name}"))
     return params
 
 
@@ -117,6 +112,6 @@ def test_public_name_has_a_docstring(qualname: str, obj: object) -> None:
         obj = importlib.import_module(qualname)
         assert own_docstring(obj), f"module {qualname} has no docstring"
         return
-    assert inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismodule(obj) or callable(obj), \
-        f"{qualname} is not a function or class"
+    assert inspect.isfunction(obj) or inspect.isclass(obj) or isinstance(obj, property) or callable(obj), \
+        f"{qualname} is not a function, class or property"
     assert own_docstring(obj), f"{qualname} has no docstring (docs/api.md renders it)"

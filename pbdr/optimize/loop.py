@@ -42,6 +42,9 @@ DISPLAY_SPP = 64        # spp of the initial/final images written for people to 
 
 @dataclass
 class OptimizeResult:
+    """What :func:`optimize` returns: the optimized values, the loss curve,
+    the integrator used, the run folder and the time taken."""
+
     values: dict[str, list[float]]     # each [[param]] key -> its optimized numbers
     losses: list[float]                # loss per iteration (image loss + regularizers)
     integrator: str
@@ -89,6 +92,7 @@ def prepare_out_dir(out: str, resume: bool, force: bool) -> None:
 
 
 def film_shape(scene: mi.Scene, sensor: int) -> tuple[int, int, int]:
+    """(height, width, channels) of a sensor's film: the shape of its images."""
     film = scene.sensors()[sensor].film()
     size = film.crop_size()
     return int(size[1]), int(size[0]), int(film.base_channels_count())
@@ -124,6 +128,7 @@ def load_targets(config: OptimizeConfig, scene: mi.Scene, sensors: list[int], ou
 
 
 def write_losses(out: str, losses: list[float]) -> None:
+    """``loss.csv`` and ``loss.png`` (the loss curve) in the run folder, atomically."""
     from ..imageio import atomic_path
 
     with atomic_path(os.path.join(out, "loss.csv")) as tmp:
@@ -135,6 +140,7 @@ def write_losses(out: str, losses: list[float]) -> None:
 
 
 def write_json(path: str, data: Any) -> None:
+    """``data`` as indented JSON at ``path``, atomically."""
     from ..imageio import atomic_path
 
     with atomic_path(path) as tmp:
@@ -192,6 +198,7 @@ class Optimization:
         self.snapshot = self.make_checkpoint()
 
     def restore(self, ck: checkpoint.Checkpoint) -> None:
+        """Continue from a checkpoint of the same config (values, Adam state, losses)."""
         if ck.fingerprint != fingerprint(self.config):
             raise PbdrError(f"the checkpoint in {self.out} belongs to a different config; "
                             "use another [output] dir or --force to start over")
@@ -201,15 +208,18 @@ class Optimization:
         self.start, self.losses = ck.iteration, list(ck.losses)
 
     def make_checkpoint(self) -> checkpoint.Checkpoint:
+        """The state after the last completed iteration."""
         return checkpoint.Checkpoint(self.start, {v.key: v.to_numpy() for v in self.variables},
                                      self.adam.export(), list(self.losses), fingerprint(self.config))
 
     def set_scene(self, grad: bool) -> None:
+        """Write the variables into the scene, attached to the AD graph when ``grad``."""
         for v in self.variables:
             v.apply(self.params, grad)
         self.params.update()
 
     def display(self, seed: int) -> list[np.ndarray]:
+        """Images of the current state for people to look at, one per sensor."""
         self.set_scene(grad=False)
         return [render(self.scene, DISPLAY_SPP, seed=seed + s, integrator=self.integrator, sensor=s)
                 for s in self.sensors]
@@ -241,6 +251,8 @@ class Optimization:
 
     def run(self, progress: bool = True,
             callback: Callable[[int, float], None] | None = None) -> OptimizeResult:
+        """Iterate to ``config.iterations`` and write the outputs; on an
+        exception or Ctrl-C, save the last completed iteration first."""
         from tqdm import tqdm
 
         c, out, t0 = self.config, self.out, time.perf_counter()
