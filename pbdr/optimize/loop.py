@@ -21,6 +21,7 @@ import drjit as dr
 import mitsuba as mi
 import numpy as np
 
+from .. import interrupts
 from ..errors import PbdrError, note, show_progress, warn
 from ..imageio import diverging, read_image, sheet, signed_scale, tonemap, write_png, write_render
 from ..render import check_spp, opaque_seed, render
@@ -270,6 +271,7 @@ class Optimization:
         try:
             for it in range(self.start, c.iterations):
                 loss, images = self.step(it)
+                interrupts.raise_if_interrupted()  # Ctrl-C that Dr.Jit swallowed: drop this step
                 if not np.isfinite(loss):
                     raise PbdrError(f"loss is not finite at iteration {it}; lower the learning rates")
                 self.losses.append(loss)
@@ -285,7 +287,8 @@ class Optimization:
                     checkpoint.save(out, self.snapshot)
                 if callback is not None:
                     callback(it, loss)
-        except BaseException:
+        except BaseException:   # also Ctrl-C that Dr.Jit wrapped in a RuntimeError
+            interrupts.acknowledge()  # save first: no re-delivered Ctrl-C cuts the saving short
             if out:   # Ctrl-C or a crash: keep the last completed iteration
                 checkpoint.save(out, self.snapshot)
                 write_losses(out, self.losses)
