@@ -18,7 +18,10 @@ the LLVM backend finds a libLLVM it can use.
 """
 from __future__ import annotations
 
-from importlib import metadata as _metadata
+from . import interrupts as _interrupts
+_interrupts.exit_on_sigint_while_starting()  # Ctrl-C while pbdr imports Mitsuba: one line, exit 130
+
+from importlib import metadata as _metadata  # noqa: E402
 
 from .errors import PbdrError
 from .variant import ensure_variant, prepare_libllvm, set_variant

@@ -22,6 +22,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
+from . import interrupts
 from .errors import PbdrError, note, one_line, set_quiet, warn
 
 EXIT_USAGE = 2
@@ -275,23 +276,27 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    run: Callable[[argparse.Namespace], int] = args.run
-    set_quiet(args.quiet)
-    try:
-        return run(args)
-    except PbdrError as exc:
-        print(f"pbdr: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("pbdr: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - the CLI promises one line, never a traceback
-        if os.environ.get("PBDR_DEBUG"):
-            raise
-        print(f"pbdr: error: {type(exc).__name__}: {one_line(exc)} (PBDR_DEBUG=1 shows the traceback)",
-              file=sys.stderr)
-        return EXIT_USAGE
+    with interrupts.sigint_recorded():
+        try:
+            args = build_parser().parse_args(argv)
+            run: Callable[[argparse.Namespace], int] = args.run
+            set_quiet(args.quiet)
+            code = run(args)
+            interrupts.raise_if_interrupted()  # Ctrl-C whose KeyboardInterrupt something swallowed
+            return code
+        except BaseException as exc:  # noqa: BLE001 - the CLI promises one line, never a traceback
+            # After Ctrl-C, any exception is Ctrl-C's: Dr.Jit hands a KeyboardInterrupt raised in
+            # its callbacks (dr.while_loop, dr.if_stmt, dr.custom) back as a RuntimeError.
+            if interrupts.interrupted() or isinstance(exc, KeyboardInterrupt):
+                return interrupts.report()
+            if isinstance(exc, PbdrError):
+                print(f"pbdr: error: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            if not isinstance(exc, Exception) or os.environ.get("PBDR_DEBUG"):
+                raise  # SystemExit from argparse (--help, bad usage), or PBDR_DEBUG's traceback
+            print(f"pbdr: error: {type(exc).__name__}: {one_line(exc)} (PBDR_DEBUG=1 shows the traceback)",
+                  file=sys.stderr)
+            return EXIT_USAGE
 
 
 if __name__ == "__main__":

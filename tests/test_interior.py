@@ -71,7 +71,8 @@ def test_geometry_without_boundary_term_disagrees() -> None:
     """Interior alone misses the silhouette term of a moving cube: check must say so."""
     scene = load("shadow.xml")
     p = pbdr.Perturbation.of(pbdr.scene_params(scene), "cube.vertex_positions", (1.0, 0.0, 0.0))
-    result = pbdr.check(scene, p, eps=0.01, spp=32, fd_spp=128, seeds=4)
+    result = pbdr.check(scene, p, eps=0.01, spp=32, fd_spp=128, seeds=4,
+                        integrator=pbdr.make_integrator(scene, "pbdr_interior"))
     assert not result.report.passed
 
 

@@ -27,10 +27,10 @@ SEED = 130
 # 20 moments, in seconds after the start, over the phases of the run below. On a 2-core machine:
 # `import pbdr` (Mitsuba, Dr.Jit) ends at ~0.35 s, main() sets up until ~0.6 s, the scene and the
 # target render (its kernels) take until ~1.0 s, the first iteration's kernels until ~1.1 s, or
-# ~1.7 s with an empty kernel cache (COLD), then ~60 ms per iteration. The earliest moments come
-# after `import pbdr`: Ctrl-C before main() runs is Python's own, unless pbdr/__init__.py calls
-# interrupts.exit_on_sigint_while_starting() first (then moments from 0.03 s pass too).
-PHASES = [(4, 0.40, 0.70),    # main(): imports, arguments, variant, config
+# ~1.7 s with an empty kernel cache (COLD), then ~60 ms per iteration. The earliest moments fall
+# in `import pbdr` itself, which pbdr/__init__.py covers first thing
+# (interrupts.exit_on_sigint_while_starting()).
+PHASES = [(4, 0.03, 0.70),    # interpreter start-up, `import pbdr`, main(): arguments, variant, config
           (6, 0.60, 1.90),    # scene, target, first kernel compilations
           (10, 1.20, 5.00)]   # iterations
 COLD = 1                      # the phase run with an empty kernel cache
