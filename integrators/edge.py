@@ -26,6 +26,9 @@ Tracing through Edge Sampling"):
   shading terminators of smooth-shaded meshes seen from those points
   (``integrators/boundary/secondary_terminators.py``).
 
+The class is ``with_boundary_terms(InteriorIntegrator)``
+(``integrators/composite.py``) with the terms ``PrimaryEdges`` and
+``SecondaryEdges`` (``BoundaryTerm`` subclasses, ``boundary/term.py``).
 Each term has its own sample count and seed; the primal image comes from
 the interior pass alone. The boundary terms run only when some mesh's
 vertex positions carry derivatives (shape, ``to_world`` or area-light
@@ -46,14 +49,13 @@ Plugin parameters
   paths each); -1 uses an eighth of the interior spp.
 
   The defaults follow the variance-optimal split n_i ∝ sqrt(σ_i² / c_i)
-  (σ_i² the variance, c_i the cost of one sample of term i) measured on the
-  shadow and Cornell-box scenes: the interior term is the noisiest per
-  unit of time, by a wide margin (``scripts/bench_edge.py --terms``).
+  (σ_i² the variance, c_i the cost of one sample of term i): the interior
+  term is the noisiest per unit of time.
 - ``edge_sampling`` (string, default ``importance``): how a secondary edge
   and a point on it are chosen at a shading point: ``importance`` (per
   point, geometry and emitter-occlusion strategies with MIS, see
-  ``boundary/edge_sampling.py``), or the baselines ``uniform`` and
-  ``length`` (one scene-wide distribution, point uniform on the edge).
+  ``boundary/edge_sampling.py``), or the baseline ``uniform`` (an edge
+  uniformly from all edges, a point uniformly on it).
 - ``edge_candidates`` (int, default 128): the ``importance`` scheme weighs
   at most this many edges at each shading point: of all edges at a point on
   a moving mesh, of the moving meshes' edges elsewhere (a random strided
@@ -63,83 +65,22 @@ Plugin parameters
   point (``boundary/secondary_terminators.py``).
 - ``terminator_fraction`` (float in (0, 1], default 0.25): the share of path
   vertices, drawn per lane, that take a terminator sample (weighted by its
-  inverse). The term holds ~10⁻³ of the secondary variance but costs as
-  much as a third of it: at 1/4 the secondary term of the smooth pair and
-  icosphere took 16% less time for 1-6% more block variance.
+  inverse): the terminator term adds little variance but much of the
+  secondary term's cost.
 - ``primary``, ``secondary`` (bool, default true): switch the boundary
   terms on or off; ``interior`` (bool, default true) the interior term
-  (to measure one term's noise alone).
+  (diagnostic switches, to measure one term alone).
 """
 from __future__ import annotations
 
-from typing import Any
-
-import drjit as dr
-import mitsuba as mi
-
-from integrators.interior import InteriorIntegrator
-from integrators.boundary import boundary_sample_count, moving_meshes, sensor_of
-from integrators.boundary.primary_edges import render_primary_backward, render_primary_forward
-from integrators.boundary.edge_sampling import SamplingOptions
-from integrators.boundary.secondary_edges import render_secondary_backward, render_secondary_forward
+from pbdr.integrators.boundary.primary_edges import PrimaryEdges
+from pbdr.integrators.boundary.secondary_edges import SecondaryEdges
+from pbdr.integrators.composite import with_boundary_terms
+from pbdr.integrators.interior import InteriorIntegrator
 
 
-class EdgeIntegrator(InteriorIntegrator):
+class EdgeIntegrator(with_boundary_terms(InteriorIntegrator)):
     __doc__ = __doc__
     plugin_name = "pbdr_edge"
-    boundary_terms = True
-    samples_terminators = True      # of smooth-shaded meshes (pbdr.scene.smooth_shading_warning)
-
-    def __init__(self, props: mi.Properties) -> None:
-        super().__init__(props)
-        self.spp_interior = int(props.get("spp_interior", -1))
-        self.spp_primary = int(props.get("spp_primary", -1))
-        self.spp_secondary = int(props.get("spp_secondary", -1))
-        self.use_interior = bool(props.get("interior", True))
-        self.use_primary = bool(props.get("primary", True))
-        self.use_secondary = bool(props.get("secondary", True))
-        self.edge_sampling = SamplingOptions.of(props)
-
-    # ---- sample counts ----
-    def counts(self, sensor: mi.Sensor, spp: int) -> tuple[int, int, int]:
-        """(interior spp, primary edge samples, secondary camera paths) for a call with ``spp``."""
-        base = spp if spp > 0 else sensor.sampler().sample_count()
-        interior = self.spp_interior if self.spp_interior > 0 else base
-        return (interior, boundary_sample_count(sensor, self.spp_primary, interior, 4),
-                boundary_sample_count(sensor, self.spp_secondary, interior, 8))
-
-    def render_forward(self, scene: mi.Scene, params: Any, sensor: int | mi.Sensor = 0,
-                       seed: mi.UInt32 = 0, spp: int = 0) -> mi.TensorXf:
-        sensor = sensor_of(scene, sensor)
-        spp_i, n_primary, n_secondary = self.counts(sensor, spp)
-        if self.use_interior:
-            image = super().render_forward(scene, params, sensor, seed, spp_i)
-        else:
-            size, nch = sensor.film().crop_size(), sensor.film().base_channels_count()
-            image = dr.zeros(mi.TensorXf, (int(size[1]), int(size[0]), nch))
-        moving = bool(moving_meshes(scene))   # else the boundary terms are zero (material, light, ...)
-        if self.use_primary and moving:
-            image = image + render_primary_forward(scene, sensor, self, mi.UInt32(seed), n_primary)
-        if self.use_secondary and moving:
-            image = image + render_secondary_forward(scene, sensor, self, mi.UInt32(seed), n_secondary,
-                                                     self.edge_sampling)
-        return image
-
-    def render_backward(self, scene: mi.Scene, params: Any, grad_in: mi.TensorXf,
-                        sensor: int | mi.Sensor = 0, seed: mi.UInt32 = 0, spp: int = 0) -> None:
-        sensor = sensor_of(scene, sensor)
-        spp_i, n_primary, n_secondary = self.counts(sensor, spp)
-        if self.use_interior:
-            super().render_backward(scene, params, grad_in, sensor, seed, spp_i)
-        moving = bool(moving_meshes(scene))
-        if self.use_primary and moving:
-            render_primary_backward(scene, sensor, self, grad_in, mi.UInt32(seed), n_primary)
-        if self.use_secondary and moving:
-            render_secondary_backward(scene, sensor, self, grad_in, mi.UInt32(seed), n_secondary,
-                                      self.edge_sampling)
-        dr.eval()
-
-    def to_string(self) -> str:
-        return (f"EdgeIntegrator[max_depth={self.max_depth}, spp_interior={self.spp_interior}, "
-                f"spp_primary={self.spp_primary}, spp_secondary={self.spp_secondary}, "
-                f"interior={self.use_interior}, primary={self.use_primary}, secondary={self.use_secondary}]")
+    samples_terminators = True
+    term_types = (PrimaryEdges, SecondaryEdges)

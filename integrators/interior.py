@@ -27,7 +27,7 @@ emission and next-event terms, :math:`\partial L = \sum_k \beta_k
 (\partial c_k + c_k \rho_k)` with :math:`\rho_k = \sum_{j<k} \partial r_j /
 r_j`, so one pass carries the relative tangent :math:`\rho` of the
 throughput forward. It is the replay's sum in another order (equal to
-rounding for the same seed) at half the tracing and path cost.
+rounding for the same seed), traced once instead of twice (primal and replay).
 
 Sampling is detached (directions do not move with :math:`\pi`) and shadow
 rays are plain visibility tests, so edges and silhouettes contribute nothing
@@ -57,6 +57,7 @@ import mitsuba as mi
 from mitsuba.ad.integrators.common import RBIntegrator, mis_weight
 
 from pbdr.geometry.measure import area_jacobian, attached_emitter_sample
+from pbdr.integrators.base import PbdrIntegrator
 
 
 def path_stream(sampler: mi.Sampler) -> tuple[mi.UInt64, mi.UInt64]:
@@ -85,22 +86,11 @@ def next_2d(state: mi.UInt64, inc: mi.UInt64) -> tuple[mi.Point2f, mi.UInt64]:
     return mi.Point2f(u, v), state
 
 
-class InteriorIntegrator(RBIntegrator):
+class InteriorIntegrator(PbdrIntegrator):
     __doc__ = __doc__
-    #: The name this class is registered under (``integrators.PLUGINS``).
-    plugin_name: str = "pbdr_interior"
-    #: Whether derivatives include boundary terms (moving silhouettes and shadows).
-    boundary_terms: bool = False
-    #: Whether media are rendered; if not, media boundaries are null surfaces, as in Mitsuba's path.
-    renders_media: bool = False
-
-    #: True in subclasses whose ``warp_ray`` moves sampled directions with the
-    #: scene (``pbdr_reparam``); the path tracer below is shared, not copied.
-    warps_directions: bool = False
-
-    def __init__(self, props: mi.Properties) -> None:
-        super().__init__(props)
-        # Mitsuba's base class reads max_depth, rr_depth and hide_emitters.
+    plugin_name = "pbdr_interior"
+    # Mitsuba's base class reads max_depth, rr_depth and hide_emitters. Subclasses
+    # that set ``warps_directions`` (pbdr_reparam) share the path tracer below.
 
     # ---- hooks for estimators that reparameterize directions ----
     def warp_key(self, u: mi.Float) -> mi.UInt32 | None:
@@ -159,14 +149,9 @@ class InteriorIntegrator(RBIntegrator):
     def sample(self, mode: dr.ADMode, scene: mi.Scene, sampler: mi.Sampler,
                ray: mi.Ray3f, δL: mi.Spectrum | None, state_in: mi.Spectrum | None,
                active: mi.Bool, first_hit: bool = False, coherent: bool = True,
-               first: mi.PreliminaryIntersection3f | None = None,
-               **kwargs) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
-        """Mitsuba's ``sample``; with ``first_hit`` the third result is
-        [distance to the first surface along ``ray`` (inf: none)].
-        ``coherent``: whether neighbouring lanes' first rays are alike (camera
-        rays); Embree's packet traversal of unlike rays is slow.
-        ``first``: the rays' first intersections, when the caller knows them
-        (``ray`` is then not traced; see ``boundary.pinned_hits``)."""
+               first: mi.PreliminaryIntersection3f | None = None, medium: mi.MediumPtr | None = None,
+               **mitsuba_kwargs) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
+        """``PbdrIntegrator.sample`` (surfaces only: ``medium`` is ignored)."""
         # Dr.Jit records a loop a second time when it can drop state variables
         # that never change. Loop-invariant reads are kept out of the state
         # (``exclude``); OptimizeLoops off keeps the constants (zero fields of

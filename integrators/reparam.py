@@ -49,11 +49,9 @@ discontinuity seen from the ray's origin (at most ``B_FAR``):
   :math:`\delta = r\,(n\cdot\omega_i)^2/(2t)`;
 - nothing hit, or a surface with no discontinuity near: ``B_FAR``.
 
-Units matter: :math:`D` is of order 1 inside the lobe. An earlier test,
-:math:`(n\cdot\omega_i)^2` alone, was about as small on a floor seen at a
-glancing angle as on a sphere one lobe width inside its silhouette, so the
-weights could not tell the two apart and the warp at the silhouette moved
-at half its speed (an emissive SDF sphere moving up: 0.66x FD).
+Units matter: :math:`D` is of order 1 inside the lobe, and a :math:`B` in
+the same units lets the weights tell a silhouette from a surface seen at a
+glancing angle, which is not near a discontinuity.
 
 The weights blow up at a boundary, so there :math:`\mathcal{V}` takes the
 boundary's velocity. Its divergence is the analytic derivative of the ratio
@@ -62,13 +60,13 @@ drawn from, which moves with :math:`\omega` (``sampling_density_term``:
 score :math:`\nabla_\omega \log p(\omega_i|\omega) = \kappa\,\omega_{i,\perp}`
 with leave-one-out baselines). Without it the divergence is not that of
 :math:`E[\mathcal{V}]`, and with weights sharp enough to find boundaries the
-film's derivative loses the silhouette's (emissive sphere: 0.82x FD).
-In the primal pass the warp is the identity: only derivatives change, and
-the image is ``pbdr_interior``'s.
+film's derivative loses part of the silhouette's. In the primal pass the
+warp is the identity: only derivatives change, and the image is
+``pbdr_interior``'s.
 
 Camera rays: the warp moves a sample's image position, so the film is
 splatted at the warped (attached) position with the Jacobian as weight, as
-Mitsuba 3.4's ``prb_reparam`` did; this needs a smooth pixel filter
+in Mitsuba 3.4's ``prb_reparam``; this needs a smooth pixel filter
 (``gaussian``), a box filter is refused.
 
 Where the warp applies: camera rays (fixed origin), BSDF-sampled rays at
@@ -89,22 +87,14 @@ but the derivative does not need it to be any particular field: only
 continuous, with the boundaries' velocity on them, and with the divergence
 of its expectation, which the density term gives. What is left is how well
 the weights find a boundary from finitely many rays: shadow rays miss
-some (sideways SDF shadow, 32x32, 32-128 spp, FD 295 ± 7: 262 ± 14 at 8 rays, 281 ± 12
-at 16, 290 ± 7 at 32). More rays: less of that and less variance,
-proportionally more time. Larger :math:`\kappa` keeps the warp
-local (less smearing of the silhouette derivative into neighbouring pixels,
-more variance); larger :math:`\gamma` makes the weights sharper at
-boundaries (more variance). Antithetic pairs (:math:`\omega_i` mirrored
+some, a bias that shrinks as ``reparam_rays`` grows. More rays: less of
+that and less variance, proportionally more time. Larger :math:`\kappa`
+keeps the warp local (less smearing of the silhouette derivative into
+neighbouring pixels, more variance); larger :math:`\gamma` makes the
+weights sharper at boundaries (more variance). Antithetic pairs (:math:`\omega_i` mirrored
 about :math:`\omega`) cancel first-order noise, but the mirrored ray moves
 with :math:`\omega`, so the density term does not apply to them: with
 ``reparam_antithetic`` the estimator is biased (off by default).
-
-Measured (``scripts/bench_reparam.py --only sdf``: 64x64, 256 spp, 16 rays,
-4 seeds, FD 256 spp): 8x8 block errors 4.7% (grid offset, noise 6.5%), 4.9%
-(``to_world`` up, noise 5.3%), 8.4% and 7.1% (shadow moving sideways and
-towards the light, noise 3.4-3.6%, |z| 3.2-4.6: a small bias left in shadow
-rays). Before the boundary test in kernel units and the density term: 10.2%,
-13.0%, 9.2%, 9.0%.
 
 Limits: a discontinuity seen from a *moving* shading point through a
 BSDF-sampled ray moves only with the geometry in this estimator (not with
@@ -122,16 +112,17 @@ Plugin parameters
   camera rays (about a sixth of a pixel at 32x32).
 - ``reparam_kappa_secondary`` (float, default 1e4): :math:`\kappa` of shadow
   and BSDF rays: a wider lobe spreads a shadow edge's derivative over more
-  samples (less variance); with the earlier grazing boundary test 1e3
-  under-estimated shadow blocks of
-  ``scenes/reparam/sdf_shadow.xml`` by up to 2x (bias), 1e5 leaves the edge to
-  a handful of samples per pixel (variance).
+  samples (less variance), a narrower one leaves the edge to a handful of
+  samples per pixel (more variance).
 - ``reparam_exp`` (float, default 3): weight exponent :math:`\gamma`.
 - ``reparam_antithetic`` (bool, default false): mirrored pairs of rays
   (less noise, biased; see above).
 - ``reparam_emitter`` (bool, default true): warp emitter-sampled shadow rays.
 - ``reparam_max_depth`` (int, default -1): warp rays to vertices of depth
   below this (0: camera rays only; -1: all).
+
+``reparam_antithetic``, ``reparam_emitter`` and ``reparam_max_depth`` are
+diagnostic switches (to measure one part of the warp alone).
 """
 from __future__ import annotations
 
@@ -143,7 +134,7 @@ import mitsuba as mi
 
 from mitsuba.ad.integrators.common import RBIntegrator
 
-from integrators.interior import InteriorIntegrator, next_uniform, path_stream
+from pbdr.integrators.interior import InteriorIntegrator, next_uniform, path_stream
 from pbdr.geometry.face_edges import FaceEdgeTable
 from pbdr.geometry.sdf_field import SDFField
 

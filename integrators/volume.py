@@ -48,9 +48,9 @@ uniform grid) :math:`P_r = 1`, no null collision is ever sampled and the
 :math:`-\partial\sigma_t L` (attenuation) term is lost. With :math:`\kappa > 1`,
 :math:`1 - P_r \ge 1 - 1/\kappa` everywhere and
 :math:`|\partial w_n| \le |\partial\sigma_t| / ((1 - 1/\kappa)\bar\sigma)` is
-bounded. The cost is :math:`\kappa` times more tentative collisions; measured
-on ``scenes/volume/smoke.xml`` (derivative of the densest voxel), variance ×
-time is lowest near :math:`\kappa = 1.5` (at 1.1 the standard error doubles).
+bounded. The cost is :math:`\kappa` times more tentative collisions; a
+:math:`\kappa` close to 1 makes null collisions rare where the density is
+near its maximum, and their weights large (the default 1.5 balances the two).
 
 Homogeneous media sample the exact free flight :math:`p(t) = \sigma_t
 e^{-\sigma_t t}` (detached) and weigh a collision by
@@ -90,9 +90,9 @@ primal ``sample``, so :math:`L` on either side is the volumetric radiance
 medium). Silhouettes seen through a medium therefore get the right jump.
 Camera rays start outside media, as for the interior term. The medium
 containers' own edges are sampled too but do not move (no velocity, no
-contribution): media containers are assumed static (this is "where the
-medium container does not move"; a moving container would also need the
-boundary of its medium's interior, which is not implemented).
+contribution): media containers are assumed static (a moving container
+would also need the boundary of its medium's interior, which is not
+implemented).
 
 Secondary edges (``secondary``, on by default) add silhouettes seen from
 path vertices (shadows of a moving mesh cast on surfaces and into the
@@ -102,12 +102,8 @@ secondary-edge sampler on this integrator's own camera paths
 surface vertices, side paths traced with this integrator). Null surfaces
 are crossed on the ray's own line (``pbdr.geometry.rays.pass_through``):
 ``spawn_ray``'s normal offset shifts a ray by ~1e-4, as much as a side
-ray's offset from its edge, and put both sides on one side of edges seen
-through a medium boundary. Measured on ``cube_medium.xml`` with the cube
-between the light and the medium (``-D cube_x=0.3 -D cube_y=1.45 -D
-cube_z=0.2 -D size=0.12 -D max_depth=3``, 32x32, 64 spp, FD 512 spp, 8
-seeds): χ² 0.73 (with spawn_ray crossings 5.4), 0.52 with σ_t = 0 (11.6),
-and without the term the shadow's derivative is missing (χ² 74).
+ray's offset from its edge, and would put both sides on one side of edges
+seen through a medium boundary.
 
 Moving surface points (interior term, ``moving_surface_terms``): a point
 hit on a moving mesh slides along its fixed ray (``attached_interaction``:
@@ -117,46 +113,55 @@ follow; the next real vertex (a surface point past any null boundaries,
 or a medium collision) stays fixed, so the BSDF value towards it and the
 Jacobian :math:`|\cos\theta_y| / r^2` (:math:`1 / r^2` in a medium) carry
 the motion. Transmittance along segments with a moving end is held fixed:
-exact while a moving mesh's own light paths run through vacuum (the cube
-of ``cube_medium.xml`` turning under the light: χ² 0.92, without these
-terms χ² 12, z -12), biased when light leaving a moving mesh crosses a
-medium on its way to the next vertex or the light.
+exact while a moving mesh's own light paths run through vacuum, biased
+when light leaving a moving mesh crosses a medium on its way to the next
+vertex or the light.
 
 When no mesh has gradient-enabled vertex positions (density, albedo,
-material or light-colour derivatives) the boundary pass and these terms
-are skipped, so those derivatives cost what they did without them.
+material or light-colour derivatives) the boundary terms and the moving
+surface terms are skipped, so those derivatives cost the null-scattering
+path replay alone.
+
+The class is ``with_boundary_terms(VolumeInterior)``
+(``integrators/composite.py``) with the terms ``PrimaryEdges`` and
+``SecondaryEdgesInMedia`` (``boundary/term.py``'s ``BoundaryTerm``).
 
 Plugin parameters
 -----------------
 - ``max_depth`` (int, default 6): longest path in real scattering events, as ``volpath``.
 - ``rr_depth`` (int, default 5): depth at which Russian roulette starts.
 - ``majorant_factor`` (float, default 1.5): :math:`\kappa > 1` (heterogeneous media).
+- ``interior`` (bool, default true): the interior term (the path replay
+  above) on or off, a diagnostic switch like ``primary`` and ``secondary``
+  (to measure one term alone); ``spp_interior`` (int, default -1): its
+  samples per pixel (-1: the ``spp`` of the call, or the sensor's sampler).
 - ``primary`` (bool, default true): add the primary-edge boundary term
   (when some mesh moves).
 - ``spp_primary`` (int, default -1): primary-edge samples per pixel of the
   image (``spp_primary · W · H`` edge points, each traced on both sides);
-  -1 uses a quarter of the call's spp, as ``pbdr_edge``.
+  -1 uses a quarter of the interior spp, as ``pbdr_edge``.
 - ``secondary`` (bool, default true): add the secondary-edge term (above)
-  when some mesh moves; ``spp_secondary`` (default -1: an eighth of the call's spp)
+  when some mesh moves; ``spp_secondary`` (default -1: an eighth of the interior spp),
   ``edge_sampling``, ``edge_candidates``, ``terminator_candidates`` and
   ``terminator_fraction`` as ``pbdr_edge``.
 """
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import drjit as dr
 import mitsuba as mi
 
-from mitsuba.ad.integrators.common import RBIntegrator, mis_weight
+from mitsuba.ad.integrators.common import mis_weight
 
 from pbdr.geometry.measure import area_jacobian, attached_emitter_sample, volume_jacobian
 from pbdr.geometry.rays import pass_through
-from integrators.boundary import attached_interaction, boundary_sample_count, moving_meshes, sensor_of
-from integrators.boundary.medium_vertices import medium_vertices
-from integrators.boundary.primary_edges import render_primary_backward, render_primary_forward
-from integrators.boundary.edge_sampling import SamplingOptions
-from integrators.boundary.secondary_edges import render_secondary_backward, render_secondary_forward
+from pbdr.geometry.moving import attached_interaction, moving_meshes
+from pbdr.integrators.boundary.medium_vertices import SecondaryEdgesInMedia
+from pbdr.integrators.boundary.primary_edges import PrimaryEdges
+from pbdr.integrators.base import PbdrIntegrator
+from pbdr.integrators.composite import with_boundary_terms
 
 
 def free_flight_sample(u: mi.Float, factor: mi.Float | float) -> mi.Float:
@@ -186,73 +191,42 @@ def safe_rcp(x: mi.Float) -> mi.Float:
     return dr.select(nonzero, dr.rcp(dr.select(nonzero, x, 1.0)), 0.0)
 
 
-class VolumeIntegrator(RBIntegrator):
-    plugin_name = "pbdr_volume"
-    boundary_terms = True
+class VolumeInterior(PbdrIntegrator):
+    """The interior term of ``pbdr_volume`` (null-scattering path replay, the
+    module's docstring); ``VolumeIntegrator`` adds the boundary terms."""
+
     renders_media = True
-    samples_terminators = True      # of smooth-shaded meshes (pbdr.scene.smooth_shading_warning)
-    __doc__ = __doc__
 
     def __init__(self, props: mi.Properties) -> None:
         super().__init__(props)
         self.majorant_factor = float(props.get("majorant_factor", 1.5))
         if not self.majorant_factor > 1.0:
             raise ValueError(f"pbdr_volume: majorant_factor must be > 1, got {self.majorant_factor}")
-        self.use_primary = bool(props.get("primary", True))
-        self.spp_primary = int(props.get("spp_primary", -1))
-        self.use_secondary = bool(props.get("secondary", True))
-        self.spp_secondary = int(props.get("spp_secondary", -1))
-        self.edge_sampling = SamplingOptions.of(props)
         self.moving_meshes = False   # set per derivative render: replay moving surface points
 
-    # ---- Boundary term: primary edges of moving meshes (integrators/boundary/primary_edges.py) ----
-    @staticmethod
-    def meshes_move(scene: mi.Scene) -> bool:
-        """Whether some mesh's vertex positions carry gradients (a cheap flag test, no read-back)."""
-        return bool(moving_meshes(scene))
+    def settings_string(self) -> str:
+        return f"{super().settings_string()}, majorant_factor={self.majorant_factor}"
 
-    def boundary_counts(self, scene: mi.Scene, sensor: mi.Sensor, spp: int) -> tuple[int, int]:
-        """(primary edge samples, secondary camera paths) for a call with ``spp``;
-        0 for a term that is off, and for both when no mesh moves."""
-        if not self.meshes_move(scene):
-            return 0, 0
-        base = spp if spp > 0 else sensor.sampler().sample_count()
-        return (boundary_sample_count(sensor, self.spp_primary, base, 4) if self.use_primary else 0,
-                boundary_sample_count(sensor, self.spp_secondary, base, 8) if self.use_secondary else 0)
+    @contextmanager
+    def replaying_moving_meshes(self, scene: mi.Scene) -> Iterator[None]:
+        """Within: the path replay differentiates points on moving meshes
+        (``moving_surface_terms``). Read here, before Mitsuba's render
+        suspends gradients around ``sample``, where every flag reads off."""
+        self.moving_meshes = bool(moving_meshes(scene))
+        try:
+            yield
+        finally:
+            self.moving_meshes = False
 
     def render_forward(self, scene: mi.Scene, params: Any, sensor: int | mi.Sensor = 0,
                        seed: mi.UInt32 = 0, spp: int = 0) -> mi.TensorXf:
-        """Interior term (path replay) + primary-edge term of moving meshes."""
-        sensor = sensor_of(scene, sensor)
-        n_primary, n_secondary = self.boundary_counts(scene, sensor, spp)
-        self.moving_meshes = self.meshes_move(scene)
-        try:
-            image = super().render_forward(scene, params, sensor, seed, spp)
-        finally:
-            self.moving_meshes = False
-        if n_primary > 0:
-            image = image + render_primary_forward(scene, sensor, self, mi.UInt32(seed), n_primary)
-        if n_secondary > 0:
-            image = image + render_secondary_forward(scene, sensor, self, mi.UInt32(seed), n_secondary,
-                                                     self.edge_sampling, medium_vertices)
-        return image
+        with self.replaying_moving_meshes(scene):
+            return super().render_forward(scene, params, sensor, seed, spp)
 
     def render_backward(self, scene: mi.Scene, params: Any, grad_in: mi.TensorXf,
                         sensor: int | mi.Sensor = 0, seed: mi.UInt32 = 0, spp: int = 0) -> None:
-        """Reverse mode of ``render_forward``: both terms accumulate into the parameters' gradients."""
-        sensor = sensor_of(scene, sensor)
-        n_primary, n_secondary = self.boundary_counts(scene, sensor, spp)
-        self.moving_meshes = self.meshes_move(scene)
-        try:
+        with self.replaying_moving_meshes(scene):
             super().render_backward(scene, params, grad_in, sensor, seed, spp)
-        finally:
-            self.moving_meshes = False
-        if n_primary > 0:
-            render_primary_backward(scene, sensor, self, grad_in, mi.UInt32(seed), n_primary)
-        if n_secondary > 0:
-            render_secondary_backward(scene, sensor, self, grad_in, mi.UInt32(seed), n_secondary,
-                                      self.edge_sampling, medium_vertices)
-        dr.eval()
 
     def tentative_collision(self, medium: mi.MediumPtr, ray: mi.Ray3f, u: mi.Float, active: mi.Bool,
                             attached: bool) -> tuple[mi.MediumInteraction3f, mi.Float, mi.Bool]:
@@ -433,7 +407,13 @@ class VolumeIntegrator(RBIntegrator):
     @dr.syntax
     def sample(self, mode: dr.ADMode, scene: mi.Scene, sampler: mi.Sampler,
                ray: mi.Ray3f, δL: mi.Spectrum | None, state_in: mi.Spectrum | None,
-               active: mi.Bool, **kwargs) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
+               active: mi.Bool, first_hit: bool = False, coherent: bool = True,
+               first: mi.PreliminaryIntersection3f | None = None, medium: mi.MediumPtr | None = None,
+               **mitsuba_kwargs) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
+        """``PbdrIntegrator.sample``; ``first_hit`` is not supported (the
+        secondary-edge walker of media measures the distance itself)."""
+        if first_hit:
+            raise ValueError("pbdr_volume's sample() does not report first hits")
         primal = mode == dr.ADMode.Primal
         ctx = mi.BSDFContext()
 
@@ -447,12 +427,10 @@ class VolumeIntegrator(RBIntegrator):
         valid = mi.Bool(False)
 
         # Cameras outside media; side rays of secondary edges say where they start.
-        start = kwargs.get("medium")
-        medium = mi.MediumPtr(start) if start is not None else dr.zeros(mi.MediumPtr)
+        medium = mi.MediumPtr(medium) if medium is not None else dr.zeros(mi.MediumPtr)
         si = dr.zeros(mi.SurfaceInteraction3f)
         needs_intersection = mi.Bool(True)
-        first = kwargs.get("first")     # the first intersections, when the caller knows them
-        if first is not None:
+        if first is not None:           # the first intersections, when the caller knows them
             si = first.compute_surface_interaction(ray, mi.RayFlags.All, active)
             needs_intersection = mi.Bool(False)
         last_event = dr.zeros(mi.Interaction3f)     # last real scattering vertex (MIS)
@@ -595,9 +573,9 @@ class VolumeIntegrator(RBIntegrator):
 
         return (L if primal else δL), valid, [], L
 
-    def to_string(self) -> str:
-        return (f"VolumeIntegrator[max_depth = {self.max_depth}, rr_depth = {self.rr_depth}, "
-                f"majorant_factor = {self.majorant_factor}, primary = {self.use_primary}, "
-                f"spp_primary = {self.spp_primary}, secondary = {self.use_secondary}, "
-                f"spp_secondary = {self.spp_secondary}, edge_sampling = {self.edge_sampling.scheme}, "
-                f"edge_candidates = {self.edge_sampling.candidates}]")
+
+class VolumeIntegrator(with_boundary_terms(VolumeInterior)):
+    __doc__ = __doc__
+    plugin_name = "pbdr_volume"
+    samples_terminators = True
+    term_types = (PrimaryEdges, SecondaryEdgesInMedia)

@@ -61,10 +61,7 @@ importance sampling (Talbot 2005) whose target may depend on the candidate
 set, since :math:`f/\hat p \cdot \sum w` reduces to
 :math:`\sum_{\text{cand}} S\, F_j` in expectation over the choice. Cost:
 :math:`O(M \cdot T)` per sample for :math:`T \le` ``MAX_EMITTER_TRIANGLES``
-emitter triangles. Measured on icospheres (64x64, 16 paths/pixel, secondary
-term alone, efficiency = 1 / (variance · time) vs all edges): 488 edges,
-:math:`M = 128`: 1.5x, :math:`M = 64`: 0.8x; 1920 edges, :math:`M = 256`:
-4.3x, :math:`M = 128`: 3.5x, :math:`M = 64`: 4.5x.
+emitter triangles.
 
 Only edges that can contribute are weighed. The boundary value is
 :math:`A_m\, n_h\cdot\dot m + A_p\, n_h\cdot\dot p` (``secondary_edges.py``):
@@ -79,8 +76,8 @@ candidates of points that cannot see it move.
 Branches skip the light strategy's weight for the emitter triangles that
 an edge does not hide, which is most of them.
 
-The baselines ``uniform`` and ``length`` draw an edge from one scene-wide
-distribution and a point uniformly on it.
+The baseline ``uniform`` draws an edge uniformly from all edges and a point
+uniformly on it.
 """
 from __future__ import annotations
 
@@ -93,11 +90,10 @@ import numpy as np
 
 from pbdr.geometry.edges import EdgeSet
 
-SCHEMES = ("importance", "uniform", "length")
+SCHEMES = ("importance", "uniform")
 DEFAULT_CANDIDATES = 128    # edges weighed per shading point (0: all of them)
 # Terminator arcs weighed per shading point: their term is far less noisy
-# than the edges' (block variance 0.02-0.03 against 18-720, smooth_pair.xml
-# and the smooth icosphere), so its scan is kept short.
+# than the edges', so its scan is kept short.
 DEFAULT_TERMINATOR_CANDIDATES = 32
 DEFAULT_TERMINATOR_FRACTION = 0.25
 MAX_EMITTER_TRIANGLES = 32   # more: the light strategy is off (its loop is unrolled)
@@ -127,13 +123,6 @@ class SamplingOptions:
             raise ValueError(f"terminator_candidates must be >= 0 (0: all faces), got {self.terminator_candidates}")
         if not 0 < self.terminator_fraction <= 1:
             raise ValueError(f"terminator_fraction must be in (0, 1], got {self.terminator_fraction}")
-
-    @staticmethod
-    def of(props: mi.Properties) -> "SamplingOptions":
-        return SamplingOptions(str(props.get("edge_sampling", "importance")),
-                               int(props.get("edge_candidates", DEFAULT_CANDIDATES)),
-                               int(props.get("terminator_candidates", DEFAULT_TERMINATOR_CANDIDATES)),
-                               float(props.get("terminator_fraction", DEFAULT_TERMINATOR_FRACTION)))
 
 
 @dataclass
@@ -370,9 +359,7 @@ class _EdgeRow:
 class PackedRows:
     """Per-item values as one flat table, a row of ``width`` floats per item
     (the columns, padded to a power of two). A scan reads a candidate's row
-    with packet loads instead of a gather per component: the icosphere's
-    edge scan (488 edges, 122 candidates per point) took 0.27 s instead of
-    0.45 s for 2^20 points."""
+    with packet loads instead of a gather per component."""
 
     def __init__(self, columns: list[mi.Float], count: int) -> None:
         self.width = 1 << max(len(columns) - 1, 0).bit_length()
@@ -418,7 +405,7 @@ class EdgeSampler:
         if scheme != "importance":
             host = edges.numpy()
             length = np.linalg.norm(host["p1"] - host["p0"], axis=1)
-            pmf = np.where(length > 0, np.ones_like(length) if scheme == "uniform" else length, 0.0)
+            pmf = np.where(length > 0, 1.0, 0.0)     # uniform over the edges that have a length
             self.pmf = mi.Float((pmf / pmf.sum()).astype(np.float32))
             self.distr = mi.DiscreteDistribution(mi.Float(pmf.astype(np.float32)))
             own = dr.zeros(mi.Bool, self.count)     # (the light strategy's flag: unused here)

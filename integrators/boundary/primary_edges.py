@@ -24,24 +24,25 @@ image plus the filter radius) and a point uniformly on it, so every sample
 has weight :math:`\ell_{\text{total}} / N`. The :math:`N` points are
 stratified: with the edges laid end to end, sample :math:`i` is uniform in
 the :math:`i`-th of :math:`N` equal parts of :math:`\ell_{\text{total}}`
-(each still uniform over the whole, so the sum stays unbiased; on the
-emitting-cube scene block variance fell 2600x, on the icosphere 1.3x, and
-consecutive lanes trace neighbouring side rays, which halved the side-path
-kernel there). Each side's radiance is a full
-path-traced estimate (the interior integrator's primal ``sample``). A side
-that is the limit of the radiance on one face (a silhouette's covered side,
-both sides of a crease or of a terminator arc) starts at that point of that
-face (``boundary.pinned_hits``): traced, rays to a face seen nearly edge-on
-land on either side of its edge. Edges hidden behind other geometry give
-the same radiance on both sides and drop out. A sample counts where the
-film samples, with the film's normalization (``filter_footprint``).
+(each still uniform over the whole, so the sum stays unbiased): the edges
+get their share of samples without the variance of a random count, and
+consecutive lanes trace neighbouring side rays (coherent). Each side's
+radiance is a full path-traced estimate (the interior integrator's primal
+``sample``). A side that is the limit of the radiance on one face (a
+silhouette's covered side, both sides of a crease or of a terminator arc)
+starts at that point of that face (``sides.pinned_hits``): traced, rays to
+a face seen nearly edge-on land on either side of its edge. Edges hidden
+behind other geometry give the same radiance on both sides and drop out. A
+sample counts where the film samples, with the film's normalization
+(``filter_footprint``).
 
 The derivative of the point is taken with Dr.Jit: the 3D edge point
 :math:`X = v_0 + s (v_1 - v_0)` is built from the mesh's (AD-attached) vertex
 buffer at a fixed :math:`s` and projected, so forward mode reads
 :math:`\partial_\pi x` with ``dr.forward_to`` and reverse mode propagates
 :math:`\sum_p \delta I_p\, \Delta L\, w\, k_p\, (n \cdot x)` with
-``dr.backward_from``. A sample contributes to every pixel whose filter
+``dr.backward_from`` (``term.py``'s ``splat_forward`` and
+``splat_backward``). A sample contributes to every pixel whose filter
 footprint contains it.
 
 Only meshes whose vertex positions carry derivatives are sampled (a fixed
@@ -56,6 +57,7 @@ RGB/mono variants only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import drjit as dr
 import mitsuba as mi
@@ -63,58 +65,12 @@ import numpy as np
 
 from pbdr.geometry.camera import Camera, clip_edges, clipped_point
 from pbdr.geometry.edges import edge_barycentrics, scene_edges, silhouette_mask
-from integrators.boundary import FacePoint, inside_face, moving_shapes, pinned_hits
-from integrators.boundary.primary_terminators import TerminatorTable
+from pbdr.geometry.moving import moving_shapes
+from pbdr.integrators.boundary.sides import FacePoint, inside_face, pinned_hits
+from pbdr.integrators.boundary.term import BoundarySamples, BoundaryTerm, filter_footprint
+from pbdr.integrators.boundary.primary_terminators import TerminatorTable
 
 SIDE_EPSILON = 1e-3   # pixels; offset of the two radiance samples from the edge
-
-
-@dataclass
-class FilterFootprint:
-    """How a sample at a film position weighs into the pixels around it."""
-
-    rfilter: mi.ReconstructionFilter
-    taps: int                   # pixels per axis a footprint can touch
-    lo: float                   # the sampled domain [lo, hi_x] x [lo, hi_y] of the film
-    hi: tuple[float, float]
-    norm: tuple[mi.Float, mi.Float] | float     # ∫ of the 1D profile over the domain, per column and row
-
-
-_FOOTPRINTS: dict[int, tuple[tuple, FilterFootprint]] = {}
-
-
-def filter_footprint(film: mi.Film) -> FilterFootprint:
-    """A pixel is Σ k L / Σ k over the camera samples in its footprint, and
-    the film samples [0, W] x [0, H], widened by the filter's border with
-    ``sample_border``. So a sample weighs k_p(x) / ∫_domain k_p, where the
-    integral is the filter's own except for pixels whose footprint the
-    domain cuts (near the edges of a film without ``sample_border``)."""
-    rfilter = film.rfilter()
-    size = tuple(int(v) for v in film.crop_size())
-    key = (rfilter, size, bool(film.sample_border()))
-    # Keyed by the film; the entry holds its filter, so a new film at a recycled id has another one.
-    cached = _FOOTPRINTS.get(id(film))
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    radius = float(rfilter.radius())
-    t = (np.arange(4096) + 0.5) / 4096 * 2 * radius - radius
-    profile = np.array(rfilter.eval(mi.Float(t)), dtype=np.float64) * (2 * radius / 4096)
-    cdf = np.concatenate([[0.0], np.cumsum(profile)])
-    taps = max(1, int(np.ceil(2 * radius - 1e-9)))
-    if film.sample_border() or radius <= 0.5:
-        border = float(rfilter.border_size()) if film.sample_border() else 0.0
-        norm: tuple[mi.Float, mi.Float] | float = float(cdf[-1])
-    else:
-        border = 0.0
-        def cut(n: int) -> mi.Float:
-            c = np.arange(n) + 0.5
-            a, b = np.maximum(-c, -radius), np.minimum(n - c, radius)
-            at = lambda u: np.interp(u, np.linspace(-radius, radius, 4097), cdf)   # noqa: E731
-            return mi.Float((at(b) - at(a)).astype(np.float32))
-        norm = (cut(size[0]), cut(size[1]))
-    fp = FilterFootprint(rfilter, taps, -border, (size[0] + border, size[1] + border), norm)
-    _FOOTPRINTS[id(film)] = (key, fp)
-    return fp
 
 
 @dataclass
@@ -181,8 +137,8 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
         i = lane >> 1
         sign = dr.select((lane & 1) == 0, -1.0, 1.0)
         # Sides are evaluated wherever they fall (``footprint`` decides
-        # whether a sample counts): masking a side outside the film made a
-        # jump of every edge that crosses its border.
+        # whether a sample counts): masking a side outside the film would make
+        # a jump of every edge that crosses its border.
         xs = dr.gather(mi.Point2f, xd, i) + sign * SIDE_EPSILON * dr.gather(mi.Vector2f, n, i)
         size = mi.ScalarVector2f(cam.size)
         side_sampler = sensor.sampler().clone()
@@ -254,9 +210,9 @@ def _face_sides(cam: Camera, edges, idx: mi.UInt32, X: mi.Point3f, s: mi.Float, 
     evaluated at the edge point itself (``pinned_hits``): a ray offset on
     screen would pass a face seen almost edge-on (a sliver thinner than any
     offset), and a point a fixed fraction inside the face can lie beyond a
-    terminator arc that runs along the edge (measured: the smooth
-    icosphere's limb). A ray that must be traced to the face (seen through
-    a null interface) aims a thousandth of the face's width inside it.
+    terminator arc that runs along the edge. A ray that must be traced to
+    the face (seen through a null interface) aims a thousandth of the face's
+    width inside it.
     """
     o = mi.ScalarPoint3f(cam.origin)
     g = lambda v: dr.detach(dr.gather(type(v), v, idx))       # noqa: E731
@@ -276,67 +232,15 @@ def _face_sides(cam: Camera, edges, idx: mi.UInt32, X: mi.Point3f, s: mi.Float, 
     return faces
 
 
-def channels(value: mi.Spectrum) -> list[mi.Float]:
-    v = mi.unpolarized_spectrum(value)
-    return [v[k] for k in range(3)] if mi.is_rgb else [v[0]]
+class PrimaryEdges(BoundaryTerm):
+    """The primary-edge term (this module's docstring): ``primary`` and
+    ``spp_primary`` (default: a quarter of the interior spp)."""
 
+    name = "primary"
+    spp_divisor = 4
 
-def footprint(film: mi.Film, x: mi.Point2f):
-    """Yield (flat pixel index, filter weight / ∫k, valid) for every pixel whose
-    footprint holds x (``filter_footprint``; nothing for x outside the sampled domain)."""
-    fp = filter_footprint(film)
-    size = film.crop_size()
-    radius = float(fp.rfilter.radius())
-    x = dr.detach(x)
-    sampled = (x.x >= fp.lo) & (x.y >= fp.lo) & (x.x <= fp.hi[0]) & (x.y <= fp.hi[1])
-    lo = mi.Vector2i(dr.floor(x - radius - 0.5)) + 1
-    for dy in range(fp.taps):
-        for dx in range(fp.taps):
-            pix = lo + mi.Vector2i(dx, dy)
-            c = mi.Vector2f(pix) + 0.5
-            valid = sampled & (pix.x >= 0) & (pix.y >= 0) & (pix.x < int(size[0])) & (pix.y < int(size[1]))
-            if isinstance(fp.norm, float):
-                norm = fp.norm * fp.norm
-            else:
-                norm = dr.gather(mi.Float, fp.norm[0], pix.x, valid) * dr.gather(mi.Float, fp.norm[1], pix.y, valid)
-            w = fp.rfilter.eval(x.x - c.x) * fp.rfilter.eval(x.y - c.y) / norm
-            valid &= w != 0
-            yield mi.UInt32(dr.select(valid, pix.y * int(size[0]) + pix.x, 0)), w, valid
-
-
-def render_primary_forward(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
-                           seed: mi.UInt32, count: int) -> mi.TensorXf:
-    """Forward mode: the primary-edge part of dI/dπ (π's tangent already set)."""
-    film = sensor.film()
-    size = film.crop_size()
-    nch = film.base_channels_count()
-    out = dr.zeros(mi.Float, int(size[0]) * int(size[1]) * nch)
-    smp = sample_primary_edges(scene, sensor, integrator, seed, count)
-    if smp is not None:
-        dr.forward_to(smp.x, flags=dr.ADFlag.ClearInterior)  # keep the parameters' tangents
-        v_n = dr.dot(smp.n, dr.grad(smp.x))
-        with dr.suspend_grad():
-            for pixel, w, valid in footprint(film, smp.x):
-                for c, value in enumerate(channels(smp.ΔL_w)):
-                    dr.scatter_reduce(dr.ReduceOp.Add, out, value * v_n * w, pixel * nch + c,
-                                      valid & smp.active)
-    return mi.TensorXf(out, (int(size[1]), int(size[0]), nch))
-
-
-def render_primary_backward(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
-                            grad_in: mi.TensorXf, seed: mi.UInt32, count: int) -> None:
-    """Reverse mode: accumulate Σ_p δI_p · (primary-edge part of dI_p/dπ) into π's gradient."""
-    film = sensor.film()
-    nch = film.base_channels_count()
-    smp = sample_primary_edges(scene, sensor, integrator, seed, count)
-    if smp is None:
-        return
-    with dr.suspend_grad():
-        weight = mi.Float(0)
-        flat = grad_in.array
-        for pixel, w, valid in footprint(film, smp.x):
-            for c, value in enumerate(channels(smp.ΔL_w)):
-                weight += dr.select(valid & smp.active,
-                                    value * w * dr.gather(mi.Float, flat, pixel * nch + c, valid), 0.0)
-    # Keep the edges up to the parameters: other terms propagate through them too.
-    dr.backward_from(weight * dr.dot(smp.n, smp.x), flags=dr.ADFlag.ClearInterior)
+    def samples(self, scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
+                seed: mi.UInt32, count: int) -> Iterator[BoundarySamples]:
+        smp = sample_primary_edges(scene, sensor, integrator, seed, count)
+        if smp is not None:     # the sample adds ΔL_w · (n · ∂x)
+            yield BoundarySamples(smp.x, [(smp.ΔL_w, dr.dot(smp.n, smp.x))], smp.active)

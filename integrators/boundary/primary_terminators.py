@@ -46,7 +46,8 @@ import numpy as np
 from pbdr.geometry.camera import Camera, clip_edges, clipped_point, gather_columns
 from pbdr.geometry.edges import concat_lanes
 from pbdr.geometry.terminators import face_corners, terminator_chords
-from integrators.boundary import FacePoint, ray_triangle
+from pbdr.geometry.moving import ray_triangle
+from pbdr.integrators.boundary.sides import FacePoint
 
 INSIDE_TOLERANCE = 1e-4     # barycentric slack when testing that an arc point lies on its face
 
@@ -112,9 +113,8 @@ class TerminatorTable:
             # Side points on the face: ``side_epsilon`` pixels away, or half-way
             # to the face's border when that is nearer. Not closer: the arc's
             # position carries float error (h is a near-cancelling dot
-            # product), and at a thousandth of a thin rim's width a quarter
-            # of the dark-side rays landed on the lit side (a smooth
-            # icosphere's limb pixel came out at 60% of FD).
+            # product), and side points too close to a thin rim land on the
+            # wrong side of it.
             δn = face.solve(J, n)
             shape_index, prim = dr.gather(mi.UInt32, self.shape_index, idx), dr.gather(mi.UInt32, self.prim, idx)
             sides = []

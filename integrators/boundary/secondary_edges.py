@@ -48,12 +48,12 @@ order; BSDF sampling, throughput :math:`\beta_k`) is walked
 to vertex :math:`k` for each :math:`k < \text{max\_depth} - 1`; at
 :math:`x_k` an edge and a point on it are drawn by ``EdgeSampler``
 (``edge_sampling.py``: per-point importance over the candidate edges, or
-the uniform and length baselines); the two side paths get the remaining
-depth. Contributions are splatted with the film's filter
-at the camera sample position. Velocities come from Dr.Jit: :math:`m` is
-built from the AD-attached vertex buffer, :math:`p` is the surface
-interaction recomputed with AD along the (detached) ray as the interior
-integrator does.
+the uniform baseline); the two side paths get the remaining depth.
+Contributions are splatted with the film's filter at the camera sample
+position (``term.py``). Velocities come from Dr.Jit: :math:`m` is built
+from the AD-attached vertex buffer, :math:`p` is the surface interaction
+recomputed with AD along the (detached) ray as the interior integrator
+does.
 """
 from __future__ import annotations
 
@@ -64,10 +64,12 @@ import drjit as dr
 import mitsuba as mi
 
 from pbdr.geometry.edges import scene_edges
-from integrators.boundary import inside_face, on_moving_mesh, sliding_point, trace_side_pairs
-from integrators.boundary.edge_sampling import EdgeSampler, SamplingOptions
-from integrators.boundary.primary_edges import channels, footprint
-from integrators.boundary.secondary_terminators import TerminatorSampler, smooth_face_set, terminator_samples_at
+from pbdr.geometry.moving import on_moving_mesh, sliding_point
+from pbdr.integrators.boundary.sides import inside_face, trace_side_pairs
+from pbdr.integrators.boundary.edge_sampling import (DEFAULT_CANDIDATES, DEFAULT_TERMINATOR_CANDIDATES,
+                                                      DEFAULT_TERMINATOR_FRACTION, EdgeSampler, SamplingOptions)
+from pbdr.integrators.boundary.term import BoundarySamples, BoundaryTerm, Setting
+from pbdr.integrators.boundary.secondary_terminators import TerminatorSampler, smooth_face_set, terminator_samples_at
 
 SIDE_EPSILON = 1e-4     # angular offset of the side rays (radians)
 NEAR_TOLERANCE = 1e-2   # a side hit within this relative distance of m is "at the edge"
@@ -159,8 +161,8 @@ def surface_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrat
         def trace(side_sampler: mi.Sampler, lanes: mi.UInt32, ray: mi.Ray3f, depth_left: int,
                   act: mi.Bool) -> tuple[mi.Spectrum, mi.Float]:
             # pbdr_interior's paths report their first hit: no second ray cast.
-            # Side rays of neighbouring lanes go to different edges: not coherent
-            # (Embree's packet traversal took 1.9x as long for the icosphere's first hits).
+            # Side rays of neighbouring lanes go to different edges: traced as
+            # incoherent rays (Embree's packet traversal is slow for unlike rays).
             L, (d,) = trace_sides(integrator, scene, side_sampler, ray, depth_left, act, first_hit=True,
                                   coherent=False)
             return L, d
@@ -301,41 +303,35 @@ def samples_per_vertex(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integr
             yield terminator_samples_at(sensor, integrator, smooth, term_sampler, sampler, seed, count, vertex)
 
 
-def render_secondary_forward(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
-                             seed: mi.UInt32, count: int,
-                             options: SamplingOptions = SamplingOptions(),
-                             walker: Callable[..., Iterator[Vertex]] = surface_vertices) -> mi.TensorXf:
-    film = sensor.film()
-    size = film.crop_size()
-    nch = film.base_channels_count()
-    out = dr.zeros(mi.Float, int(size[0]) * int(size[1]) * nch)
-    for pos, terms, active in samples_per_vertex(scene, sensor, integrator, seed, count, options, walker):
-        qs = [q for _, q in terms]
-        dr.forward_to(*qs, flags=dr.ADFlag.ClearInterior)  # keep the parameters' tangents
-        dq = [dr.grad(q) for q in qs]
-        dr.eval(dq)     # once: the splat below would replay the AD graph per channel
-        with dr.suspend_grad():
-            value = sum((A * d for (A, _), d in zip(terms, dq)), mi.Spectrum(0))
-            for pixel, w, valid in footprint(film, pos):
-                for c, v in enumerate(channels(value)):
-                    dr.scatter_reduce(dr.ReduceOp.Add, out, v * w, pixel * nch + c, valid & active)
-    return mi.TensorXf(out, (int(size[1]), int(size[0]), nch))
+class SecondaryEdges(BoundaryTerm):
+    """The secondary-edge term (this module's docstring) on the paths of
+    ``walker``: ``secondary``, ``spp_secondary`` (camera paths per pixel;
+    default an eighth of the interior spp) and the sampling settings."""
 
+    name = "secondary"
+    spp_divisor = 8
+    settings = (
+        Setting("edge_sampling", "importance",
+                "how an edge and a point on it are drawn at a vertex: importance (per point), "
+                "or the baseline uniform (one edge uniformly, a point uniformly on it)"),
+        Setting("edge_candidates", DEFAULT_CANDIDATES,
+                "edges weighed per vertex (a random strided subset when there are more; 0: all)"),
+        Setting("terminator_candidates", DEFAULT_TERMINATOR_CANDIDATES,
+                "smooth faces weighed per vertex for a terminator arc (0: all)"),
+        Setting("terminator_fraction", DEFAULT_TERMINATOR_FRACTION,
+                "share of vertices, drawn per lane, that take a terminator sample (weighted 1/q)"),
+    )
+    #: The camera paths whose vertices see the edges (``Vertex`` objects).
+    walker: Callable[..., Iterator[Vertex]] = staticmethod(surface_vertices)
 
-def render_secondary_backward(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
-                              grad_in: mi.TensorXf, seed: mi.UInt32, count: int,
-                              options: SamplingOptions = SamplingOptions(),
-                              walker: Callable[..., Iterator[Vertex]] = surface_vertices) -> None:
-    film = sensor.film()
-    nch = film.base_channels_count()
-    for pos, terms, active in samples_per_vertex(scene, sensor, integrator, seed, count, options, walker):
-        with dr.suspend_grad():
-            weights = [mi.Float(0) for _ in terms]
-            per_channel = [channels(A) for A, _ in terms]
-            for pixel, w, valid in footprint(film, pos):
-                for c in range(len(per_channel[0])):
-                    gi = dr.gather(mi.Float, grad_in.array, pixel * nch + c, valid & active) * w
-                    for t, A_c in enumerate(per_channel):
-                        weights[t] += dr.select(valid & active, A_c[c] * gi, 0.0)
-        dr.backward_from(sum((wt * q for wt, (_, q) in zip(weights, terms)), mi.Float(0)),
-                         flags=dr.ADFlag.ClearInterior)
+    def __init__(self, props: mi.Properties) -> None:
+        super().__init__(props)
+        v = self.values
+        self.options = SamplingOptions(v["edge_sampling"], v["edge_candidates"],   # checks them
+                                       v["terminator_candidates"], v["terminator_fraction"])
+
+    def samples(self, scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
+                seed: mi.UInt32, count: int) -> Iterator[BoundarySamples]:
+        for pos, terms, active in samples_per_vertex(scene, sensor, integrator, seed, count, self.options,
+                                                     self.walker):
+            yield BoundarySamples(pos, terms, active)

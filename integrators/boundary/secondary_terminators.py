@@ -68,10 +68,11 @@ import numpy as np
 
 from pbdr.geometry.edges import concat_lanes, mesh_topology
 from pbdr.geometry.terminators import face_corners, is_smooth_shaded
-from integrators.boundary import moves, ray_triangle, trace_side_pairs
-from integrators.boundary.edge_sampling import (Candidates, EdgeView, PackedRows, edge_line, flag_bits, pdf_on_part,
+from pbdr.geometry.moving import moves, ray_triangle
+from pbdr.integrators.boundary.sides import trace_side_pairs
+from pbdr.integrators.boundary.edge_sampling import (Candidates, EdgeView, PackedRows, edge_line, flag_bits, pdf_on_part,
                                                 stream_step, vector_at)
-from integrators.boundary.primary_terminators import nearest_root, reach
+from pbdr.integrators.boundary.primary_terminators import nearest_root, reach
 
 INSIDE_TOLERANCE = 1e-4     # barycentric slack when testing that an arc point lies on its face
 SIDE_OFFSET = 1e-3          # side points this fraction of the face's size across the arc (at most)
@@ -291,8 +292,8 @@ def terminator_samples_at(sensor: mi.Sensor, integrator: mi.Integrator, faces: S
     q = term_sampler.fraction
     with dr.suspend_grad():
         if q < 1:
-            # A share q of the vertices, chosen per lane (in blocks of paths
-            # the term's variance rose 21x at 1/4), each weighted 1/q.
+            # A share q of the vertices, chosen per lane (not in blocks of
+            # paths, which adds variance), each weighted 1/q.
             active &= sampler.next_1d() < q
         pd = vertex.p
         smp = term_sampler.sample(pd, vertex.n, vertex.clip, sampler.next_1d(), sampler.next_1d(), active,
