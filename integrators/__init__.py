@@ -13,10 +13,10 @@ import mitsuba as mi
 
 # Plugin name -> (module, class). One estimator per module.
 PLUGINS: dict[str, tuple[str, str]] = {
-    "pbdr_interior": ("integrators.interior", "InteriorIntegrator"),
-    "pbdr_volume": ("integrators.volume", "VolumeIntegrator"),
-    "pbdr_edge": ("integrators.edge", "EdgeIntegrator"),
-    "pbdr_reparam": ("integrators.reparam", "ReparamIntegrator"),
+    "pbdr_interior": ("pbdr.integrators.interior", "InteriorIntegrator"),
+    "pbdr_volume": ("pbdr.integrators.volume", "VolumeIntegrator"),
+    "pbdr_edge": ("pbdr.integrators.edge", "EdgeIntegrator"),
+    "pbdr_reparam": ("pbdr.integrators.reparam", "ReparamIntegrator"),
 }
 
 

@@ -37,7 +37,7 @@ from .optimize import OptimizeConfig, optimize  # noqa: E402
 from .validate import (CheckReport, CheckResult, Estimate, check, compare, derivative_estimate,
                        finite_differences)
 
-import integrators as _integrators  # noqa: E402  (the one place that registers plugins)
+from . import integrators as _integrators  # noqa: E402  (the one place that registers plugins)
 
 try:
     __version__: str = _metadata.version("pbdr")

@@ -7,7 +7,8 @@ RGB channel, every voxel) unless the parameter is a position: then
 whole shape (``*.to_world``) by θ·(x, y, z), and ``rotate=(x, y, z)`` turns
 it by θ radians about the axis (x, y, z) through its centre (the centroid
 of the vertices, or the origin of the shape's local frame for
-``*.to_world``).
+``*.to_world``). A medium's density ``scale``, which Mitsuba keeps as a
+plain float, is perturbed through its σ_t grid (``MediumScalePerturbation``).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import mitsuba as mi
 import numpy as np
 
 from .errors import PbdrError
-from .scene import resolve_key
+from .scene import is_float_array, resolve_key
 
 
 def is_vertex_positions(key: str) -> bool:
@@ -57,7 +58,6 @@ class Perturbation:
         direction that does not apply to it.
         """
         if translate is None and rotate is None:
-            from .geometry.voxels import MediumScalePerturbation   # (it imports this module)
             if MediumScalePerturbation.applies(params, key):
                 return MediumScalePerturbation.of_scale(params, key)
         key = resolve_key(params, key) if not is_transform(params.get(key)) else key
@@ -173,3 +173,74 @@ class Perturbation:
         if self.translate is not None:
             return f"{self.key} translated by θ·{self.translate}"
         return f"{self.key} + θ·1"
+
+
+@dataclass
+class MediumScalePerturbation(Perturbation):
+    """``<medium>.scale + θ`` for a medium whose extinction is ``scale · σ_t(x)``.
+
+    Mitsuba keeps ``scale`` a Python float, outside the AD graph. Since
+    ``(scale + θ)·v = scale·(v + θ·v/scale)``, a differentiable θ moves the
+    σ_t volume's own parameter (``sigma_t.data`` of a grid, ``sigma_t.value.value``
+    of a constant) along ``v/scale`` and leaves ``scale`` alone, while a float θ
+    (finite differences) sets ``scale`` itself: the two meet only in the
+    rendered images, so a check compares two routes to the same derivative.
+    """
+
+    scale: float = 1.0
+    target: str = ""                # the σ_t volume's differentiable key
+    target_base: Any = None
+
+    @staticmethod
+    def applies(params: mi.SceneParameters, key: str) -> bool:
+        """Whether ``key`` is a medium's float ``scale`` beside a differentiable σ_t."""
+        return (key in params and key.endswith(".scale") and isinstance(params[key], float)
+                and bool(MediumScalePerturbation.sigma_t_keys(params, key)))
+
+    @staticmethod
+    def sigma_t_keys(params: mi.SceneParameters, key: str) -> list[str]:
+        """The differentiable σ_t parameters of the medium whose ``scale`` is ``key``."""
+        prefix = key[:-len("scale")] + "sigma_t."
+        return [k for k in params.keys() if k.startswith(prefix) and is_float_array(params[k])]
+
+    @staticmethod
+    def of_scale(params: mi.SceneParameters, key: str) -> "MediumScalePerturbation":
+        """The perturbation of the medium's ``scale`` (``key``) through its one σ_t parameter."""
+        targets = MediumScalePerturbation.sigma_t_keys(params, key)
+        if len(targets) != 1:
+            raise PbdrError(f"'{key}': expected one differentiable σ_t parameter beside it, found {targets}")
+        scale = float(params[key])
+        if not scale > 0:
+            raise PbdrError(f"'{key}' is {scale:g}; a scale derivative needs scale > 0 "
+                            f"(perturb '{targets[0]}' instead)")
+        value = params[targets[0]]
+        return MediumScalePerturbation(key, scale, scale=scale, target=targets[0],
+                                       target_base=dr.detach(type(value)(value)))
+
+    def value_at(self, theta: Any) -> Any:
+        """σ_t's parameter at scale + θ, expressed at the unchanged scale."""
+        base = self.target_base
+        factor = 1.0 + theta / self.scale
+        if isinstance(base, mi.TensorXf):
+            return mi.TensorXf(base.array * factor, base.shape)
+        return base * factor
+
+    def apply(self, params: mi.SceneParameters, theta: Any) -> None:
+        """A float θ sets ``scale`` itself (finite differences); an attached θ moves σ_t."""
+        if isinstance(theta, (int, float)):
+            params[self.key] = self.scale + float(theta)
+            params[self.target] = type(self.target_base)(self.target_base)
+        else:
+            params[self.key] = self.scale
+            params[self.target] = self.value_at(theta)
+        params.update()
+
+    def check_step(self, eps: float) -> None:
+        """Refuse a step that makes ``scale`` negative."""
+        if self.scale - eps < 0:
+            raise PbdrError(f"--eps {eps:g} makes '{self.key}' negative (it is {self.scale:g}); "
+                            "use a step below that")
+
+    def describe(self) -> str:
+        """One line saying what θ does."""
+        return f"{self.key} + θ (σ_t = scale·{self.target.rsplit('.', 1)[0]})"

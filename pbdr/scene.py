@@ -180,22 +180,29 @@ def auto_integrator_type(scene: mi.Scene, keys: Sequence[str] = ()) -> tuple[str
     return "pbdr_interior", "no parameter moves geometry"
 
 
+def is_pbdr(integrator: mi.Integrator) -> bool:
+    """Whether ``integrator`` is one of pbdr's (it then declares its
+    capabilities: ``pbdr.integrators.base.PbdrIntegrator``)."""
+    from .integrators.base import PbdrIntegrator   # needs a variant: not at import time
+
+    return isinstance(integrator, PbdrIntegrator)
+
+
 def has_boundary_terms(integrator: mi.Integrator) -> bool:
     """Whether ``integrator``'s derivatives include boundary terms (moving
     silhouettes and shadows). pbdr's integrators declare it
-    (``boundary_terms``); Mitsuba's projective ones (``prb_projective``,
-    ``direct_projective``) have them; ``prb``, ``prbvolpath`` and the
-    like do not."""
-    declared = getattr(type(integrator), "boundary_terms", None)
-    if isinstance(declared, bool):
-        return declared
+    (``PbdrIntegrator.boundary_terms``); Mitsuba's projective ones
+    (``prb_projective``, ``direct_projective``) have them; ``prb``,
+    ``prbvolpath`` and the like do not."""
+    if is_pbdr(integrator):
+        return integrator.boundary_terms
     return isinstance(integrator, mi.ad.integrators.common.PSIntegrator)
 
 
 def integrator_name(integrator: mi.Integrator) -> str:
     """The plugin name of a loaded integrator (pbdr's declare ``plugin_name``;
     Mitsuba's are named by their class)."""
-    return getattr(type(integrator), "plugin_name", None) or type(integrator).__name__
+    return integrator.plugin_name if is_pbdr(integrator) else type(integrator).__name__
 
 
 def boundary_warning(keys: Sequence[str], integrator: mi.Integrator) -> str | None:
@@ -213,12 +220,11 @@ def renders_media(integrator: mi.Integrator) -> bool:
 
     Surface integrators (``path``, ``prb``, ``pbdr_interior``, ``pbdr_edge``)
     ignore media and count a null-BSDF medium boundary as a bounce; volumetric
-    ones pass through it. Python integrators say so with a ``renders_media``
-    attribute; Mitsuba's are recognised by name.
+    ones pass through it. pbdr's integrators declare it
+    (``PbdrIntegrator.renders_media``); Mitsuba's are recognised by name.
     """
-    flag = getattr(integrator, "renders_media", None)
-    if isinstance(flag, bool):
-        return flag
+    if is_pbdr(integrator):
+        return integrator.renders_media
     return "volpath" in type(integrator).__name__.lower() or str(integrator).startswith("Volumetric")
 
 
@@ -236,9 +242,9 @@ def smooth_shading_warning(scene: mi.Scene, keys: list[str], integrator: mi.Inte
     interpolated normal turns away from a viewer while the face does not,
     Mitsuba's BSDFs return nothing, a discontinuity inside triangles.
     Integrators that sample it (seen from the camera and from shading
-    points) say so with a true ``samples_terminators`` attribute
-    (``pbdr_edge``, ``pbdr_volume``); FD (``integrator`` None) needs none."""
-    if integrator is None or getattr(integrator, "samples_terminators", False):
+    points) declare ``PbdrIntegrator.samples_terminators`` (``pbdr_edge``,
+    ``pbdr_volume``); FD (``integrator`` None) needs none."""
+    if integrator is None or (is_pbdr(integrator) and integrator.samples_terminators):
         return None
     from .geometry.terminators import is_smooth_shaded
     moved = [s.id() for s in scene.shapes()

@@ -105,7 +105,7 @@ def set_variant(name: str | None = None) -> str:
     """Activate an AD variant: ``name``, else ``$PBDR_VARIANT``, else llvm_ad_rgb.
 
     Returns the variant's name. pbdr's integrators are registered for it by
-    the variant callback that ``import integrators`` installs.
+    the variant callback that ``import pbdr.integrators`` installs.
     """
     name = name or os.environ.get("PBDR_VARIANT") or DEFAULT_VARIANT
     import mitsuba as mi

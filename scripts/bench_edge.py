@@ -12,8 +12,8 @@ block chi-square), and the time ratio:
 
 ``--terms`` instead measures pbdr_edge's parts on each scene: seconds and
 block variance of the interior, primary and secondary terms alone at their
-default sample counts, and the secondary term with ``uniform``, ``length``
-and ``importance`` edge sampling at equal samples (variance, seconds, and
+default sample counts, and the secondary term with ``uniform`` and
+``importance`` edge sampling at equal samples (variance, seconds, and
 efficiency 1 / (variance x seconds), relative to uniform).
 
 Both integrators get the scene's max_depth and the same spp; pbdr_edge's
@@ -130,7 +130,7 @@ def measure_terms(args: argparse.Namespace, names: list[str]) -> None:
         n = max(1, args.spp // 2)     # equal samples for the three schemes
         results = {scheme: run(f"secondary {scheme} (n={n})", interior=False, primary=False,
                                spp_secondary=n, edge_sampling=scheme)
-                   for scheme in ("uniform", "length", "importance")}
+                   for scheme in ("uniform", "importance")}
         u_var, u_sec = results["uniform"]
         if u_var == 0:
             continue        # no secondary term (max_depth 1)

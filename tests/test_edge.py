@@ -257,8 +257,8 @@ def test_without_secondary_edges_the_check_fails(name: str) -> None:
 
 def test_without_terminators_the_smooth_check_fails(monkeypatch) -> None:
     """The smooth icosphere's derivative needs the terminator term (the test has power)."""
-    import integrators.boundary.primary_edges as primary
-    from integrators.boundary.primary_terminators import TerminatorTable
+    import pbdr.integrators.boundary.primary_edges as primary
+    from pbdr.integrators.boundary.primary_terminators import TerminatorTable
 
     class NoTerminators(TerminatorTable):
         def __init__(self, scene, cam, margin, moving) -> None:
@@ -273,7 +273,7 @@ def test_terminator_points_lie_on_the_arc_and_move_with_it() -> None:
     """Every arc point is found on its face, the chord-to-arc weights add up to the
     arc's length, and the AD normal speed matches the arc's displacement under a move."""
     from pbdr.geometry.camera import Camera
-    from integrators.boundary.primary_terminators import TerminatorTable
+    from pbdr.integrators.boundary.primary_terminators import TerminatorTable
     scene = pbdr.load_scene(scene_path("edge/icosphere.xml"), {"face_normals": "false"})
     params = pbdr.scene_params(scene)
     v0 = mi.Float(params["sphere.vertex_positions"])
@@ -336,7 +336,7 @@ def test_primary_term_of_a_grazing_limb_matches_coverage_fd(tmp_path, coverage: 
     the time (float rounding): that silhouette edge lost 13% of its term,
     50 standard errors here, and on the smooth sphere the black rim's edge
     and arc no longer cancelled (a block 6% off FD at full resolution)."""
-    from integrators.edge import EdgeIntegrator
+    from pbdr.integrators.edge import EdgeIntegrator
     scene = _limb_crop(tmp_path, "true" if coverage == "mesh" else "false")
     sphere = mi.ShapePtr([s for s in scene.shapes() if s.id() == "sphere"][0])
 
@@ -375,8 +375,8 @@ def test_terminator_side_points_lie_on_their_side() -> None:
     dark-side points on the lit side, and the smooth icosphere's limb pixel
     came out at 60% of FD."""
     from pbdr.geometry.camera import Camera
-    from integrators.boundary import pinned_hits
-    from integrators.boundary.primary_terminators import TerminatorTable
+    from pbdr.integrators.boundary.sides import pinned_hits
+    from pbdr.integrators.boundary.primary_terminators import TerminatorTable
     scene, _, _, _ = _case("smooth-icosphere")
     cam = Camera.of(scene.sensors()[0])
     table = TerminatorTable(scene, cam, 0.0, np.array([s.id() == "sphere" for s in scene.shapes()]))
@@ -458,7 +458,7 @@ def test_static_edges_are_drawn_only_from_moving_points(candidates: int) -> None
     """A static edge seen from a static point adds nothing (n_h·ṁ = n_h·ṗ = 0):
     from the Cornell box's walls only the moving box's edges are drawn; from the
     box itself the walls' edges are too (all edges weighed, and a subset)."""
-    from integrators.boundary.edge_sampling import EdgeSampler, SamplingOptions
+    from pbdr.integrators.boundary.edge_sampling import EdgeSampler, SamplingOptions
     with _cbox_with_moving_box(seed=1) as (scene, edges, shapes, box, u):
         sampler = EdgeSampler(scene, edges, SamplingOptions("importance", candidates))
         for index, shape in enumerate(shapes):
@@ -482,7 +482,7 @@ def test_static_points_stride_over_moving_edges_only() -> None:
     36), a wall point weighs all of them, as when every edge is weighed: the same
     numbers draw the same edge, point and density. A stride over all 36 edges
     would weigh every third edge and draw differently."""
-    from integrators.boundary.edge_sampling import EdgeSampler, SamplingOptions
+    from pbdr.integrators.boundary.edge_sampling import EdgeSampler, SamplingOptions
     with _cbox_with_moving_box(seed=2) as (scene, edges, shapes, box, u):
         assert np.count_nonzero(edges.shape_host == box) == 12 and len(edges) > 24
         subset, every = (EdgeSampler(scene, edges, SamplingOptions("importance", m)) for m in (12, 0))

@@ -109,7 +109,7 @@ def test_auto_refuses_an_sdf_behind_a_box_filter() -> None:
 def test_plugins_declare_their_registered_names() -> None:
     import importlib
 
-    from integrators import PLUGINS
+    from pbdr.integrators import PLUGINS
 
     for name, (module, cls) in PLUGINS.items():
         assert getattr(importlib.import_module(module), cls).plugin_name == name

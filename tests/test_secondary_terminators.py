@@ -64,7 +64,7 @@ def test_terminator_samples_lie_on_the_arcs_and_integrate_their_length(candidate
     """From a floor point, every sample is a zero of H inside its face, and 1/pdf
     averages to the total arc length (with all faces weighed, and with a strided
     subset of 8: the Horvitz-Thompson sum keeps it unbiased)."""
-    from integrators.boundary.secondary_terminators import TerminatorSampler, smooth_face_set
+    from pbdr.integrators.boundary.secondary_terminators import TerminatorSampler, smooth_face_set
     scene, params = _smooth_sphere_moving()
     faces = smooth_face_set(scene)
     assert faces is not None and faces.moving_count == len(faces) == 320
@@ -106,7 +106,7 @@ def test_smooth_pair_needs_the_secondary_terminators(monkeypatch) -> None:
     """Two smooth spheres light each other and the floor: with the terminators seen
     from shading points the derivative agrees with FD; without them (edges alone)
     the same comparison, against the same FD, fails (the test has power)."""
-    import integrators.boundary.secondary_edges as secondary
+    import pbdr.integrators.boundary.secondary_edges as secondary
     scene = pbdr.load_scene(scene_path("edge/smooth_pair.xml"))
     p = pbdr.Perturbation.of(pbdr.scene_params(scene), "left.vertex_positions", (1, 0, 0))
     integrator = mi.load_dict({"type": "pbdr_edge", "max_depth": 3})
@@ -121,7 +121,7 @@ def test_a_vertex_on_a_face_sees_that_face_edge_on() -> None:
     """p on a smooth-shaded face (up to rounding either way): the face's own edges bound
     p's horizon and are candidates (not with flat shading); an edge between two faces that both hold p is not; a point
     clearly in front of one face and behind the other sees a silhouette, one behind both not."""
-    from integrators.boundary.edge_sampling import is_candidate
+    from pbdr.integrators.boundary.edge_sampling import is_candidate
     up, tilted = mi.Vector3f(0, 0, 1), mi.Vector3f(0, 0.6, 0.8)
     smooth = mi.Vector3f(0, 0.1, 0.995)         # p's shading normal, not its face's
     a = mi.Point3f(1, 0, 0)
@@ -153,7 +153,7 @@ def test_a_share_of_the_vertices_estimates_the_whole_terminator_term(monkeypatch
     """``terminator_fraction``: the terminator term (edges switched off) drawn at
     a quarter of the vertices, each weighted 4x, has the mean of the term drawn
     at all of them; the term is far from zero, so a missing 1/q would show."""
-    import integrators.boundary.secondary_edges as secondary
+    import pbdr.integrators.boundary.secondary_edges as secondary
     from pbdr.geometry.edges import scene_edges
     no_edges = scene_edges(mi.load_dict({"type": "scene"}))
     monkeypatch.setattr(secondary, "scene_edges", lambda scene: no_edges)

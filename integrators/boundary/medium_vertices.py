@@ -41,8 +41,8 @@ import drjit as dr
 import mitsuba as mi
 
 from pbdr.geometry.rays import pass_through
-from integrators.boundary import on_moving_mesh, sliding_point
-from integrators.boundary.secondary_edges import Vertex, camera_sample, trace_sides
+from pbdr.geometry.moving import on_moving_mesh, sliding_point
+from pbdr.integrators.boundary.secondary_edges import SecondaryEdges, Vertex, camera_sample, trace_sides
 
 
 def _is_null_boundary(si: mi.SurfaceInteraction3f, ray: mi.Ray3f) -> mi.Bool:
@@ -164,3 +164,10 @@ def medium_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
             surface_transition = ~is_medium & si.is_medium_transition()
             medium[surface_transition] = si.target_medium(wo)
             dr.eval(ray, β, active, medium)
+
+
+class SecondaryEdgesInMedia(SecondaryEdges):
+    """The secondary-edge term on volumetric camera paths: vertices in media
+    and on surfaces, side paths that start in the vertex's medium."""
+
+    walker = staticmethod(medium_vertices)

@@ -10,15 +10,13 @@ convention, so a resampled grid describes the same continuous field.
 - ``write_vol``/``read_vol``: ``.vol`` files through ``mi.VolumeGrid``,
 - ``resample``: trilinear resampling to a new resolution (coarse-to-fine),
 - ``VoxelPerturbation``: a ``Perturbation`` along any direction of a grid's
-  ``.data`` (for instance one voxel), for derivative checks,
-- ``MediumScalePerturbation``: ``<medium>.scale + θ``, the density scale that
-  Mitsuba keeps as a plain float (``pbdr grad/fd/check --param ...scale``).
+  ``.data`` (for instance one voxel), for derivative checks.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import drjit as dr
 import mitsuba as mi
@@ -26,7 +24,7 @@ import numpy as np
 
 from ..errors import PbdrError
 from ..perturb import Perturbation
-from ..scene import is_float_array, resolve_key
+from ..scene import resolve_key
 from ..variant import ensure_variant
 
 
@@ -150,69 +148,3 @@ class VoxelPerturbation(Perturbation):
         nz = np.flatnonzero(self.direction)
         where = f"voxel {np.unravel_index(nz[0], self.base.shape)}" if nz.size == 1 else f"{nz.size} voxels"
         return f"{self.key} + θ·d ({where})"
-
-
-@dataclass
-class MediumScalePerturbation(Perturbation):
-    """``<medium>.scale + θ`` for a medium whose extinction is ``scale · σ_t(x)``.
-
-    Mitsuba keeps ``scale`` a Python float, outside the AD graph. Since
-    ``(scale + θ)·v = scale·(v + θ·v/scale)``, a differentiable θ moves the
-    σ_t volume's own parameter (``sigma_t.data`` of a grid, ``sigma_t.value.value``
-    of a constant) along ``v/scale`` and leaves ``scale`` alone, while a float θ
-    (finite differences) sets ``scale`` itself: the two meet only in the
-    rendered images, so a check compares two routes to the same derivative.
-    """
-
-    scale: float = 1.0
-    target: str = ""                # the σ_t volume's differentiable key
-    target_base: Any = None
-
-    @staticmethod
-    def applies(params: mi.SceneParameters, key: str) -> bool:
-        """Whether ``key`` is a medium's float ``scale`` beside a differentiable σ_t."""
-        return (key in params and key.endswith(".scale") and isinstance(params[key], float)
-                and bool(MediumScalePerturbation.sigma_t_keys(params, key)))
-
-    @staticmethod
-    def sigma_t_keys(params: mi.SceneParameters, key: str) -> list[str]:
-        prefix = key[:-len("scale")] + "sigma_t."
-        return [k for k in params.keys() if k.startswith(prefix) and is_float_array(params[k])]
-
-    @staticmethod
-    def of_scale(params: mi.SceneParameters, key: str) -> "MediumScalePerturbation":
-        targets = MediumScalePerturbation.sigma_t_keys(params, key)
-        if len(targets) != 1:
-            raise PbdrError(f"'{key}': expected one differentiable σ_t parameter beside it, found {targets}")
-        scale = float(params[key])
-        if not scale > 0:
-            raise PbdrError(f"'{key}' is {scale:g}; a scale derivative needs scale > 0 "
-                            f"(perturb '{targets[0]}' instead)")
-        value = params[targets[0]]
-        return MediumScalePerturbation(key, scale, scale=scale, target=targets[0],
-                                       target_base=dr.detach(type(value)(value)))
-
-    def value_at(self, theta: Any) -> Any:
-        """σ_t's parameter at scale + θ, expressed at the unchanged scale."""
-        base = self.target_base
-        factor = 1.0 + theta / self.scale
-        if isinstance(base, mi.TensorXf):
-            return mi.TensorXf(base.array * factor, base.shape)
-        return base * factor
-
-    def apply(self, params: mi.SceneParameters, theta: Any) -> None:
-        if isinstance(theta, (int, float)):
-            params[self.key] = self.scale + float(theta)
-            params[self.target] = type(self.target_base)(self.target_base)
-        else:
-            params[self.key] = self.scale
-            params[self.target] = self.value_at(theta)
-        params.update()
-
-    def check_step(self, eps: float) -> None:
-        if self.scale - eps < 0:
-            raise PbdrError(f"--eps {eps:g} makes '{self.key}' negative (it is {self.scale:g}); "
-                            "use a step below that")
-
-    def describe(self) -> str:
-        return f"{self.key} + θ (σ_t = scale·{self.target.rsplit('.', 1)[0]})"

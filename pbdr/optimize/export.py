@@ -133,7 +133,3 @@ def export_scene(xml_path: str, scene: mi.Scene, params: mi.SceneParameters, var
     with atomic_path(path) as tmp:
         tree.write(tmp, encoding="utf-8", xml_declaration=True)
     return path, warnings
-
-
-def scene_value_numbers(value: Any) -> list[float]:
-    return [float(v) for v in np.array(value).ravel()]
