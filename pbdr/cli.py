@@ -23,7 +23,7 @@ import sys
 from typing import Callable, Sequence
 
 from . import interrupts
-from .errors import PbdrError, note, one_line, set_quiet, warn
+from .errors import PbdrError, note, one_line, set_quiet, stderr_line, warn
 
 EXIT_USAGE = 2
 EXIT_DISAGREE = 1
@@ -290,12 +290,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if interrupts.interrupted() or isinstance(exc, KeyboardInterrupt):
                 return interrupts.report()
             if isinstance(exc, PbdrError):
-                print(f"pbdr: error: {exc}", file=sys.stderr)
+                stderr_line(f"pbdr: error: {exc}")
                 return EXIT_USAGE
             if not isinstance(exc, Exception) or os.environ.get("PBDR_DEBUG"):
                 raise  # SystemExit from argparse (--help, bad usage), or PBDR_DEBUG's traceback
-            print(f"pbdr: error: {type(exc).__name__}: {one_line(exc)} (PBDR_DEBUG=1 shows the traceback)",
-                  file=sys.stderr)
+            stderr_line(f"pbdr: error: {type(exc).__name__}: {one_line(exc)} (PBDR_DEBUG=1 shows the traceback)")
             return EXIT_USAGE
 
 

@@ -29,10 +29,17 @@ def one_line(exc: BaseException | str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def stderr_line(text: str) -> None:
+    """Write ``text`` and its newline to stderr in one call: a Ctrl-C handled
+    between two writes (``print`` makes two) would glue the next line to it."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
 def warn(message: str | None) -> None:
     """Print a one-line warning to stderr (nothing for None)."""
     if message:
-        print(f"pbdr: warning: {message}", file=sys.stderr)
+        stderr_line(f"pbdr: warning: {message}")
 
 
 _quiet = False
@@ -47,7 +54,7 @@ def set_quiet(quiet: bool) -> None:
 def note(message: str) -> None:
     """Print a one-line note to stderr (``pbdr: ...``), unless quiet."""
     if not _quiet:
-        print(f"pbdr: {message}", file=sys.stderr)
+        stderr_line(f"pbdr: {message}")
 
 
 def show_progress(requested: bool = True) -> bool:

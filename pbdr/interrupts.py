@@ -41,6 +41,8 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any, Iterator
 
+from .errors import stderr_line
+
 EXIT_INTERRUPTED = 130   # what shells report for a command ended by SIGINT
 MESSAGE = "pbdr: interrupted"
 REDELIVER_S = 0.5        # how often a swallowed interrupt is raised again
@@ -89,7 +91,7 @@ def report() -> int:
     # `python -m` then ends the process with SIGINT instead of its exit code. Running a string
     # clears the mark.
     exec("")  # noqa: S102
-    print(MESSAGE, file=sys.stderr, flush=True)
+    stderr_line(MESSAGE)
     return EXIT_INTERRUPTED
 
 
