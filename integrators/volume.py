@@ -447,9 +447,10 @@ class VolumeInterior(PbdrIntegrator):
             # ---- Termination: Russian roulette, depth ----
             active &= dr.any(β != 0.0)
             q = dr.minimum(dr.max(β) * dr.square(η), 0.95)
-            rr = depth > self.rr_depth
+            rr = active & (depth > self.rr_depth)
             active &= (sampler.next_1d(active) < q) | ~rr
-            β[rr] *= dr.rcp(q)
+            β[rr & active] *= dr.rcp(q)   # survivors only: q > 0 there (a path whose β is 0 or
+                                          # negative, which spectral null weights allow, stops)
             active &= depth < self.max_depth
 
             # ---- Free flight to a real collision or a surface (detached sampling) ----

@@ -339,3 +339,26 @@ def test_null_crossing_keeps_the_ray_line() -> None:
     assert off_line(past.o).max() < 1e-6 < 1e-5 < off_line(si.spawn_ray(ray.d).o).max()
     assert (np.array(past.o)[2] < 0).all()                          # beyond the plane
     assert not bool(dr.any(scene.ray_intersect(past).is_valid()))   # and past it
+
+
+# ---- sparse grids (exactly empty voxels), environment light, Russian roulette ----
+
+SPARSE = "volume/sparse_smoke.xml"
+
+
+@pytest.mark.parametrize("density", ["sparse_00.vol", "sparse_50.vol", "sparse_99.vol"])
+def test_sparse_grids_give_finite_images_and_derivatives(density: str) -> None:
+    """0%, 50% and 99% empty voxels, albedo exactly 0 and 1 in places, an area light and a
+    constant environment, and paths long enough for Russian roulette (max_depth 8 > rr_depth
+    5): the image and the derivatives of sigma_t.data, albedo.data and scale are finite in
+    forward and reverse mode. Russian roulette multiplied the throughput of paths it had just
+    ended by 1/q with q = 0: NaN pixels in the primal image itself."""
+    scene = pbdr.load_scene(scene_path(SPARSE), {"density": density, "res": "16"})
+    integrator = volume_integrator(max_depth=8)
+    pbdr.render(scene, 64, 0, integrator)                 # raises on a non-finite value
+    params = pbdr.scene_params(scene)
+    for key in (f"{MEDIUM}.sigma_t.data", f"{MEDIUM}.albedo.data", f"{MEDIUM}.scale"):
+        p = pbdr.Perturbation.of(params, key)
+        image = pbdr.derivative(scene, p, 32, 1, integrator)    # raises on a non-finite value
+        total = pbdr.total_derivative(scene, p, 32, 1, integrator)
+        assert np.isfinite(total) and np.any(image != 0), key
