@@ -58,9 +58,17 @@ e^{-\sigma_t t}` (detached) and weigh a collision by
 :math:`T` attached: the derivative :math:`-t\,\partial\sigma_t` comes from
 :math:`T`, with no null collisions; shadow rays take :math:`T(d)` in one step.
 
-Requirement (else biased): :math:`P_r > 0` wherever :math:`\partial\sigma_s \ne 0`,
-i.e. the perturbation adds no scattering where :math:`\sigma_t = 0` at
-:math:`\pi`. Give empty regions a thin haze if their density is optimized.
+Empty voxels and zero albedo: where :math:`\sigma_s = 0` at :math:`\pi` a real
+collision has :math:`w_r = 0` but :math:`\partial w_r = \partial\sigma_s / (\bar\sigma P_r)`
+need not be 0 (density added to empty space scatters). While a medium's
+:math:`\sigma_t` or albedo carries gradients, (i) :math:`P_r \ge` ``P_REAL_MIN``
+(0.05), so real collisions are sampled where :math:`\sigma_t = 0`, and (ii) a path
+continues through such a *dark* collision with its throughput unchanged: what
+it collects afterwards, :math:`L_{dark}`, is not part of the primal image
+(the weight is 0) and the replay adds :math:`\partial w_r \, L_{dark}` there;
+a second dark collision ends the path (no first-order term is left). The
+estimator is then unbiased for any density and albedo, 0 included, with no
+haze.
 
 Next-event estimation from media and smooth surfaces is MIS-weighted with
 phase/BSDF sampling; emitted radiance, BSDF values and emitter values are
@@ -185,6 +193,11 @@ def relative(value: mi.Spectrum, active: mi.Bool) -> mi.Spectrum:
     return dr.select(active & (v != 0), value * dr.select(v != 0, dr.rcp(v), 0), 0)
 
 
+# Real-collision probability floor while a medium's σ_t or albedo is differentiated: where σ_t = 0,
+# P_r = σ_t/σ̄ would never sample the in-scattering that ∂σ_s adds there.
+P_REAL_MIN = 0.05
+
+
 def safe_rcp(x: mi.Float) -> mi.Float:
     """1/x, and 0 where x = 0 (no inf in a branch that a select drops: its gradient would be NaN)."""
     nonzero = x != 0
@@ -203,29 +216,34 @@ class VolumeInterior(PbdrIntegrator):
         if not self.majorant_factor > 1.0:
             raise ValueError(f"pbdr_volume: majorant_factor must be > 1, got {self.majorant_factor}")
         self.moving_meshes = False   # set per derivative render: replay moving surface points
+        self.dark_paths = False      # set per derivative render of a medium's σ_t or albedo
 
     def settings_string(self) -> str:
         return f"{super().settings_string()}, majorant_factor={self.majorant_factor}"
 
     @contextmanager
-    def replaying_moving_meshes(self, scene: mi.Scene) -> Iterator[None]:
+    def derivative_render(self, scene: mi.Scene) -> Iterator[None]:
         """Within: the path replay differentiates points on moving meshes
-        (``moving_surface_terms``). Read here, before Mitsuba's render
-        suspends gradients around ``sample``, where every flag reads off."""
+        (``moving_surface_terms``), and paths continue through dark
+        collisions when a medium's σ_t or albedo carries gradients. Read
+        here, before Mitsuba's render suspends gradients around ``sample``,
+        where every flag reads off."""
         self.moving_meshes = bool(moving_meshes(scene))
+        self.dark_paths = any(('.sigma_t.' in key or '.albedo.' in key) and dr.is_diff_v(value)
+                              and dr.grad_enabled(value) for key, value in mi.traverse(scene).items())
         try:
             yield
         finally:
-            self.moving_meshes = False
+            self.moving_meshes = self.dark_paths = False
 
     def render_forward(self, scene: mi.Scene, params: Any, sensor: int | mi.Sensor = 0,
                        seed: mi.UInt32 = 0, spp: int = 0) -> mi.TensorXf:
-        with self.replaying_moving_meshes(scene):
+        with self.derivative_render(scene):
             return super().render_forward(scene, params, sensor, seed, spp)
 
     def render_backward(self, scene: mi.Scene, params: Any, grad_in: mi.TensorXf,
                         sensor: int | mi.Sensor = 0, seed: mi.UInt32 = 0, spp: int = 0) -> None:
-        with self.replaying_moving_meshes(scene):
+        with self.derivative_render(scene):
             super().render_backward(scene, params, grad_in, sensor, seed, spp)
 
     def tentative_collision(self, medium: mi.MediumPtr, ray: mi.Ray3f, u: mi.Float, active: mi.Bool,
@@ -255,13 +273,15 @@ class VolumeInterior(PbdrIntegrator):
 
     @dr.syntax
     def delta_tracking(self, mode: dr.ADMode, sampler: mi.Sampler, ray: mi.Ray3f,
-                       medium: mi.MediumPtr, si_t: mi.Float, L: mi.Spectrum, β: mi.Spectrum,
-                       δL: mi.Spectrum, active: mi.Bool):
+                       medium: mi.MediumPtr, si_t: mi.Float, L: mi.Spectrum, L_dark: mi.Spectrum,
+                       β: mi.Spectrum, δL: mi.Spectrum, active: mi.Bool):
         """Free flight from ``ray.o`` through null collisions to a real collision or ``si_t``.
 
-        Returns (mei, real, escaped, ray origin, si_t, β, δL); mei is detached.
-        Replay: the radiance still to come, ``L``, is the same at every null
-        collision of the flight and at its end, and receives ∂w/w of each weight.
+        Returns (mei, real, dark, escaped, ray origin, si_t, β, δL); mei is
+        detached. Replay: the radiance still to come, ``L``, is the same at
+        every null collision of the flight and at its end, and receives ∂w/w
+        of each weight; a dark collision (``dark``: real, weight 0) sends
+        ∂w · ``L_dark``, the radiance the path collected after it.
         """
         primal = mode == dr.ADMode.Primal
         o = mi.Point3f(ray.o)
@@ -269,15 +289,19 @@ class VolumeInterior(PbdrIntegrator):
         t_surface = mi.Float(si_t)
         mei = dr.zeros(mi.MediumInteraction3f)
         real = mi.Bool(False)
+        dark = mi.Bool(False)
         escaped = mi.Bool(False)
         tracking = mi.Bool(active)
+        p_floor = P_REAL_MIN if self.dark_paths else 0.0
+        dark_ok = mi.Bool(self.dark_paths)
 
         while dr.hint(tracking, label=f"pbdr_volume delta tracking ({mode.name})"):
             m, σ_bar, homogeneous = self.tentative_collision(
                 medium, mi.Ray3f(o, d), sampler.next_1d(tracking), tracking, not primal)
             m.t[tracking & (t_surface < m.t)] = dr.inf
             hit = tracking & m.is_valid()
-            P_r = dr.select(homogeneous, 1.0, dr.clip(dr.mean(dr.detach(m.sigma_t)) / σ_bar, 0.0, 1.0))
+            P_r = dr.select(homogeneous, 1.0,
+                            dr.clip(dr.mean(dr.detach(m.sigma_t)) / σ_bar, p_floor, 1.0))
             is_real = hit & (sampler.next_1d(hit) < P_r)
             null = hit & ~is_real
             with dr.resume_grad(when=not primal):
@@ -290,9 +314,11 @@ class VolumeInterior(PbdrIntegrator):
                               (σ_bar - m.sigma_t) * safe_rcp(σ_bar * (1 - P_r)))
                 w = dr.select(homogeneous, w_h, dr.select(hit, w, 1.0))
                 w = dr.select(tracking, w, 1.0)
+                is_dark = is_real & dark_ok & dr.all(dr.detach(w) == 0)
                 if dr.hint(not primal, mode="scalar"):
-                    δL = propagate(mode, δL, L * relative(w, tracking))
-            β[tracking] *= dr.detach(w)
+                    δL = propagate(mode, δL, L * relative(w, tracking) + dr.select(is_dark, L_dark * w, 0.0))
+            β[tracking & ~is_dark] *= dr.detach(w)     # a dark path keeps β for what it collects next
+            dark |= is_dark
             o[null] = m.p
             t_surface[null] = t_surface - m.t
             mei[is_real] = dr.detach(m)
@@ -300,7 +326,7 @@ class VolumeInterior(PbdrIntegrator):
             escaped |= tracking & ~hit
             tracking &= null
 
-        return mei, real, escaped, o, t_surface, β, δL
+        return mei, real, dark, escaped, o, t_surface, β, δL
 
     @dr.syntax
     def ratio_tracking(self, mode: dr.ADMode, scene: mi.Scene, sampler: mi.Sampler,
@@ -419,6 +445,13 @@ class VolumeInterior(PbdrIntegrator):
 
         ray = mi.Ray3f(dr.detach(ray))
         depth = mi.UInt32(0)                        # real scattering events so far
+        dark_paths = dr.hint(self.dark_paths, mode="scalar")
+        if dr.hint(dark_paths and not primal, mode="scalar"):
+            state_in, L_dark = state_in
+        # Radiance a path collects after a dark collision (σ_s = 0, weight 0): the primal has
+        # none of it, the derivative ∂w_r times all of it (primal: accumulated; replay: given).
+        L_dark = mi.Spectrum(0) if primal else mi.Spectrum(L_dark if dark_paths else 0)
+        dark = mi.Bool(False)
         L = mi.Spectrum(0 if primal else state_in)  # primal: accumulated; replay: still to come
         δL = mi.Spectrum(δL if δL is not None else 0)
         β = mi.Spectrum(1)
@@ -459,8 +492,13 @@ class VolumeInterior(PbdrIntegrator):
             intersect = needs_intersection & act_medium
             si[intersect] = scene.ray_intersect(ray, intersect)
             needs_intersection &= ~act_medium
-            mei, real, escaped, o, si_t, β, δL = self.delta_tracking(
-                mode, sampler, ray, medium, si.t, L, β, δL, act_medium)
+            mei, real, dark_hit, escaped, o, si_t, β, δL = self.delta_tracking(
+                mode, sampler, ray, medium, si.t, L, L_dark, β, δL, act_medium)
+            # A second dark collision: what follows carries two zero factors (no first-order term).
+            # Replay: the dark collision sent its term; nothing after it has one.
+            real &= ~(dark & dark_hit)
+            active &= ~(dark & dark_hit) if primal else ~dark_hit
+            dark |= dark_hit
             ray.o[act_medium] = o
             si.t[act_medium] = si_t
             depth[real] += 1
@@ -522,7 +560,11 @@ class VolumeInterior(PbdrIntegrator):
                 # MIS weights are held fixed, as on the BSDF-hit side.
                 pdf_dir = dr.detach(dr.select(ds.delta, 0.0, dr.select(nee_surface, pdf_bsdf, pdf_phase)))
                 Lr_em = dr.select(nee, β * f_em * mis_weight(ds.pdf, pdf_dir) * em_weight * T, 0.0)
-                L = (L + dr.detach(Le + Lr_em)) if primal else (L - dr.detach(Le + Lr_em))
+                if dr.hint(primal, mode="scalar"):
+                    L_dark += dr.select(dark, dr.detach(Le + Lr_em), 0.0)
+                    L += dr.select(dark, 0.0, dr.detach(Le + Lr_em))
+                else:
+                    L -= dr.detach(Le + Lr_em)
                 if dr.hint(not primal, mode="scalar"):
                     δL = propagate(mode, δL, Le + Lr_em)
             if dr.hint(not primal, mode="scalar"):
@@ -572,7 +614,8 @@ class VolumeInterior(PbdrIntegrator):
             medium[transition] = si.target_medium(ray.d)
             active &= act_surface | act_medium
 
-        return (L if primal else δL), valid, [], L
+        state = (L, L_dark) if dark_paths else L
+        return (L if primal else δL), valid, [], state
 
 
 class VolumeIntegrator(with_boundary_terms(VolumeInterior)):

@@ -69,8 +69,10 @@ def _next_event(integrator: mi.Integrator, scene: mi.Scene, sampler: mi.Sampler,
     while searching:
         si[searching] = scene.ray_intersect(ray, mi.RayFlags.All, False, searching)
         in_medium = searching & (medium != None)   # noqa: E711 (Dr.Jit pointer test)
-        m, real, _, _, _, β, _ = integrator.delta_tracking(
-            dr.ADMode.Primal, sampler, ray, medium, si.t, mi.Spectrum(0), β, mi.Spectrum(0), in_medium)
+        m, real, dark, _, _, _, β, _ = integrator.delta_tracking(
+            dr.ADMode.Primal, sampler, ray, medium, si.t, mi.Spectrum(0), mi.Spectrum(0), β,
+            mi.Spectrum(0), in_medium)
+        β[dark] = 0.0       # a dark collision (σ_s = 0) sees nothing: its weight is 0
         mei[real] = m
         found_medium |= real
         searching &= ~real & si.is_valid()
