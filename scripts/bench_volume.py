@@ -15,7 +15,9 @@ Times are medians over all gradients after one warm-up (JIT) per integrator.
 
 Scenes (scenes/volume): a homogeneous medium; smooth heterogeneous smoke; smoke
 in a box with a saturated core (a third of the voxels at the grid maximum,
-Mitsuba's majorant); the same box with a uniform grid; the box's density scale.
+Mitsuba's majorant); the same box with a uniform grid; the box's density scale;
+the density scale of a sparse grid (half the voxels empty) under an area and an
+environment light.
 """
 from __future__ import annotations
 
@@ -48,6 +50,9 @@ CASES = [
     Case("smoke_box uniform", "smoke_box.xml", f"{MEDIUM}.sigma_t.data", 0.01,
          {"density": "uniform.vol", "scale": "2"}),
     Case("smoke_box scale", "smoke_box.xml", f"{MEDIUM}.scale", 0.2, {}),
+    # Half the voxels exactly empty, albedo 0 and 1 in places, area + environment light. The
+    # density scale keeps empty voxels empty, so central differences stay in the domain.
+    Case("sparse scale", "sparse_smoke.xml", f"{MEDIUM}.scale", 0.2, {}),
 ]
 INTEGRATORS = ("pbdr_volume", "prbvolpath")
 

@@ -10,7 +10,8 @@ collisions (smoke_box.xml).
 uniform.vol (16^3): a constant grid, the usual starting point of a density
 recovery (``smoke_box.xml -D density=uniform.vol``).
 recover/truth.vol, recover/init.vol (16^3): the density to recover (two puffs
-of different size over a thin haze) and the uniform start (recover/config.toml).
+of different size over a thin haze) and the uniform start (recover/config.toml);
+recover_sparse/: the same puffs with no haze, half of the voxels exactly 0.
 
 Sparse grids, for empty space (sigma_t exactly 0 over part of the box), with
 their scenes written by ``pbdr grid scene``'s :func:`write_smoke_scene`:
@@ -52,6 +53,13 @@ def uniform() -> np.ndarray:
 
 def recover_truth() -> np.ndarray:
     return voxels.blobs(RES, [((0.38, 0.4, 0.45), 0.17, 1.0), ((0.68, 0.64, 0.55), 0.11, 0.8)], floor=0.02)
+
+
+def recover_sparse_truth() -> np.ndarray:
+    """recover_truth's puffs with no haze and half of the voxels exactly 0 (as ``sparse``)."""
+    d = voxels.blobs(RES, [((0.38, 0.4, 0.45), 0.17, 1.0), ((0.68, 0.64, 0.55), 0.11, 0.8)], floor=0.0)
+    d = np.maximum(d - np.quantile(d, 0.5), 0.0)
+    return (d / d.max()).astype(np.float32)
 
 
 def recover_init() -> np.ndarray:
@@ -127,6 +135,8 @@ if __name__ == "__main__":
     voxels.write_vol(HERE / "uniform.vol", uniform())
     voxels.write_vol(HERE / "recover" / "truth.vol", recover_truth())
     voxels.write_vol(HERE / "recover" / "init.vol", recover_init())
+    voxels.write_vol(HERE / "recover_sparse" / "truth.vol", recover_sparse_truth())
+    voxels.write_vol(HERE / "recover_sparse" / "init.vol", recover_init())
     write_sparse_scenes()
     print("wrote density.vol, albedo.vol, smoke_box.vol, uniform.vol, sparse_{00,50,99}.vol, "
           "sparse_albedo.vol, sparse_smoke.xml, slab_density.vol, slab_smoke.xml in", HERE)
