@@ -10,25 +10,10 @@ import pytest
 
 from pbdr.cli import main
 from pbdr.imageio import read_image
-from conftest import ROOT, scene_path
+from conftest import ROOT, assert_one_line_error, run_cli, scene_path
 
 CBOX = scene_path("cbox.xml")
 SHADOW = scene_path("shadow.xml")
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
-    lines = [l for l in err.splitlines() if l.strip()]
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("pbdr: error:"), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_render_writes_exr_and_png(tmp_path, capsys) -> None:

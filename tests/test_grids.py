@@ -13,25 +13,10 @@ import pytest
 import pbdr
 from pbdr.cli import main
 from pbdr.geometry import voxels
-from conftest import SCENES
+from conftest import SCENES, assert_one_line_error, run_cli
 
 VOLUME = SCENES / "volume"
 MEDIUM = "smoke.interior_medium."
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
-    lines = [l for l in err.splitlines() if l.strip()]
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("pbdr: error:"), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def random_grid(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
