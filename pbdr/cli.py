@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     common_args(p, spp_default=256, integrator_default=None)
     param_args(p)
     p.add_argument("--eps", type=float, required=True, help="finite-difference step in θ")
+    p.add_argument("--fd-scheme", choices=("central", "forward"), default="central",
+                   help="finite differences: central, or forward (second order, never below θ = 0: "
+                        "for parameters at the edge of their domain, e.g. empty voxels)")
     p.add_argument("--seeds", type=positive_int, default=8, help="independent seeds (>= 2 for a standard error)")
     p.add_argument("-o", "--output", required=True, help="output .exr (mean); OUT_stderr.exr beside it")
     p.set_defaults(run=cmd_fd)
@@ -148,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     common_args(p)
     param_args(p)
     p.add_argument("--eps", type=float, required=True, help="finite-difference step in θ")
+    p.add_argument("--fd-scheme", choices=("central", "forward"), default="central",
+                   help="finite differences: central, or forward (second order, never below θ = 0: "
+                        "for parameters at the edge of their domain, e.g. empty voxels)")
     p.add_argument("--fd-spp", type=positive_int, default=None, help="spp of the FD renders (default: 4x --spp)")
     p.add_argument("--seeds", type=positive_int, default=8, help="seeds for both estimates (>= 2)")
     p.add_argument("--z-tol", type=float, default=4.0, help="largest accepted |z| of the totals")
@@ -191,7 +197,8 @@ def setup(args: argparse.Namespace, differentiable: bool):
     if getattr(args, "param", None) is not None:
         p = pbdr.Perturbation.of(pbdr.scene_params(scene), args.param, args.translate, args.rotate)
         if getattr(args, "eps", None) is not None:    # fd, check: refuse bad settings before any note
-            check_fd_settings(p, args.eps, args.seeds, min_seeds=2 if args.command == "check" else 1)
+            check_fd_settings(p, args.eps, args.seeds, min_seeds=2 if args.command == "check" else 1,
+                              scheme=args.fd_scheme)
     keys = [p.key] if p is not None else []
     integrator, why = make_integrator_why(scene, args.integrator, args.max_depth, differentiable, keys=keys)
     if why:
@@ -239,10 +246,11 @@ def cmd_fd(args: argparse.Namespace) -> int:
     refuse_overwrite([out, sibling(out, ".png"), err], args.force)
     scene, _, p = setup(args, differentiable=False)
     fd = pbdr.finite_differences(scene, p, args.eps, args.spp, args.seeds, first_seed=args.seed,
-                                 progress=True)
+                                 progress=True, scheme=args.fd_scheme)
     png = write_derivative(out, fd.mean)
     write_exr(err, fd.stderr)
-    print(f"finite differences of {p.describe()}, eps={args.eps:g}, {args.seeds} seeds x {args.spp} spp: "
+    scheme = "" if args.fd_scheme == "central" else f" ({args.fd_scheme})"
+    print(f"finite differences{scheme} of {p.describe()}, eps={args.eps:g}, {args.seeds} seeds x {args.spp} spp: "
           f"sum = {fd.total:.6g} ± {fd.total_se:.3g}")
     print(f"wrote {out}, {png} and {err}")
     return 0
@@ -261,7 +269,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         refuse_overwrite(outputs, args.force)
     scene, integrator, p = setup(args, differentiable=True)
     result = pbdr.check(scene, p, args.eps, args.spp, args.fd_spp or 4 * args.spp, args.seeds,
-                        integrator, z_tol=args.z_tol, progress=True)
+                        integrator, z_tol=args.z_tol, progress=True, fd_scheme=args.fd_scheme)
     print(f"check: d/dθ of {p.describe()} with {integrator_name(integrator)}")
     print(result.report.summary())
     if outputs:

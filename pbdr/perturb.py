@@ -163,6 +163,9 @@ class Perturbation:
             return
         base = np.asarray(self.base.array if isinstance(self.base, mi.TensorXf) else self.base)
         if base.size and base.min() >= 0 and np.asarray(self.value_at(-eps)).min() < 0:
+            if base.min() == 0:
+                raise PbdrError(f"'{self.key}' has values at 0, the edge of its domain: central "
+                                "differences leave it; use --fd-scheme forward")
             raise PbdrError(f"--eps {eps:g} makes '{self.key}' negative (its smallest value is "
                             f"{base.min():.4g}); use a step below that")
 

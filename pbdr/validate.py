@@ -81,22 +81,40 @@ def fd_integrator(scene: mi.Scene, max_depth: int | None = None,
     return make_integrator(scene, "volpath" if volumetric else "path", max_depth, settings_from=like)
 
 
-def check_fd_settings(perturbation: Perturbation, eps: float, seeds: int, min_seeds: int = 1) -> None:
-    """Refuse a finite-difference step or a seed count before anything is
-    rendered: ``eps`` must be positive, finite and keep the parameter in its
-    domain; a check asks for ``min_seeds = 2`` seeds, to measure noise."""
+# Finite-difference schemes: the steps θ/ε rendered and their coefficients, dI/dθ ≈ Σ c·I(θ)/ε.
+# ``forward`` (second order, Richardson) never steps below θ = 0: for a parameter at the edge of
+# its domain, e.g. a grid with empty voxels (density 0) or an albedo of 0.
+FD_SCHEMES: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "central": ((1.0, -1.0), (0.5, -0.5)),
+    "forward": ((0.0, 1.0, 2.0), (-1.5, 2.0, -0.5)),
+}
+
+
+def check_fd_settings(perturbation: Perturbation, eps: float, seeds: int, min_seeds: int = 1,
+                      scheme: str = "central") -> None:
+    """Refuse a finite-difference step, scheme or seed count before anything
+    is rendered: ``eps`` must be positive, finite and (central differences)
+    keep the parameter in its domain; a check asks for ``min_seeds = 2``
+    seeds, to measure noise."""
     if seeds < min_seeds:
         raise PbdrError(f"a check needs at least {min_seeds} seeds to measure noise, got {seeds}")
+    if scheme not in FD_SCHEMES:
+        raise PbdrError(f"unknown finite-difference scheme '{scheme}' ({', '.join(FD_SCHEMES)})")
     if not (np.isfinite(eps) and eps > 0):
         raise PbdrError(f"--eps must be a positive finite number, got {eps}")
-    perturbation.check_step(eps)
+    if min(FD_SCHEMES[scheme][0]) < 0:
+        perturbation.check_step(eps)
 
 
 def finite_differences(scene: mi.Scene, perturbation: Perturbation, eps: float, spp: int,
                        seeds: int = 8, integrator: mi.Integrator | None = None,
-                       first_seed: int = 0, progress: bool = False, sensor: int = 0) -> Estimate:
-    """Central differences with common random numbers over ``seeds`` seeds."""
-    check_fd_settings(perturbation, eps, seeds)
+                       first_seed: int = 0, progress: bool = False, sensor: int = 0,
+                       scheme: str = "central") -> Estimate:
+    """Finite differences with common random numbers over ``seeds`` seeds:
+    ``central`` (I(ε) - I(-ε)) / 2ε, or ``forward`` (4 I(ε) - 3 I(0) - I(2ε)) / 2ε
+    for parameters at the edge of their domain (both O(ε²))."""
+    check_fd_settings(perturbation, eps, seeds, scheme=scheme)
+    thetas, coefficients = FD_SCHEMES[scheme]
     check_spp(scene, spp, sensor)
     integrator = integrator or fd_integrator(scene)
     params = mi.traverse(scene)
@@ -104,13 +122,13 @@ def finite_differences(scene: mi.Scene, perturbation: Perturbation, eps: float, 
     try:
         for seed in tqdm(seeds_for(seeds, first_seed), desc="finite differences",
                          disable=not show_progress(progress), leave=False):
-            images = []
-            for theta in (+eps, -eps):
-                perturbation.apply(params, theta)
-                images.append(to_numpy(mi.render(scene, integrator=integrator, spp=spp,
-                                                 seed=opaque_seed(seed), sensor=sensor),
-                                       "finite-difference render"))
-            out.append((images[0] - images[1]) / (2 * eps))
+            estimate = 0.0
+            for step, c in zip(thetas, coefficients):
+                perturbation.apply(params, step * eps)
+                image = to_numpy(mi.render(scene, integrator=integrator, spp=spp, seed=opaque_seed(seed),
+                                           sensor=sensor), "finite-difference render")
+                estimate = estimate + (c / eps) * image
+            out.append(estimate)
     finally:
         perturbation.restore(params)
     return Estimate(np.stack(out))
@@ -215,12 +233,14 @@ class CheckResult:
 
 def check(scene: mi.Scene, perturbation: Perturbation, eps: float, spp: int, fd_spp: int | None = None,
           seeds: int = 8, integrator: mi.Integrator | None = None, z_tol: float = 4.0,
-          chi2_tol: float = 3.0, progress: bool = False, sensor: int = 0) -> CheckResult:
-    """Derivative vs finite differences, both at ``seeds`` seeds (FD at ``fd_spp``)."""
-    check_fd_settings(perturbation, eps, seeds, min_seeds=2)   # before the derivatives, not after them
+          chi2_tol: float = 3.0, progress: bool = False, sensor: int = 0,
+          fd_scheme: str = "central") -> CheckResult:
+    """Derivative vs finite differences (``fd_scheme``, see ``FD_SCHEMES``),
+    both at ``seeds`` seeds (FD at ``fd_spp``)."""
+    check_fd_settings(perturbation, eps, seeds, min_seeds=2, scheme=fd_scheme)   # before the derivatives
     grad = derivative_estimate(scene, perturbation, spp, seeds, integrator, progress=progress,
                                sensor=sensor)
     reference = fd_integrator(scene, like=integrator) if integrator is not None else None
     fd = finite_differences(scene, perturbation, eps, fd_spp or spp, seeds, reference,
-                            progress=progress, sensor=sensor)
+                            progress=progress, sensor=sensor, scheme=fd_scheme)
     return CheckResult(compare(grad, fd, z_tol, chi2_tol), grad, fd)

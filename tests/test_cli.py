@@ -239,3 +239,15 @@ def test_check_sheet_has_a_colour_bar(tmp_path) -> None:
     np.testing.assert_array_equal(top, diverging(np.full((1, 1, 3), 2.0, np.float32), 2.0)[0, 0])
     assert sheet([diverging(image, 1.0)], ["a"], 1.0).shape[1] == sheet([diverging(image, 1.0)], ["a"]).shape[1] \
         + bar.shape[1] + 6
+
+
+def test_fd_at_the_edge_of_a_domain_points_to_forward_differences(tmp_path, capsys) -> None:
+    """Empty voxels sit at density 0: central differences refuse with a pointer to
+    --fd-scheme forward, which then runs."""
+    scene = scene_path("volume/sparse_smoke.xml")
+    common = ["--param", "smoke.interior_medium.sigma_t.data", "--eps", "0.01", "--spp", "2", "--seeds", "2",
+              "-D", "res=8", "-o", str(tmp_path / "fd.exr")]
+    code, _, err = run_cli(capsys, "fd", scene, *common)
+    assert_one_line_error(code, err, "values at 0", "--fd-scheme forward")
+    code, out, _ = run_cli(capsys, "fd", scene, *common, "--fd-scheme", "forward")
+    assert code == 0 and "finite differences (forward) of" in out, out

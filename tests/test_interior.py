@@ -147,3 +147,13 @@ def test_memory_does_not_grow_with_path_depth() -> None:
 
     shallow, deep = peak_kib(2), peak_kib(50)
     assert deep - shallow < 64 * 1024, f"depth 2: {shallow} KiB, depth 50: {deep} KiB"
+
+
+def test_forward_differences_agree_with_the_derivative() -> None:
+    """The forward scheme (4 I(ε) - 3 I(0) - I(2ε)) / 2ε estimates the same derivative."""
+    scene = load("cbox.xml")
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), "red.reflectance.value")
+    result = pbdr.check(scene, p, eps=0.01, spp=16, fd_spp=256, seeds=6, fd_scheme="forward",
+                        integrator=pbdr.make_integrator(scene, "pbdr_interior"))
+    assert result.report.passed, result.report.summary()
+    assert abs(result.report.fd_total) > 10 * result.report.fd_se     # FD sees the derivative
