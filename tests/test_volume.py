@@ -421,3 +421,11 @@ def test_sparse_grid_under_an_environment_map(tmp_path) -> None:
     assert any(str(e).startswith("EnvironmentMapEmitter") for e in scene.emitters())
     p = pbdr.Perturbation.of(pbdr.scene_params(scene), f"{MEDIUM}.scale")
     assert_agrees(pbdr.check(scene, p, eps=0.2, spp=64, fd_spp=512, seeds=8, integrator=volume_integrator(8)))
+
+
+def test_environment_radiance_seen_through_a_sparse_medium() -> None:
+    """d/dθ of the constant sky's radiance, seen through and scattered by the sparse smoke,
+    with paths past the Russian-roulette depth."""
+    scene = pbdr.load_scene(scene_path(SPARSE), {"res": "16", "max_depth": "8"})
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), "env.radiance.value")
+    assert_agrees(pbdr.check(scene, p, eps=0.01, spp=32, fd_spp=256, seeds=6, integrator=volume_integrator(8)))
