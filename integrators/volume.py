@@ -446,11 +446,12 @@ class VolumeInterior(PbdrIntegrator):
         ray = mi.Ray3f(dr.detach(ray))
         depth = mi.UInt32(0)                        # real scattering events so far
         dark_paths = dr.hint(self.dark_paths, mode="scalar")
-        if dr.hint(dark_paths and not primal, mode="scalar"):
-            state_in, L_dark = state_in
         # Radiance a path collects after a dark collision (σ_s = 0, weight 0): the primal has
-        # none of it, the derivative ∂w_r times all of it (primal: accumulated; replay: given).
-        L_dark = mi.Spectrum(0) if primal else mi.Spectrum(L_dark if dark_paths else 0)
+        # none of it, the derivative ∂w_r times all of it (primal: accumulated; replay: given,
+        # the state is then (L, L_dark)).
+        L_dark = mi.Spectrum(0)
+        if dr.hint(dark_paths and not primal, mode="scalar"):
+            state_in, L_dark = state_in[0], mi.Spectrum(state_in[1])
         dark = mi.Bool(False)
         L = mi.Spectrum(0 if primal else state_in)  # primal: accumulated; replay: still to come
         δL = mi.Spectrum(δL if δL is not None else 0)
@@ -560,9 +561,11 @@ class VolumeInterior(PbdrIntegrator):
                 # MIS weights are held fixed, as on the BSDF-hit side.
                 pdf_dir = dr.detach(dr.select(ds.delta, 0.0, dr.select(nee_surface, pdf_bsdf, pdf_phase)))
                 Lr_em = dr.select(nee, β * f_em * mis_weight(ds.pdf, pdf_dir) * em_weight * T, 0.0)
-                if dr.hint(primal, mode="scalar"):
+                if dr.hint(primal and dark_paths, mode="scalar"):
                     L_dark += dr.select(dark, dr.detach(Le + Lr_em), 0.0)
                     L += dr.select(dark, 0.0, dr.detach(Le + Lr_em))
+                elif dr.hint(primal, mode="scalar"):
+                    L += dr.detach(Le + Lr_em)
                 else:
                     L -= dr.detach(Le + Lr_em)
                 if dr.hint(not primal, mode="scalar"):

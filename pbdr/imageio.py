@@ -129,8 +129,8 @@ def colour_bar(scale: float, height: int) -> np.ndarray:
     canvas.paste(Image.fromarray(ramp_rgb), (0, 0))
     draw = ImageDraw.Draw(canvas)
     for value, y in ((scale, 0), (0.0, height // 2 - 5), (-scale, height - 11)):
-        draw.line([(bar_w, min(max(y + 5, 0), height - 1)), (bar_w + 3, min(max(y + 5, 0), height - 1))],
-                  fill=(0, 0, 0))
+        tick = min(max(y + 5, 0), height - 1)
+        draw.line([(bar_w, tick), (bar_w + 3, tick)], fill=(0, 0, 0))
         draw.text((bar_w + margin, y), f"{value:+.3g}" if value else "0", fill=(0, 0, 0))
     return np.asarray(canvas)
 
