@@ -30,7 +30,7 @@ EXIT_DISAGREE = 1
 
 # Modules with a ``register_subcommand(subparsers)`` function; each adds one
 # subcommand whose ``run(args) -> int`` is set with ``set_defaults(run=...)``.
-EXTRA_COMMANDS = ["pbdr.optimize.cli", "pbdr.geometry.cli", "pbdr.geometry.grid_cli"]
+EXTRA_COMMANDS = ["pbdr.optimize.cli", "pbdr.geometry.cli", "pbdr.geometry.grid_cli", "pbdr.bench.cli"]
 
 
 def float_triplet(text: str) -> tuple[float, float, float]:

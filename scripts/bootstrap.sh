@@ -34,7 +34,7 @@ if [ ! -x .venv/bin/python ]; then
     echo "bootstrap: creating .venv"
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import pbdr, pytest, xdist, mitsuba, mkdocs, mkdocstrings, material" >/dev/null 2>&1; then
+if ! .venv/bin/python -c "import pbdr, pytest, xdist, mitsuba, matplotlib, mkdocs, mkdocstrings, material" >/dev/null 2>&1; then
     echo "bootstrap: installing pbdr and its dependencies into .venv"
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null
     .venv/bin/python -m pip install -q -e '.[test]'
