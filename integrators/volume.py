@@ -120,10 +120,22 @@ its emission, BSDF, cosine and light samples (``attached_emitter_sample``)
 follow; the next real vertex (a surface point past any null boundaries,
 or a medium collision) stays fixed, so the BSDF value towards it and the
 Jacobian :math:`|\cos\theta_y| / r^2` (:math:`1 / r^2` in a medium) carry
-the motion. Transmittance along segments with a moving end is held fixed:
-exact while a moving mesh's own light paths run through vacuum, biased
-when light leaving a moving mesh crosses a medium on its way to the next
-vertex or the light.
+the motion, and so does the phase function at a medium vertex that
+follows it. Every factor of a vertex goes into one propagation: they share
+the moving point's AD graph, which a propagation clears as it goes.
+
+Through media, a segment with a moving end changes its optical depth
+:math:`\tau`: the light sample's and the next segment's as a moving point
+:math:`x` moves (:math:`\dot\tau = G_x\cdot\dot x`, with the pivoting
+crossings of medium boundaries, ``pbdr.geometry.optical_depth``), and the
+free flight that ends on a moving surface, whose end slides along its
+ray (:math:`\sigma_t(y)\,\dot t`). Where that flight ends, the medium's
+in-scattering gains or loses length: the boundary term ``flight_ends``
+(``boundary/flight_ends.py``). Exact for a mesh moving in an absorbing
+medium; **inside a scattering medium the derivative is still biased**
+(a plate rising in ``scenes/volume/plate_medium.xml``: total 518 against
+FD 238). In heterogeneous media the change of density along a pivoting
+segment is left out.
 
 When no mesh has gradient-enabled vertex positions (density, albedo,
 material or light-colour derivatives) the boundary terms and the moving
@@ -131,8 +143,9 @@ surface terms are skipped, so those derivatives cost the null-scattering
 path replay alone.
 
 The class is ``with_boundary_terms(VolumeInterior)``
-(``integrators/composite.py``) with the terms ``PrimaryEdges`` and
-``SecondaryEdgesInMedia`` (``boundary/term.py``'s ``BoundaryTerm``).
+(``integrators/composite.py``) with the terms ``PrimaryEdges``,
+``SecondaryEdgesInMedia`` and ``FlightEnds`` (``boundary/term.py``'s
+``BoundaryTerm``).
 
 Plugin parameters
 -----------------
@@ -152,6 +165,9 @@ Plugin parameters
   when some mesh moves; ``spp_secondary`` (default -1: an eighth of the interior spp),
   ``edge_sampling``, ``edge_candidates``, ``terminator_candidates`` and
   ``terminator_fraction`` as ``pbdr_edge``.
+- ``flight_ends`` (bool, default true): add the in-scattering where free
+  flights end on a moving mesh inside a medium; ``spp_flight_ends``
+  (default -1: a quarter of the interior spp) camera paths per pixel.
 """
 from __future__ import annotations
 
@@ -165,7 +181,9 @@ from mitsuba.ad.integrators.common import mis_weight
 
 from pbdr.geometry.measure import area_jacobian, attached_emitter_sample, volume_jacobian
 from pbdr.geometry.rays import pass_through
-from pbdr.geometry.moving import attached_interaction, moving_meshes
+from pbdr.geometry.moving import attached_interaction, moving_meshes, on_moving_mesh
+from pbdr.geometry.optical_depth import optical_depth_change, optical_depth_gradients, sigma_t_at
+from pbdr.integrators.boundary.flight_ends import FlightEnds
 from pbdr.integrators.boundary.medium_vertices import SecondaryEdgesInMedia
 from pbdr.integrators.boundary.primary_edges import PrimaryEdges
 from pbdr.integrators.base import PbdrIntegrator
@@ -392,23 +410,31 @@ class VolumeInterior(PbdrIntegrator):
 
         return T, δL
 
-    def moving_surface_terms(self, mode: dr.ADMode, scene: mi.Scene, ray: mi.Ray3f,
+    def moving_surface_terms(self, scene: mi.Scene, ray: mi.Ray3f,
                              si: mi.SurfaceInteraction3f, mei: mi.MediumInteraction3f,
                              on_surface: mi.Bool, in_medium: mi.Bool, bsdf: mi.BSDFPtr,
                              prev_surface: mi.Bool, prev_ray: mi.Ray3f, prev_wo: mi.Vector3f,
-                             L: mi.Spectrum, δL: mi.Spectrum) -> tuple[mi.SurfaceInteraction3f, mi.Spectrum]:
+                             medium: mi.MediumPtr, prev_medium: mi.MediumPtr,
+                             L: mi.Spectrum
+                             ) -> tuple[mi.SurfaceInteraction3f, mi.MediumInteraction3f, mi.Spectrum]:
         r"""Interior-term factors of moving surface points (replay, when some mesh moves).
 
-        This vertex, if on a surface, slides along its (fixed) ray: returns
-        it attached, so that its emission, BSDF, cosine and light samples
-        follow. The segment from a surface point :math:`x` (previous real
+        Returns (the vertex attached, as a surface and as a medium
+        interaction, and Lo): this vertex, if on a surface, slides along its
+        (fixed) ray, so that its emission, BSDF, cosine and light samples
+        follow; Lo holds the terms below, for the one propagation of the
+        vertex's derivative. The segment from a surface point :math:`x` (previous real
         vertex) to this vertex :math:`y` keeps :math:`y` fixed (area or
         volume measure) while :math:`x` moves: ``L`` (all that arrives at
         :math:`x` along it) takes the relative change of
         :math:`f_s(x, \omega_{xy})\, J(x, y)` (:math:`J = |\cos\theta_y| /
         r^2` or :math:`1 / r^2`), less that of :math:`f_s(x, \omega_0)`,
         already counted at :math:`x`; :math:`y`'s incident direction follows
-        :math:`x`. The transmittance between the two is held fixed.
+        :math:`x` (at a medium vertex, in the phase function). Through media, ``L`` also takes :math:`-\dot\tau` of the
+        segment's optical depth: from :math:`x`'s motion with :math:`y`
+        fixed (``pbdr.geometry.optical_depth``), and from :math:`y` sliding
+        along its ray, :math:`\sigma_t(y)\,\dot t` (the ``flight_ends``
+        term adds the in-scattering that the flight gains there).
         """
         with dr.resume_grad():
             si_ad = attached_interaction(scene, si, ray, on_surface)
@@ -424,11 +450,21 @@ class VolumeInterior(PbdrIntegrator):
             J = dr.select(in_medium, volume_jacobian(x.p, y, segment),
                           area_jacobian(x.p, y, dr.detach(si.n), segment))
             Lo = L * (relative(f_ω, segment) - relative(f_0, segment) + relative(mi.Spectrum(J), segment))
-            δL = propagate(mode, δL, dr.select(segment, Lo, 0.0))
-            wi = dr.normalize(x.p - dr.detach(si.p))
+            # Optical depth: x moves (y fixed), then y slides along its ray (x fixed).
+            through = segment & on_moving_mesh(scene, x.shape, segment)
+            x_det = dr.detach(x)
+            gx, gy = optical_depth_gradients(scene, x_det.p, x_det.spawn_ray_to(y), dr.norm(y - x_det.p),
+                                             prev_medium, through)
+            τ_x = optical_depth_change(gx, gy, x.p, None)
+            slides = on_surface & (medium != None) & on_moving_mesh(scene, si.shape, on_surface)  # noqa: E711
+            τ_y = sigma_t_at(medium, dr.detach(si.p), slides) * (si_ad.t - dr.detach(si_ad.t))
+            Lo = dr.select(segment, Lo, 0.0) - L * (dr.select(through, τ_x, 0.0) + dr.select(slides, τ_y, 0.0))
+            wi = dr.normalize(x.p - y)
             si_ad.wi = dr.select(segment & on_surface,
                                  dr.replace_grad(si_ad.wi, dr.detach(si_ad).to_local(wi)), si_ad.wi)
-        return si_ad, δL
+            mei_ad = mi.MediumInteraction3f(mei)
+            mei_ad.wi = dr.select(segment & in_medium, dr.replace_grad(mei.wi, wi), mei.wi)
+        return si_ad, mei_ad, Lo
 
     @dr.syntax
     def sample(self, mode: dr.ADMode, scene: mi.Scene, sampler: mi.Sampler,
@@ -476,6 +512,7 @@ class VolumeInterior(PbdrIntegrator):
         prev_surface = mi.Bool(False) if moving else None
         prev_ray = dr.zeros(mi.Ray3f) if moving else None
         prev_wo = mi.Vector3f(0.0) if moving else None
+        prev_medium = dr.zeros(mi.MediumPtr) if moving else None   # where the ray leaving it starts
 
         while dr.hint(active, label=f"pbdr_volume ({mode.name})"):
             # ---- Termination: Russian roulette, depth ----
@@ -522,10 +559,14 @@ class VolumeInterior(PbdrIntegrator):
                 Le = β * w_hit * emitter.eval(si, active_e)
             act_surface &= si.is_valid()
             bsdf = si.bsdf(ray)
-            si_ad = si
+            si_ad, mei_ad = si, mei
+            # Replay: everything this vertex adds, propagated once (its terms share the AD graph of
+            # the moving point, which a propagation clears as it goes).
+            Lo_vertex = mi.Spectrum(0.0) if dr.hint(not primal, mode="scalar") else None
             if dr.hint(moving, mode="scalar"):
-                si_ad, δL = self.moving_surface_terms(mode, scene, ray, si, mei, act_surface, act_scatter,
-                                                      bsdf, prev_surface, prev_ray, prev_wo, L, δL)
+                si_ad, mei_ad, Lo_vertex = self.moving_surface_terms(scene, ray, si, mei, act_surface, act_scatter,
+                                                             bsdf, prev_surface, prev_ray, prev_wo, medium,
+                                                             prev_medium, L)
 
             # ---- Next-event estimation from media and smooth surfaces ----
             nee_surface = act_surface & mi.has_flag(bsdf.flags(), mi.BSDFFlags.Smooth) & \
@@ -556,7 +597,7 @@ class VolumeInterior(PbdrIntegrator):
                     em_weight = dr.select(nee_surface, em_ad, em_weight)
                     d_em = dr.select(nee_surface, ds_ad.d, d_em)
                 f_bsdf, pdf_bsdf = bsdf.eval_pdf(ctx, si_ad, si_ad.to_local(d_em), nee_surface)
-                f_phase, pdf_phase = phase.eval_pdf(phase_ctx, mei, ds.d, nee_medium)
+                f_phase, pdf_phase = phase.eval_pdf(phase_ctx, mei_ad, ds.d, nee_medium)
                 f_em = dr.select(nee_surface, f_bsdf, f_phase)
                 # MIS weights are held fixed, as on the BSDF-hit side.
                 pdf_dir = dr.detach(dr.select(ds.delta, 0.0, dr.select(nee_surface, pdf_bsdf, pdf_phase)))
@@ -569,7 +610,16 @@ class VolumeInterior(PbdrIntegrator):
                 else:
                     L -= dr.detach(Le + Lr_em)
                 if dr.hint(not primal, mode="scalar"):
-                    δL = propagate(mode, δL, Le + Lr_em)
+                    Lo_vertex += Le + Lr_em
+                if dr.hint(moving, mode="scalar"):   # the light sample's optical depth as the point moves
+                    from_moving = nee_surface & on_moving_mesh(scene, si.shape, nee_surface)
+                    infinite = mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.Infinite)
+                    ray_em = si.spawn_ray_to(ds.p)
+                    ray_em[infinite] = si.spawn_ray(ds.d)
+                    gx, gy = optical_depth_gradients(scene, dr.detach(si.p), ray_em,
+                                                     dr.select(infinite, dr.inf, ds.dist), medium_em, from_moving)
+                    τ_em = optical_depth_change(gx, gy, si_ad.p, None)
+                    Lo_vertex -= dr.select(from_moving, dr.detach(Lr_em) * τ_em, 0.0)
             if dr.hint(not primal, mode="scalar"):
                 _, δL = self.ratio_tracking(mode, scene, sampler_replay, ref, ds, medium_em, nee,
                                             dr.detach(Lr_em), δL)
@@ -578,6 +628,10 @@ class VolumeInterior(PbdrIntegrator):
             wo, phase_weight, phase_pdf = phase.sample(phase_ctx, mei, sampler.next_1d(act_scatter),
                                                        sampler.next_2d(act_scatter), act_scatter)
             act_scatter &= phase_pdf > 0.0
+            if dr.hint(moving, mode="scalar"):   # the phase value as the previous vertex moves
+                with dr.resume_grad():
+                    f_p = mi.Spectrum(phase.eval_pdf(phase_ctx, mei_ad, wo, act_scatter)[0])
+                    Lo_vertex += L * relative(f_p, act_scatter)
             β[act_scatter] *= phase_weight
             ray[act_scatter] = mei.spawn_ray(wo)
             needs_intersection |= act_scatter
@@ -595,7 +649,7 @@ class VolumeInterior(PbdrIntegrator):
                     if dr.hint(moving, mode="scalar"):   # the world direction is what stays fixed
                         wo_local = si_ad.to_local(si.to_world(bs.wo))
                     f = bsdf.eval(ctx, si_ad, wo_local, act_surface)
-                    δL = propagate(mode, δL, L * relative(f, act_surface))
+                    δL = propagate(mode, δL, Lo_vertex + L * relative(f, act_surface))
             β[act_surface] *= bsdf_weight
             η[act_surface] *= bs.eta
             null_sampled = act_surface & mi.has_flag(bs.sampled_type, mi.BSDFFlags.Null)
@@ -615,6 +669,8 @@ class VolumeInterior(PbdrIntegrator):
             specular_chain &= ~(act_surface & mi.has_flag(bs.sampled_type, mi.BSDFFlags.Smooth))
             transition = act_surface & si.is_medium_transition()
             medium[transition] = si.target_medium(ray.d)
+            if dr.hint(moving, mode="scalar"):
+                prev_medium[non_null] = medium
             active &= act_surface | act_medium
 
         state = (L, L_dark) if dark_paths else L
@@ -625,4 +681,4 @@ class VolumeIntegrator(with_boundary_terms(VolumeInterior)):
     __doc__ = __doc__
     plugin_name = "pbdr_volume"
     samples_terminators = True
-    term_types = (PrimaryEdges, SecondaryEdgesInMedia)
+    term_types = (PrimaryEdges, SecondaryEdgesInMedia, FlightEnds)

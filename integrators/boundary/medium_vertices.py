@@ -35,6 +35,7 @@ motion of every edge they see (e.g. a light's border seen from its faces).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 import drjit as dr
@@ -100,9 +101,29 @@ def _real_hit_distance(scene: mi.Scene, ray: mi.Ray3f, active: mi.Bool) -> mi.Fl
     return dr.select(si.is_valid(), dr.norm(ray.o - origin) + si.t, dr.inf)
 
 
-def medium_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
-                    sampler: mi.Sampler, count: int, depth: int) -> Iterator[Vertex]:
-    """Vertices 0 .. depth - 1 of ``count`` volumetric camera paths (a ``secondary_edges`` walker)."""
+@dataclass
+class PathEvent:
+    """Real event k of ``count`` volumetric camera paths (detached): a medium
+    collision (``mei``) or a non-null surface (``si``), found along ``ray``
+    (the last segment, past any null boundaries) in ``medium`` (the medium
+    of that segment), with the path's throughput ``β`` up to it."""
+
+    k: int
+    pos: mi.Point2f
+    β: mi.Spectrum
+    is_medium: mi.Bool
+    mei: mi.MediumInteraction3f
+    si: mi.SurfaceInteraction3f
+    ray: mi.Ray3f
+    medium: mi.MediumPtr
+    active: mi.Bool
+
+
+def volumetric_path(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
+                    sampler: mi.Sampler, depth: int) -> Iterator[PathEvent]:
+    """Events 0 .. depth - 1 of volumetric camera paths (one per lane of
+    ``sampler``): delta tracking through media, null boundaries crossed,
+    the next direction by phase or BSDF sampling."""
     ctx = mi.BSDFContext()
     with dr.suspend_grad():
         pos, ray, β = camera_sample(sensor, sampler)
@@ -113,13 +134,41 @@ def medium_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
             is_medium, mei, si, ray, medium, β, active = _next_event(
                 integrator, scene, sampler, ray, medium, β, active)
             is_medium &= active
+            dr.eval(si, mei, β, active, medium, ray)
+        yield PathEvent(k, pos, β, is_medium, mei, si, ray, medium, mi.Bool(active))
+        if k + 1 == depth:
+            return
+        with dr.suspend_grad():   # the next direction: phase or BSDF sampling
+            phase = mei.medium.phase_function()
+            phase_ctx = mi.PhaseFunctionContext(sampler)
+            bsdf = si.bsdf(ray)
+            wo_p, w_p, pdf_p = phase.sample(phase_ctx, mei, sampler.next_1d(), sampler.next_2d(),
+                                            active & is_medium)
+            bs, w_s = bsdf.sample(ctx, si, sampler.next_1d(), sampler.next_2d(), active & ~is_medium)
+            β = β * dr.select(is_medium, mi.Spectrum(w_p), w_s)
+            active &= dr.select(is_medium, pdf_p > 0, bs.pdf > 0) & dr.any(mi.unpolarized_spectrum(β) != 0)
+            wo = dr.select(is_medium, wo_p, si.to_world(bs.wo))
+            ray = si.spawn_ray(wo)
+            ray[is_medium] = mei.spawn_ray(wo)
+            surface_transition = ~is_medium & si.is_medium_transition()
+            medium[surface_transition] = si.target_medium(wo)
+            dr.eval(ray, β, active, medium)
+
+
+def medium_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
+                    sampler: mi.Sampler, count: int, depth: int) -> Iterator[Vertex]:
+    """Vertices 0 .. depth - 1 of ``count`` volumetric camera paths (a ``secondary_edges`` walker)."""
+    ctx = mi.BSDFContext()
+    for event in volumetric_path(scene, sensor, integrator, sampler, depth):
+        k, si, mei, ray, is_medium, active = event.k, event.si, event.mei, event.ray, event.is_medium, event.active
+        with dr.suspend_grad():
             bsdf = si.bsdf(ray)
             phase = mei.medium.phase_function()
             phase_ctx = mi.PhaseFunctionContext(sampler)
             p = dr.select(is_medium, mei.p, si.p)
             n_c = dr.select(is_medium, -ray.d, si.sh_frame.n * dr.sign(mi.Frame3f.cos_theta(si.wi)))
             clip = ~is_medium & ~mi.has_flag(bsdf.flags(), mi.BSDFFlags.Transmission)
-            dr.eval(si, mei, p, n_c, clip, β, active, medium)
+            dr.eval(p, n_c, clip)
 
         def f(ω: mi.Vector3f, act: mi.Bool, si=si, mei=mei, bsdf=bsdf, phase=phase,
               phase_ctx=phase_ctx, is_medium=is_medium) -> mi.Spectrum:
@@ -128,7 +177,7 @@ def medium_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
             return dr.select(is_medium, mi.Spectrum(f_p), f_s)
 
         def origin(lanes: mi.UInt32, d: mi.Vector3f, si=si, p=p, is_medium=is_medium,
-                   medium=medium) -> tuple[mi.Ray3f, mi.MediumPtr]:
+                   medium=event.medium) -> tuple[mi.Ray3f, mi.MediumPtr]:
             s = dr.gather(mi.SurfaceInteraction3f, si, lanes)
             in_medium = dr.gather(mi.Bool, is_medium, lanes)
             ray = s.spawn_ray(d)
@@ -150,22 +199,8 @@ def medium_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
             with dr.resume_grad():   # a surface point slides along its ray; medium points are fixed
                 return dr.select(on_surface, sliding_point(scene, si, ray, on_surface), p)
 
-        yield Vertex(k, pos, β, p, position, n_c, clip, f, spawn, trace, mi.Bool(active),
+        yield Vertex(k, event.pos, event.β, p, position, n_c, clip, f, spawn, trace, mi.Bool(active),
                      on_moving_mesh(scene, si.shape, active & ~is_medium))
-        if k + 1 == depth:
-            return
-        with dr.suspend_grad():   # the next direction: phase or BSDF sampling
-            wo_p, w_p, pdf_p = phase.sample(phase_ctx, mei, sampler.next_1d(), sampler.next_2d(),
-                                            active & is_medium)
-            bs, w_s = bsdf.sample(ctx, si, sampler.next_1d(), sampler.next_2d(), active & ~is_medium)
-            β = β * dr.select(is_medium, mi.Spectrum(w_p), w_s)
-            active &= dr.select(is_medium, pdf_p > 0, bs.pdf > 0) & dr.any(mi.unpolarized_spectrum(β) != 0)
-            wo = dr.select(is_medium, wo_p, si.to_world(bs.wo))
-            ray = si.spawn_ray(wo)
-            ray[is_medium] = mei.spawn_ray(wo)
-            surface_transition = ~is_medium & si.is_medium_transition()
-            medium[surface_transition] = si.target_medium(wo)
-            dr.eval(ray, β, active, medium)
 
 
 class SecondaryEdgesInMedia(SecondaryEdges):
