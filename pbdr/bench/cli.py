@@ -48,9 +48,12 @@ def register_subcommand(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--integrator", required=True, metavar="A,B,...",
                    help="integrator plugins, e.g. pbdr_edge,prb,prb_projective")
     p.add_argument("--spp", type=positive_int, default=64, help="samples per pixel of each gradient")
-    p.add_argument("--seeds", type=positive_int, default=4, help="gradients per integrator and case (>= 2)")
+    p.add_argument("--seeds", type=positive_int, default=8,
+                   help="gradients per integrator and case (>= 2; the verdict's block chi2 tolerance "
+                        "assumes 8 or more, as pbdr check's does)")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S",
-                   help="seconds one gradient may take before the case is 'failed: timed out'")
+                   help="seconds one gradient may take before the case is 'failed: timed out' "
+                        "(the warm-up gradient, which compiles the kernels: 4x that)")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help="report folder")
     p.add_argument("-f", "--force", action="store_true", help="replace a previous report in --out")
     p.set_defaults(run=cmd_run)

@@ -189,9 +189,11 @@ def summary_plot(path: str, outcomes: Sequence[Outcome], integrators: Sequence[s
         y = np.maximum(np.array([s.block_error for s in pts]), 1e-4)
         good = np.array([bool(s.passed) for s in pts])
         m = markers[i % len(markers)]
-        ax.scatter(x[good], y[good], marker=m, color=colour, label=name, s=36)
-        ax.scatter(x[~good], y[~good], marker=m, facecolors="none", edgecolors=colour, s=36,
-                   label=None if good.any() else name)
+        if good.any():
+            ax.scatter(x[good], y[good], marker=m, color=colour, label=name, s=36)
+        if (~good).any():
+            ax.scatter(x[~good], y[~good], marker=m, facecolors="none", edgecolors=colour, s=36,
+                       label=None if good.any() else name)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("seconds per gradient")

@@ -16,6 +16,7 @@ from ..errors import note, one_line, show_progress
 from .manifest import Case
 from .refs import Reference
 from .score import FAILED, OK, Score, score
+from .worker import WARMUP_FACTOR
 
 # Seconds a worker may take beyond its gradients: starting Python, importing Mitsuba, loading the scene.
 STARTUP_ALLOWANCE = 120.0
@@ -33,9 +34,10 @@ class Outcome:
 
 
 def worker_limit(timeout: float, seeds: int) -> float:
-    """The wall-clock limit of one worker: a warm-up and ``seeds`` gradients of
-    at most ``timeout`` seconds each, plus :data:`STARTUP_ALLOWANCE`."""
-    return timeout * (seeds + 1) + STARTUP_ALLOWANCE
+    """The wall-clock limit of one worker: a warm-up of at most ``WARMUP_FACTOR
+    x timeout`` seconds and ``seeds`` gradients of at most ``timeout`` seconds
+    each, plus :data:`STARTUP_ALLOWANCE`."""
+    return timeout * (seeds + WARMUP_FACTOR) + STARTUP_ALLOWANCE
 
 
 def run_worker(case: Case, integrator: str, spp: int, seeds: int, timeout: float,
