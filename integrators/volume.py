@@ -113,29 +113,25 @@ are crossed on the ray's own line (``pbdr.geometry.rays.pass_through``):
 ray's offset from its edge, and would put both sides on one side of edges
 seen through a medium boundary.
 
-Moving surface points (interior term, ``moving_surface_terms``): a point
-hit on a moving mesh slides along its fixed ray (``attached_interaction``:
+Moving meshes (interior term, ``volume_motion.py``): a point hit on a
+moving mesh slides along its fixed ray (``attached_interaction``:
 position, normals and shading frame attached to the vertex buffer), so
 its emission, BSDF, cosine and light samples (``attached_emitter_sample``)
-follow; the next real vertex (a surface point past any null boundaries,
-or a medium collision) stays fixed, so the BSDF value towards it and the
-Jacobian :math:`|\cos\theta_y| / r^2` (:math:`1 / r^2` in a medium) carry
-the motion, and so does the phase function at a medium vertex that
-follows it. Every factor of a vertex goes into one propagation: they share
-the moving point's AD graph, which a propagation clears as it goes.
-
-Through media, a segment with a moving end changes its optical depth
-:math:`\tau`: the light sample's and the next segment's as a moving point
-:math:`x` moves (:math:`\dot\tau = G_x\cdot\dot x`, with the pivoting
-crossings of medium boundaries, ``pbdr.geometry.optical_depth``), and the
-free flight that ends on a moving surface, whose end slides along its
-ray (:math:`\sigma_t(y)\,\dot t`). Where that flight ends, the medium's
-in-scattering gains or loses length: the boundary term ``flight_ends``
-(``boundary/flight_ends.py``). Exact for a mesh moving in an absorbing
-medium; **inside a scattering medium the derivative is still biased**
-(a plate rising in ``scenes/volume/plate_medium.xml``: total 518 against
-FD 238). In heterogeneous media the change of density along a pivoting
-segment is left out.
+follow. The vertices after it are **dragged** by it, with a weight that
+falls smoothly from 1 to 0 at ``drag_radius``: held fixed next to a
+moving point, a vertex's Jacobian :math:`1/r^2` (or :math:`|\cos\theta_y|
+/ r^2`) has a derivative :math:`\propto 1/r^3` that made the estimate
+heavy-tailed (medium vertices next to a moving surface, a floor next to a
+resting object). Each vertex adds the change of the segment from the
+previous one (the BSDF or phase value towards it, the Jacobian, the
+optical depth of the segment with the pivoting crossings of medium
+boundaries, ``pbdr.geometry.optical_depth``) and the divergence of the
+drag; its light sample follows it. Every factor of a vertex goes into one
+propagation: they share the moving point's AD graph, which a propagation
+clears as it goes. Where a free flight ends on a moving mesh (or on a
+surface the drag moves relative to the medium), the in-scattering it
+gains or loses is the boundary term ``flight_ends``
+(``boundary/flight_ends.py``).
 
 When no mesh has gradient-enabled vertex positions (density, albedo,
 material or light-colour derivatives) the boundary terms and the moving
@@ -165,6 +161,9 @@ Plugin parameters
   when some mesh moves; ``spp_secondary`` (default -1: an eighth of the interior spp),
   ``edge_sampling``, ``edge_candidates``, ``terminator_candidates`` and
   ``terminator_fraction`` as ``pbdr_edge``.
+- ``drag_radius`` (float, default 0.05): how far, as a fraction of the
+  scene's bounding-box diagonal, a point on a moving mesh drags the path
+  vertices after it (full weight up to half of it).
 - ``flight_ends`` (bool, default true): add the in-scattering where free
   flights end on a moving mesh inside a medium; ``spp_flight_ends``
   (default -1: a quarter of the interior spp) camera paths per pixel.
@@ -179,15 +178,16 @@ import mitsuba as mi
 
 from mitsuba.ad.integrators.common import mis_weight
 
-from pbdr.geometry.measure import area_jacobian, attached_emitter_sample, volume_jacobian
+from pbdr.geometry.measure import attached_emitter_sample
 from pbdr.geometry.rays import pass_through
-from pbdr.geometry.moving import attached_interaction, moving_meshes, on_moving_mesh
-from pbdr.geometry.optical_depth import optical_depth_change, optical_depth_gradients, sigma_t_at
+from pbdr.geometry.moving import moving_meshes, on_moving_mesh
 from pbdr.integrators.boundary.flight_ends import FlightEnds
 from pbdr.integrators.boundary.medium_vertices import SecondaryEdgesInMedia
 from pbdr.integrators.boundary.primary_edges import PrimaryEdges
 from pbdr.integrators.base import PbdrIntegrator
 from pbdr.integrators.composite import with_boundary_terms
+from pbdr.integrators.volume_motion import (Previous, anchor_of, light_sample_terms, medium_point,
+                                            relative, vertex_terms)
 
 
 def free_flight_sample(u: mi.Float, factor: mi.Float | float) -> mi.Float:
@@ -203,12 +203,6 @@ def propagate(mode: dr.ADMode, δL: mi.Spectrum, Lo: mi.Spectrum) -> mi.Spectrum
         dr.backward_from(δL * Lo, flags=dr.ADFlag.Default | dr.ADFlag.AllowNoGrad)
         return δL
     return δL + dr.forward_to(Lo, flags=dr.ADFlag.Default | dr.ADFlag.AllowNoGrad)
-
-
-def relative(value: mi.Spectrum, active: mi.Bool) -> mi.Spectrum:
-    """value / detach(value): 1 with the gradient ∂value / value (0 where value = 0)."""
-    v = dr.detach(value)
-    return dr.select(active & (v != 0), value * dr.select(v != 0, dr.rcp(v), 0), 0)
 
 
 # Real-collision probability floor while a medium's σ_t or albedo is differentiated: where σ_t = 0,
@@ -234,7 +228,16 @@ class VolumeInterior(PbdrIntegrator):
         if not self.majorant_factor > 1.0:
             raise ValueError(f"pbdr_volume: majorant_factor must be > 1, got {self.majorant_factor}")
         self.moving_meshes = False   # set per derivative render: replay moving surface points
+        self.drag_fraction = float(props.get("drag_radius", 0.05))
+        if not self.drag_fraction > 0:
+            raise ValueError(f"pbdr_volume: drag_radius must be > 0, got {self.drag_fraction}")
         self.dark_paths = False      # set per derivative render of a medium's σ_t or albedo
+
+    def drag_radius_in(self, scene: mi.Scene) -> float:
+        """How far a moving point drags the vertices after it (``volume_motion``):
+        ``drag_radius`` times the scene's bounding-box diagonal."""
+        box = scene.bbox()
+        return self.drag_fraction * float(dr.norm(mi.ScalarVector3f(box.max - box.min)))
 
     def settings_string(self) -> str:
         return f"{super().settings_string()}, majorant_factor={self.majorant_factor}"
@@ -410,62 +413,6 @@ class VolumeInterior(PbdrIntegrator):
 
         return T, δL
 
-    def moving_surface_terms(self, scene: mi.Scene, ray: mi.Ray3f,
-                             si: mi.SurfaceInteraction3f, mei: mi.MediumInteraction3f,
-                             on_surface: mi.Bool, in_medium: mi.Bool, bsdf: mi.BSDFPtr,
-                             prev_surface: mi.Bool, prev_ray: mi.Ray3f, prev_wo: mi.Vector3f,
-                             medium: mi.MediumPtr, prev_medium: mi.MediumPtr,
-                             L: mi.Spectrum
-                             ) -> tuple[mi.SurfaceInteraction3f, mi.MediumInteraction3f, mi.Spectrum]:
-        r"""Interior-term factors of moving surface points (replay, when some mesh moves).
-
-        Returns (the vertex attached, as a surface and as a medium
-        interaction, and Lo): this vertex, if on a surface, slides along its
-        (fixed) ray, so that its emission, BSDF, cosine and light samples
-        follow; Lo holds the terms below, for the one propagation of the
-        vertex's derivative. The segment from a surface point :math:`x` (previous real
-        vertex) to this vertex :math:`y` keeps :math:`y` fixed (area or
-        volume measure) while :math:`x` moves: ``L`` (all that arrives at
-        :math:`x` along it) takes the relative change of
-        :math:`f_s(x, \omega_{xy})\, J(x, y)` (:math:`J = |\cos\theta_y| /
-        r^2` or :math:`1 / r^2`), less that of :math:`f_s(x, \omega_0)`,
-        already counted at :math:`x`; :math:`y`'s incident direction follows
-        :math:`x` (at a medium vertex, in the phase function). Through media, ``L`` also takes :math:`-\dot\tau` of the
-        segment's optical depth: from :math:`x`'s motion with :math:`y`
-        fixed (``pbdr.geometry.optical_depth``), and from :math:`y` sliding
-        along its ray, :math:`\sigma_t(y)\,\dot t` (the ``flight_ends``
-        term adds the in-scattering that the flight gains there).
-        """
-        with dr.resume_grad():
-            si_ad = attached_interaction(scene, si, ray, on_surface)
-            is_vertex = in_medium | (on_surface & ~mi.has_flag(bsdf.flags(), mi.BSDFFlags.Null))
-            segment = prev_surface & is_vertex
-            x = attached_interaction(scene, scene.ray_intersect(prev_ray, segment), prev_ray, segment)
-            y = dr.detach(dr.select(in_medium, mei.p, si.p))
-            ω = dr.normalize(y - x.p)
-            bsdf_x = x.bsdf(prev_ray)
-            ctx = mi.BSDFContext()
-            f_ω = bsdf_x.eval(ctx, x, x.to_local(ω), segment)
-            f_0 = bsdf_x.eval(ctx, x, x.to_local(prev_wo), segment)
-            J = dr.select(in_medium, volume_jacobian(x.p, y, segment),
-                          area_jacobian(x.p, y, dr.detach(si.n), segment))
-            Lo = L * (relative(f_ω, segment) - relative(f_0, segment) + relative(mi.Spectrum(J), segment))
-            # Optical depth: x moves (y fixed), then y slides along its ray (x fixed).
-            through = segment & on_moving_mesh(scene, x.shape, segment)
-            x_det = dr.detach(x)
-            gx, gy = optical_depth_gradients(scene, x_det.p, x_det.spawn_ray_to(y), dr.norm(y - x_det.p),
-                                             prev_medium, through)
-            τ_x = optical_depth_change(gx, gy, x.p, None)
-            slides = on_surface & (medium != None) & on_moving_mesh(scene, si.shape, on_surface)  # noqa: E711
-            τ_y = sigma_t_at(medium, dr.detach(si.p), slides) * (si_ad.t - dr.detach(si_ad.t))
-            Lo = dr.select(segment, Lo, 0.0) - L * (dr.select(through, τ_x, 0.0) + dr.select(slides, τ_y, 0.0))
-            wi = dr.normalize(x.p - y)
-            si_ad.wi = dr.select(segment & on_surface,
-                                 dr.replace_grad(si_ad.wi, dr.detach(si_ad).to_local(wi)), si_ad.wi)
-            mei_ad = mi.MediumInteraction3f(mei)
-            mei_ad.wi = dr.select(segment & in_medium, dr.replace_grad(mei.wi, wi), mei.wi)
-        return si_ad, mei_ad, Lo
-
     @dr.syntax
     def sample(self, mode: dr.ADMode, scene: mi.Scene, sampler: mi.Sampler,
                ray: mi.Ray3f, δL: mi.Spectrum | None, state_in: mi.Spectrum | None,
@@ -509,10 +456,20 @@ class VolumeInterior(PbdrIntegrator):
         # Moving meshes (replay): the last real vertex if it was a surface point,
         # the ray that found it and the direction sampled there (no loop state otherwise).
         moving = dr.hint(not primal and self.moving_meshes, mode="scalar")
+        # (volume_motion.Previous and the anchor's ray, one variable each: the loop's state)
         prev_surface = mi.Bool(False) if moving else None
+        prev_medium_vertex = mi.Bool(False) if moving else None
+        prev_moving = mi.Bool(False) if moving else None
+        prev_material = mi.Float(0.0) if moving else None
         prev_ray = dr.zeros(mi.Ray3f) if moving else None
+        prev_p = mi.Point3f(0.0) if moving else None
+        prev_n = mi.Vector3f(0.0) if moving else None
+        prev_wi = mi.Vector3f(0.0) if moving else None
         prev_wo = mi.Vector3f(0.0) if moving else None
         prev_medium = dr.zeros(mi.MediumPtr) if moving else None   # where the ray leaving it starts
+        anchor_ray = dr.zeros(mi.Ray3f) if moving else None
+        anchor_on = mi.Bool(False) if moving else None
+        anchor_material = mi.Float(0.0) if moving else None
 
         while dr.hint(active, label=f"pbdr_volume ({mode.name})"):
             # ---- Termination: Russian roulette, depth ----
@@ -564,9 +521,15 @@ class VolumeInterior(PbdrIntegrator):
             # the moving point, which a propagation clears as it goes).
             Lo_vertex = mi.Spectrum(0.0) if dr.hint(not primal, mode="scalar") else None
             if dr.hint(moving, mode="scalar"):
-                si_ad, mei_ad, Lo_vertex = self.moving_surface_terms(scene, ray, si, mei, act_surface, act_scatter,
-                                                             bsdf, prev_surface, prev_ray, prev_wo, medium,
-                                                             prev_medium, L)
+                with dr.resume_grad():
+                    prev = Previous(prev_surface, prev_medium_vertex, prev_moving, prev_material, prev_ray,
+                                    prev_p, prev_n, prev_wi, prev_wo, prev_medium)
+                    anchor = anchor_of(scene, anchor_ray, anchor_on, anchor_material)
+                    vtx = vertex_terms(scene, sampler, ray, si, mei, act_surface, act_scatter, bsdf, medium,
+                                       prev, anchor, self.drag_radius_in(scene), L)
+                    si_ad, Lo_vertex = vtx.si, vtx.Lo
+                    mei_ad = mi.MediumInteraction3f(mei)
+                    mei_ad.wi = vtx.wi
 
             # ---- Next-event estimation from media and smooth surfaces ----
             nee_surface = act_surface & mi.has_flag(bsdf.flags(), mi.BSDFFlags.Smooth) & \
@@ -594,10 +557,12 @@ class VolumeInterior(PbdrIntegrator):
                     em_weight = dr.replace_grad(em_weight, Le_em * dr.select(ds.pdf != 0, dr.rcp(ds.pdf), 0))
                 if dr.hint(moving, mode="scalar"):   # from the moving point to the fixed light sample
                     ds_ad, em_ad = attached_emitter_sample(scene, si_ad, ds, em_weight, nee_surface)
-                    em_weight = dr.select(nee_surface, em_ad, em_weight)
-                    d_em = dr.select(nee_surface, ds_ad.d, d_em)
+                    ds_m, em_m = attached_emitter_sample(scene, medium_point(mei, vtx.motion), ds, em_weight,
+                                                         nee_medium)
+                    em_weight = dr.select(nee_surface, em_ad, dr.select(nee_medium, em_m, em_weight))
+                    d_em = dr.select(nee_surface, ds_ad.d, dr.select(nee_medium, ds_m.d, d_em))
                 f_bsdf, pdf_bsdf = bsdf.eval_pdf(ctx, si_ad, si_ad.to_local(d_em), nee_surface)
-                f_phase, pdf_phase = phase.eval_pdf(phase_ctx, mei_ad, ds.d, nee_medium)
+                f_phase, pdf_phase = phase.eval_pdf(phase_ctx, mei_ad, d_em, nee_medium)
                 f_em = dr.select(nee_surface, f_bsdf, f_phase)
                 # MIS weights are held fixed, as on the BSDF-hit side.
                 pdf_dir = dr.detach(dr.select(ds.delta, 0.0, dr.select(nee_surface, pdf_bsdf, pdf_phase)))
@@ -612,14 +577,7 @@ class VolumeInterior(PbdrIntegrator):
                 if dr.hint(not primal, mode="scalar"):
                     Lo_vertex += Le + Lr_em
                 if dr.hint(moving, mode="scalar"):   # the light sample's optical depth as the point moves
-                    from_moving = nee_surface & on_moving_mesh(scene, si.shape, nee_surface)
-                    infinite = mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.Infinite)
-                    ray_em = si.spawn_ray_to(ds.p)
-                    ray_em[infinite] = si.spawn_ray(ds.d)
-                    gx, gy = optical_depth_gradients(scene, dr.detach(si.p), ray_em,
-                                                     dr.select(infinite, dr.inf, ds.dist), medium_em, from_moving)
-                    τ_em = optical_depth_change(gx, gy, si_ad.p, None)
-                    Lo_vertex -= dr.select(from_moving, dr.detach(Lr_em) * τ_em, 0.0)
+                    Lo_vertex += light_sample_terms(scene, ref, ds, vtx.motion, medium_em, Lr_em, nee)
             if dr.hint(not primal, mode="scalar"):
                 _, δL = self.ratio_tracking(mode, scene, sampler_replay, ref, ds, medium_em, nee,
                                             dr.detach(Lr_em), δL)
@@ -628,10 +586,17 @@ class VolumeInterior(PbdrIntegrator):
             wo, phase_weight, phase_pdf = phase.sample(phase_ctx, mei, sampler.next_1d(act_scatter),
                                                        sampler.next_2d(act_scatter), act_scatter)
             act_scatter &= phase_pdf > 0.0
-            if dr.hint(moving, mode="scalar"):   # the phase value as the previous vertex moves
-                with dr.resume_grad():
+            if dr.hint(moving, mode="scalar"):
+                with dr.resume_grad():   # the phase value as the incident direction moves
                     f_p = mi.Spectrum(phase.eval_pdf(phase_ctx, mei_ad, wo, act_scatter)[0])
                     Lo_vertex += L * relative(f_p, act_scatter)
+                prev_surface &= ~act_scatter
+                prev_moving &= ~act_scatter
+                prev_medium_vertex |= act_scatter
+                prev_p[act_scatter] = mei.p
+                prev_wi[act_scatter] = mei.wi
+                prev_wo[act_scatter] = wo
+                prev_medium[act_scatter] = medium
             β[act_scatter] *= phase_weight
             ray[act_scatter] = mei.spawn_ray(wo)
             needs_intersection |= act_scatter
@@ -655,8 +620,18 @@ class VolumeInterior(PbdrIntegrator):
             null_sampled = act_surface & mi.has_flag(bs.sampled_type, mi.BSDFFlags.Null)
             non_null = act_surface & ~null_sampled
             if dr.hint(moving, mode="scalar"):
-                prev_surface = (prev_surface | non_null) & ~act_scatter
+                with dr.resume_grad():   # (a mesh moves: a test of its gradient flag)
+                    on_moving = non_null & on_moving_mesh(scene, si.shape, non_null)
+                anchor_ray[on_moving] = mi.Ray3f(ray)
+                anchor_on |= on_moving
+                anchor_material[on_moving] = dr.detach(vtx.material)
+                prev_material[non_null] = dr.detach(vtx.material)
+                prev_surface |= non_null
+                prev_medium_vertex &= ~non_null
+                prev_moving[non_null] = on_moving
                 prev_ray[non_null] = mi.Ray3f(ray)
+                prev_p[non_null] = si.p
+                prev_n[non_null] = si.n
                 prev_wo[non_null] = si.to_world(bs.wo)
             ray[act_surface] = dr.select(null_sampled, pass_through(ray, si),
                                          si.spawn_ray(si.to_world(bs.wo)))

@@ -17,7 +17,7 @@ Scenes (scenes/volume): a homogeneous medium; smooth heterogeneous smoke; smoke
 in a box with a saturated core (a third of the voxels at the grid maximum,
 Mitsuba's majorant); the same box with a uniform grid; the box's density scale;
 the density scale of a sparse grid (half the voxels empty) under an area and an
-environment light.
+environment light; a smooth ball moving inside the smoke.
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ class Case:
     param: str
     eps: float
     defines: dict
+    translate: tuple | None = None
 
 
 CASES = [
@@ -53,6 +54,10 @@ CASES = [
     # Half the voxels exactly empty, albedo 0 and 1 in places, area + environment light. The
     # density scale keeps empty voxels empty, so central differences stay in the domain.
     Case("sparse scale", "sparse_smoke.xml", f"{MEDIUM}.scale", 0.2, {}),
+    # A lit smooth-shaded ball inside the smoke moving towards the camera (boundary terms,
+    # flight ends, dragged vertices; prbvolpath has no boundary terms).
+    Case("ball in smoke", "smooth_ball_medium.xml", "ball.vertex_positions", 0.002, {},
+         (0.0, 0.32, 0.95)),
 ]
 INTEGRATORS = ("pbdr_volume", "prbvolpath")
 
@@ -84,7 +89,7 @@ def as_block_image(values: np.ndarray, res: int, blocks: bool) -> np.ndarray:
 def run_case(case: Case, args: argparse.Namespace) -> dict:
     defines = {"res": args.res, **case.defines}
     scene = pbdr.load_scene(f"scenes/volume/{case.scene}", defines)
-    p = pbdr.Perturbation.of(pbdr.scene_params(scene), case.param)
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), case.param, translate=case.translate)
     fd = pbdr.finite_differences(scene, p, case.eps, args.fd_spp, seeds=args.fd_seeds, progress=True)
     fd_img = fd.samples.sum(axis=-1, keepdims=True)
     if not args.blocks:

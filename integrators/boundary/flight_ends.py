@@ -21,17 +21,22 @@ term) and
 
 The second part of the bracket and :math:`\partial_\pi L_{surf}` are in
 ``pbdr_volume``'s path replay (the segment's optical depth,
-``moving_surface_terms``). This term is the first: the flight's
-integration domain grows or shrinks at its end, where the medium scatters
-light from all around (the surface's own radiance included) towards the
-path. It is the boundary of the medium's volume domain, which excludes
-the moving object's interior, so it is a boundary term (Leibniz rule) and
-not part of the interior integrand.
+``volume_motion.py``). This term is the first: the flight's integration
+domain grows or shrinks at its end, where the medium scatters light from
+all around (the surface's own radiance included) towards the path. It is
+the boundary of the medium's volume domain, which excludes the moving
+object's interior, so it is a boundary term (Leibniz rule) and not part of
+the interior integrand. What counts is the surface's motion relative to
+the medium's vertices there: the replay drags vertices near a moving
+point (``volume_motion``), so a flight's end moves relative to them on a
+moving mesh that does not drag them along, and on a static surface that
+lies within the drag (:math:`\dot d = n\cdot(V_{surf} - V_{drag})/
+n\cdot\omega`).
 
 Estimator: ``spp_flight_ends`` volumetric camera paths per pixel
 (``medium_vertices.volumetric_path``: delta tracking, the throughput
 :math:`\beta` holds :math:`T(d)/P(\text{reach } d)`); at every event on a
-moving mesh reached through a medium, a direction :math:`\omega` sampled
+moving mesh, or within the drag, reached through a medium, a direction :math:`\omega` sampled
 from the phase function at :math:`y^-` (weight :math:`f_p/p = w_p`) and
 :math:`L_i` traced by the integrator's primal ``sample`` from :math:`y^-`
 (the point on the arriving side, :math:`\mathrm{RayEpsilon}` off the
@@ -41,8 +46,9 @@ surface) with the path's remaining depth, so that
 
     A = \frac{WH}{N}\,\beta\,\sigma_s(y)\, w_p\, L_i, \qquad q = t(y),
 
-with :math:`q` the distance along the fixed ray to the point on the
-moving mesh (attached), and :math:`WH/N` the film area per camera path. The sample splats into the camera sample's pixel.
+with :math:`q` the distance along the fixed ray to the end's plane, moving
+relative to the drag (attached), and :math:`WH/N` the film area per
+camera path. The sample splats into the camera sample's pixel.
 
 Exact for homogeneous and heterogeneous media (:math:`\sigma_s` at the
 surface point); a path's later events on moving meshes are handled the
@@ -57,8 +63,8 @@ import drjit as dr
 import mitsuba as mi
 
 from pbdr.scene import has_media
-from pbdr.geometry.moving import moving_meshes, on_moving_mesh, sliding_point
-from pbdr.integrators.boundary.medium_vertices import volumetric_path
+from pbdr.geometry.moving import hit_distance, moving_meshes
+from pbdr.integrators.boundary.medium_vertices import event_position, volumetric_path
 from pbdr.integrators.boundary.secondary_edges import trace_sides
 from pbdr.integrators.boundary.term import BoundarySamples, BoundaryTerm
 
@@ -92,13 +98,17 @@ def flight_end_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integr
     with dr.suspend_grad():
         sampler = sensor.sampler().clone()
         sampler.seed(mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(0xF117))[0], count)
+    size = sensor.film().crop_size()
+    area = float(size[0] * size[1]) / count   # pixel-area weight of one camera sample
+    radius = integrator.drag_radius_in(scene)
     # An event at depth k scatters only if k + 1 < max_depth (pbdr_volume's count of real events).
     for event in volumetric_path(scene, sensor, integrator, sampler, depth - 1):
         si, ray, medium = event.si, event.ray, event.medium
-        # Outside suspend_grad: whether a mesh moves is a test of its gradient flag.
-        on_moving = on_moving_mesh(scene, si.shape, event.active & ~event.is_medium)
         with dr.suspend_grad():
-            ends = on_moving & (medium != None)   # noqa: E711
+            on_surface = event.active & ~event.is_medium
+            anchor_p = scene.ray_intersect(event.anchor_ray, event.anchor_on).p
+            dragged = event.anchor_on & (dr.norm(si.p - anchor_p) < radius)
+            ends = on_surface & (event.moving | dragged) & (medium != None)   # noqa: E711
             mei = medium_in_front(medium, si, ray, ends)
             ends &= dr.any(mi.unpolarized_spectrum(mei.sigma_s) != 0)
             phase_ctx = mi.PhaseFunctionContext(sampler)
@@ -107,12 +117,15 @@ def flight_end_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integr
             ends &= pdf > 0
             L_i, _ = trace_sides(integrator, scene, sampler, mi.Ray3f(in_front(si, ray), wo),
                                  depth - 1 - event.k, ends, medium=medium)
-            size = sensor.film().crop_size()
-            area = float(size[0] * size[1]) / count   # pixel-area weight of one camera sample
             A = event.β * mei.sigma_s * w_p * L_i * area
             dr.eval(A, ends)
         with dr.resume_grad():
-            q = dr.dot(sliding_point(scene, si, ray, ends) - ray.o, ray.d)
+            # Where the flight ends along its fixed ray, as the end's surface moves relative to
+            # the medium's vertices there (which the anchor drags).
+            _, drag_end = event_position(scene, event, radius)
+            cos = dr.dot(si.n, ray.d)
+            q = hit_distance(scene, si, ray.o, ray.d, ends) - \
+                dr.select(cos != 0, dr.dot(si.n, drag_end) / dr.select(cos != 0, cos, 1.0), 0.0)
         yield BoundarySamples(event.pos, [(A, q)], ends)
 
 

@@ -23,12 +23,14 @@ Both side paths are traced with ``pbdr_volume``'s primal ``sample`` (given
 the medium they start in), so :math:`L_\mp` include attenuation and
 in-scattering along and after the side rays.
 
-Velocities follow ``pbdr_volume``'s interior term: medium vertices are
-fixed (:math:`\dot p = 0`: sampled distances are held), surface points
-slide along their ray (``sliding_point``) and a moving surface point keeps
-its next vertex fixed, at the first surface that is not a null boundary
-(``_real_hit_distance``; the side paths' transmittance is held, as in the
-interior term). Static vertices get Li et al.'s :math:`n_h\cdot\dot m /
+Velocities follow ``pbdr_volume``'s interior term (``volume_motion``):
+points on a moving mesh slide along their ray (``sliding_point``), later
+vertices are dragged by the last of them (``event_position``), and a
+moving vertex keeps its next vertex fixed, at the first surface that is
+not a null boundary (``_real_hit_distance``; the side paths'
+transmittance is held, and so is the drag of that next vertex). Dragged
+vertices weigh only the edges of moving meshes; static edges near a
+moving mesh, which move relative to them, are left out. Static vertices get Li et al.'s :math:`n_h\cdot\dot m /
 \lVert m - p\rVert`: shadows that a moving mesh casts on surfaces and into
 media, and occlusion seen from them; points on the moving mesh add the
 motion of every edge they see (e.g. a light's border seen from its faces).
@@ -42,8 +44,9 @@ import drjit as dr
 import mitsuba as mi
 
 from pbdr.geometry.rays import pass_through
-from pbdr.geometry.moving import on_moving_mesh, sliding_point
+from pbdr.geometry.moving import attached_interaction, on_moving_mesh
 from pbdr.integrators.boundary.secondary_edges import SecondaryEdges, Vertex, camera_sample, trace_sides
+from pbdr.integrators.volume_motion import Anchor, anchor_of, anchor_weight, drag
 
 
 def _is_null_boundary(si: mi.SurfaceInteraction3f, ray: mi.Ray3f) -> mi.Bool:
@@ -117,6 +120,26 @@ class PathEvent:
     ray: mi.Ray3f
     medium: mi.MediumPtr
     active: mi.Bool
+    moving: mi.Bool         # a surface event on a moving mesh
+    material: mi.Float      # then: its weight of the mesh's material motion
+    anchor_ray: mi.Ray3f    # the ray that hit the last moving-mesh event before this one
+    anchor_on: mi.Bool      # (``volume_motion``: what drags this event)
+    anchor_material: mi.Float
+
+
+def event_position(scene: mi.Scene, event: PathEvent, radius: float) -> tuple[mi.Point3f, mi.Vector3f]:
+    """The event's position as ``pbdr_volume``'s interior term moves it
+    (attached), and the medium's drag there (value 0): a point on a moving
+    mesh slides along its ray, other events are dragged by their anchor
+    (``volume_motion``)."""
+    on_surface = event.active & ~event.is_medium
+    with dr.resume_grad():
+        anchor = anchor_of(scene, event.anchor_ray, event.anchor_on, event.anchor_material)
+        on_mesh = attached_interaction(scene, event.si, event.ray, event.moving, event.material).p
+        p = dr.detach(dr.select(on_surface, event.si.p, event.mei.p))
+        d_s, _ = drag(anchor, p, dr.detach(event.si.n), radius)
+        d_m, _ = drag(anchor, p, None, radius)
+        return dr.select(event.moving, on_mesh, p + dr.select(on_surface, d_s, d_m)), d_m
 
 
 def volumetric_path(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
@@ -129,13 +152,28 @@ def volumetric_path(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
         pos, ray, β = camera_sample(sensor, sampler)
         medium = dr.zeros(mi.MediumPtr)             # cameras outside media, as pbdr_volume
         active = mi.Bool(True)
+        anchor_ray, anchor_on = dr.zeros(mi.Ray3f, dr.width(ray)), mi.Bool(False)
+        anchor_material = mi.Float(0.0)
+    radius = integrator.drag_radius_in(scene)
     for k in range(depth):
         with dr.suspend_grad():
             is_medium, mei, si, ray, medium, β, active = _next_event(
                 integrator, scene, sampler, ray, medium, β, active)
             is_medium &= active
             dr.eval(si, mei, β, active, medium, ray)
-        yield PathEvent(k, pos, β, is_medium, mei, si, ray, medium, mi.Bool(active))
+        # Outside suspend_grad: whether a mesh moves is a test of its gradient flag.
+        moving = on_moving_mesh(scene, si.shape, active & ~is_medium)
+        with dr.suspend_grad():
+            anchor_p = scene.ray_intersect(anchor_ray, anchor_on).p
+            material = dr.select(moving, anchor_weight(Anchor(anchor_p, mi.Vector3f(0.0), anchor_on),
+                                                       si.p, radius)[0], 0.0)
+            dr.eval(material)
+        yield PathEvent(k, pos, β, is_medium, mei, si, ray, medium, mi.Bool(active), moving, material,
+                        anchor_ray, anchor_on, anchor_material)
+        with dr.suspend_grad():
+            anchor_ray = dr.select(moving, ray, anchor_ray)
+            anchor_on = anchor_on | moving
+            anchor_material = dr.select(moving, material, anchor_material)
         if k + 1 == depth:
             return
         with dr.suspend_grad():   # the next direction: phase or BSDF sampling
@@ -195,12 +233,13 @@ def medium_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
                                medium=origin(lanes, ray.d)[1])
             return L, _real_hit_distance(scene, ray, act)
 
-        def position(si=si, ray=ray, on_surface=active & ~is_medium, p=p) -> mi.Point3f:
-            with dr.resume_grad():   # a surface point slides along its ray; medium points are fixed
-                return dr.select(on_surface, sliding_point(scene, si, ray, on_surface), p)
+        def position(event=event) -> mi.Point3f:
+            return event_position(scene, event, integrator.drag_radius_in(scene))[0]
 
+        # A dragged vertex weighs the moving edges only, as a static one: with every edge,
+        # its velocity term (the side paths' next vertices held) made the estimate heavy-tailed.
         yield Vertex(k, event.pos, event.β, p, position, n_c, clip, f, spawn, trace, mi.Bool(active),
-                     on_moving_mesh(scene, si.shape, active & ~is_medium))
+                     event.moving)
 
 
 class SecondaryEdgesInMedia(SecondaryEdges):

@@ -81,12 +81,28 @@ def sliding_point(scene: mi.Scene, pi: mi.PreliminaryIntersection3f, ray: mi.Ray
     return p
 
 
+def hit_distance(scene: mi.Scene, si: mi.SurfaceInteraction3f, o: mi.Point3f, d: mi.Vector3f,
+                 active: mi.Bool) -> mi.Float:
+    """Distance along ``d`` from ``o`` to the plane of the triangle ``si`` hit,
+    attached to the vertex positions when its mesh moves (a static surface:
+    the plane through ``si.p`` with normal ``si.n``)."""
+    si = dr.detach(si)
+    cos = dr.dot(si.n, d)
+    t = dr.select(active & (cos != 0), dr.dot(si.n, si.p - o) / dr.select(cos != 0, cos, 1.0), 0.0)
+    for shape in moving_meshes(scene):
+        on = active & si.is_valid() & (si.shape == mi.ShapePtr(shape))
+        t = dr.select(on, _slide(shape, si.prim_index, mi.Ray3f(o, d), on)[3], t)
+    return t
+
+
 def attached_interaction(scene: mi.Scene, si: mi.SurfaceInteraction3f, ray: mi.Ray3f,
-                         active: mi.Bool) -> mi.SurfaceInteraction3f:
+                         active: mi.Bool, material: mi.Float | None = None) -> mi.SurfaceInteraction3f:
     """``si`` (hit along the fixed ``ray``, detached) with its position, normals
     and shading frame attached to the vertex positions of moving meshes.
 
-    The point slides along the ray (as ``sliding_point``); the shading normal
+    The point slides along the ray (as ``sliding_point``), or, with weight
+    ``material`` in [0, 1], partly follows the mesh's material point (fixed
+    barycentrics) instead: both keep it on the moving surface; the shading normal
     is the interpolated vertex normal (or the face normal) and uv the
     interpolated texture coordinates, both at the sliding point's
     barycentrics; the frame's tangents are re-orthogonalized to the normal,
@@ -102,6 +118,11 @@ def attached_interaction(scene: mi.Scene, si: mi.SurfaceInteraction3f, ray: mi.R
         face, v, n_g, t, (b1, b2) = _slide(shape, si.prim_index, ray, on)
         n_g *= dr.sign(dr.dot(dr.detach(n_g), si.n))      # Mitsuba's orientation of si.n
         p = ray.o + t * ray.d
+        if material is not None:    # barycentrics between the sliding point's and the material point's
+            b1 = b1 - material * (b1 - dr.detach(b1))
+            b2 = b2 - material * (b2 - dr.detach(b2))
+            p = (1 - b1 - b2) * v[0] + b1 * v[1] + b2 * v[2]
+            t = dr.dot(p - ray.o, ray.d)
         n_s = n_g
         # (b1, b2): where on the face the fixed ray lands changes with the
         # face, and so do the normal and uv there.
