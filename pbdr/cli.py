@@ -187,7 +187,7 @@ def setup(args: argparse.Namespace, differentiable: bool):
     the common arguments; says which integrator ``auto`` chose, and warns where
     the integrator will miss part of the derivative."""
     import pbdr
-    from .scene import (boundary_warning, integrator_name, make_integrator_why, media_warning,
+    from .scene import (boundary_warning, integrator_name, make_integrator_why, media_warning, sdf_warning,
                         smooth_shading_warning)
     from .validate import check_fd_settings
 
@@ -206,6 +206,7 @@ def setup(args: argparse.Namespace, differentiable: bool):
     if differentiable:
         warn(media_warning(scene, integrator))
         warn(boundary_warning(keys, integrator))
+        warn(sdf_warning(scene, keys, integrator))
         warn(smooth_shading_warning(scene, keys, integrator))
     return scene, integrator, p
 

@@ -215,6 +215,17 @@ def boundary_warning(keys: Sequence[str], integrator: mi.Integrator) -> str | No
             "shadows that move with it; use --integrator auto")
 
 
+def sdf_warning(scene: mi.Scene, keys: Sequence[str], integrator: mi.Integrator) -> str | None:
+    """A one-line warning when a parameter moves an ``sdfgrid`` shape and
+    ``integrator`` has no derivative of its surface (only ``pbdr_reparam``,
+    which warps directions, has one; the others hold SDF hit points fixed)."""
+    sdf = [k for k in keys if is_sdf_key(scene, k)]
+    if not sdf or (is_pbdr(integrator) and integrator.warps_directions):
+        return None
+    return (f"{integrator_name(integrator)} holds the surfaces of sdfgrid shapes fixed: the derivative of "
+            f"'{sdf[0]}' misses their motion; use --integrator pbdr_reparam")
+
+
 def renders_media(integrator: mi.Integrator) -> bool:
     """Whether ``integrator`` renders participating media (``volpath``-like).
 

@@ -76,6 +76,15 @@ def test_check_disagrees_exit_1(capsys) -> None:
     assert "pbdr_interior has no boundary terms" in err
 
 
+def test_grad_warns_when_an_integrator_holds_sdf_surfaces(tmp_path, capsys) -> None:
+    # pbdr_edge's path replay holds sdfgrid hit points fixed: only pbdr_reparam moves them.
+    code, _, err = run_cli(capsys, "grad", scene_path("reparam/sdf_sphere.xml"), "--param", "sdf.to_world",
+                           "--translate", "1,0,0", "--spp", "1", "--integrator", "pbdr_edge", "-D", "res=8",
+                           "-o", str(tmp_path / "d.exr"))
+    assert code == 0
+    assert "pbdr_edge holds the surfaces of sdfgrid shapes fixed" in err and "pbdr_reparam" in err
+
+
 @pytest.mark.parametrize("argv, fragments", [
     (["render", "missing.xml", "-o", "x.exr"], ["not found", "missing.xml"]),
     (["grad", CBOX, "--param", "red.reflectanse.value", "-o", "x.exr"],

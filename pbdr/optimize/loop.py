@@ -25,7 +25,7 @@ from .. import interrupts
 from ..errors import PbdrError, note, show_progress, warn
 from ..imageio import diverging, read_image, sheet, signed_scale, tonemap, write_png, write_render
 from ..render import check_spp, opaque_seed, render
-from ..scene import (AUTO, auto_integrator_type, boundary_warning, load_scene, make_integrator,
+from ..scene import (AUTO, auto_integrator_type, boundary_warning, load_scene, make_integrator, sdf_warning,
                      smooth_shading_warning)
 from ..variant import ensure_variant
 from . import checkpoint
@@ -65,6 +65,7 @@ def choose_integrator(config: OptimizeConfig, scene: mi.Scene) -> tuple[str, mi.
         note(f"integrator {name} (auto: {why})")
     integrator = make_integrator(scene, name, props=props)
     warn(boundary_warning(keys, integrator))
+    warn(sdf_warning(scene, keys, integrator))
     return name, integrator
 
 
