@@ -51,6 +51,7 @@ import drjit as dr
 import mitsuba as mi
 
 from pbdr.geometry.measure import area_jacobian, volume_jacobian
+from pbdr.geometry.drag import Anchor, anchor_of, anchor_weight, drag
 from pbdr.geometry.moving import attached_interaction, on_moving_mesh, sliding_point
 from pbdr.geometry.optical_depth import optical_depth_change, optical_depth_gradients, sigma_t_at
 
@@ -59,46 +60,6 @@ def relative(value: mi.Spectrum, active: mi.Bool) -> mi.Spectrum:
     """value / detach(value): 1 with the gradient ∂value / value (0 where value = 0)."""
     v = dr.detach(value)
     return dr.select(active & (v != 0), value * dr.select(v != 0, dr.rcp(v), 0), 0)
-
-
-class Anchor(NamedTuple):
-    """The last vertex on a moving mesh: where it is (detached) and its motion (value 0)."""
-
-    p: mi.Point3f
-    motion: mi.Vector3f
-    on: mi.Bool
-
-
-def anchor_of(scene: mi.Scene, ray: mi.Ray3f, on: mi.Bool, material: mi.Float) -> Anchor:
-    """The anchor hit by ``ray``, re-attached as it moved (``material``: its weight
-    of the mesh's material motion against sliding along the ray)."""
-    a = attached_interaction(scene, scene.ray_intersect(ray, on), ray, on, material).p
-    return Anchor(dr.detach(a), dr.select(on, a - dr.detach(a), 0.0), on)
-
-
-def anchor_weight(anchor: Anchor, p: mi.Point3f, radius: float) -> tuple[mi.Float, mi.Float, mi.Vector3f]:
-    """w(|p - a|) (1 up to half the drag radius, a smooth step to 0 at it; 0
-    without anchor), dw/dr and the unit vector from the anchor to ``p``."""
-    to_p = dr.detach(p) - anchor.p
-    r = dr.norm(to_p)
-    s = dr.clip((r - 0.5 * radius) / (0.5 * radius), 0.0, 1.0)
-    w = dr.select(anchor.on, 1.0 - s * s * (3.0 - 2.0 * s), 0.0)
-    dw = dr.select(anchor.on, -6.0 * s * (1.0 - s) / (0.5 * radius), 0.0)
-    return w, dw, to_p * dr.select(r > 0, dr.rcp(r), 0.0)
-
-
-def drag(anchor: Anchor, p: mi.Point3f, n: mi.Vector3f | None, radius: float
-         ) -> tuple[mi.Vector3f, mi.Float]:
-    """The displacement (value 0) of a point ``p`` dragged by the anchor, and
-    its divergence (value 0): the relative change of the measure at ``p``.
-    ``n``: the normal of a static surface ``p`` lies on (None: in a medium)."""
-    w, dw, r_hat = anchor_weight(anchor, p, radius)
-    v = anchor.motion
-    if n is not None:
-        v = v - n * dr.dot(n, v)
-        r_hat = r_hat - n * dr.dot(n, r_hat)
-    on = anchor.on & (w > 0)
-    return dr.select(on, w * v, 0.0), dr.select(on, dw * dr.dot(r_hat, v), 0.0)
 
 
 class Previous(NamedTuple):

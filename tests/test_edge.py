@@ -200,6 +200,8 @@ GEOMETRY_CASES = {
     "shadow": ("shadow.xml", {}, "cube.vertex_positions", (1, 0, 0), None, 3, 64),
     # the box of a Cornell box: indirect occlusion, colour bleeding, a glossy sphere
     "cbox": ("cbox.xml", {}, "box.vertex_positions", (1, 0, 0), None, 4, 64),
+    # the same box in rough plastic, its bottom face on the floor (contact, glossy reflections)
+    "resting-glossy-box": ("edge/resting_box.xml", {}, "box.vertex_positions", (1, 0, 0), None, 4, 64),
     # the same box beside a static 480-edge mesh ball: wall points draw only the box's edges
     "cbox-mesh-ball": ("edge/cbox_mesh_ball.xml", {}, "box.vertex_positions", (1, 0, 0), None, 4, 64),
     # 480 crease edges; silhouettes of edge-on sliver faces

@@ -46,7 +46,7 @@ import mitsuba as mi
 from pbdr.geometry.rays import pass_through
 from pbdr.geometry.moving import attached_interaction, on_moving_mesh
 from pbdr.integrators.boundary.secondary_edges import SecondaryEdges, Vertex, camera_sample, trace_sides
-from pbdr.integrators.volume_motion import Anchor, anchor_of, anchor_weight, drag
+from pbdr.geometry.drag import Anchor, anchor_of, anchor_weight, drag
 
 
 def _is_null_boundary(si: mi.SurfaceInteraction3f, ray: mi.Ray3f) -> mi.Bool:
