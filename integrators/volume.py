@@ -180,7 +180,7 @@ from mitsuba.ad.integrators.common import mis_weight
 
 from pbdr.geometry.measure import attached_emitter_sample
 from pbdr.geometry.rays import pass_through
-from pbdr.geometry.moving import moving_meshes, on_moving_mesh
+from pbdr.geometry.moving import moving_meshes
 from pbdr.integrators.boundary.flight_ends import FlightEnds
 from pbdr.integrators.boundary.medium_vertices import SecondaryEdgesInMedia
 from pbdr.integrators.boundary.primary_edges import PrimaryEdges
@@ -453,10 +453,10 @@ class VolumeInterior(PbdrIntegrator):
         last_event = dr.zeros(mi.Interaction3f)     # last real scattering vertex (MIS)
         last_pdf = mi.Float(1.0)
         specular_chain = mi.Bool(True)
-        # Moving meshes (replay): the last real vertex if it was a surface point,
-        # the ray that found it and the direction sampled there (no loop state otherwise).
+        # Moving meshes (replay): the previous real vertex (volume_motion.Previous) and the
+        # anchor (the last vertex on a moving mesh), one variable each: the loop's state;
+        # none otherwise.
         moving = dr.hint(not primal and self.moving_meshes, mode="scalar")
-        # (volume_motion.Previous and the anchor's ray, one variable each: the loop's state)
         prev_surface = mi.Bool(False) if moving else None
         prev_medium_vertex = mi.Bool(False) if moving else None
         prev_moving = mi.Bool(False) if moving else None
@@ -620,8 +620,7 @@ class VolumeInterior(PbdrIntegrator):
             null_sampled = act_surface & mi.has_flag(bs.sampled_type, mi.BSDFFlags.Null)
             non_null = act_surface & ~null_sampled
             if dr.hint(moving, mode="scalar"):
-                with dr.resume_grad():   # (a mesh moves: a test of its gradient flag)
-                    on_moving = non_null & on_moving_mesh(scene, si.shape, non_null)
+                on_moving = non_null & vtx.moving
                 anchor_ray[on_moving] = mi.Ray3f(ray)
                 anchor_on |= on_moving
                 anchor_material[on_moving] = dr.detach(vtx.material)

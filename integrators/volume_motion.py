@@ -14,8 +14,9 @@ for any velocities :math:`V_k` that keep surfaces on surfaces (a point on
 a moving mesh has the mesh's normal velocity; on a static surface,
 tangential). ``pbdr_volume`` chooses:
 
-- a point hit on a moving mesh **slides along its fixed ray** (as before;
-  it becomes the *anchor* :math:`a` of the vertices after it);
+- a point hit on a moving mesh **slides along its fixed ray** (always
+  the first hit of a camera ray); it becomes the *anchor* :math:`a` of the
+  vertices after it;
 - every later vertex is **dragged** by the anchor:
   :math:`V(y) = w(\lVert y - a\rVert)\, P_y\, \dot a`, with :math:`w = 1`
   up to half the drag radius :math:`\delta` and a smooth step to 0 at
@@ -37,11 +38,15 @@ to come there: the change of the segment from the previous vertex
 :math:`f_x(\omega_0)`, counted at :math:`x`; :math:`J` does not see the
 sliding of :math:`y`, a change of variables in solid angle), and
 :math:`\nabla\cdot V_y`. Its incident direction, light sample and optical
-depths follow it (``light_sample_terms``). The medium's domain moves only
-where a moving mesh bounds it; where a dragged flight meets a static
-surface, or a moving one not dragged along, the in-scattering at the
-flight's end is the ``flight_ends`` boundary term, with the end's velocity
-relative to the drag (``flight_end_velocity``).
+depths follow it (``light_sample_terms``). A point on a moving mesh
+blends the two motions: near the anchor it follows the mesh's material
+point (as the vertices dragged with it), far from it it slides; the
+blend's divergence holds :math:`\nabla w\cdot(V_{material} - V_{slide})`.
+The medium's domain moves only where a moving mesh bounds it; where a
+flight ends on a surface that moves relative to the drag there (a moving
+mesh not dragged along, a static surface within the drag), the
+in-scattering at its end is the ``flight_ends`` boundary term
+(``boundary/flight_ends.py``).
 """
 from __future__ import annotations
 
@@ -84,6 +89,7 @@ class Vertex(NamedTuple):
     wi: mi.Vector3f                 # medium vertex: incident direction, world (attached)
     motion: mi.Vector3f             # displacement (value 0) of the point (sliding or dragged)
     material: mi.Float              # on a moving mesh: its weight of the material motion (detached)
+    moving: mi.Bool                 # a surface point on a moving mesh (the next anchor)
     Lo: mi.Spectrum                 # the segment's and the measure's terms, times L
 
 
@@ -108,20 +114,17 @@ def vertex_terms(scene: mi.Scene, sampler: mi.Sampler, ray: mi.Ray3f, si: mi.Sur
     Δ_sl = sliding_point(scene, si, ray, moving) - y
     r_t = r_hat - n_y * dr.dot(n_y, r_hat)
     div_moving = dw * dr.dot(r_t, Δ_mat - Δ_sl)
-    d_s, div_s = drag(anchor, y, n_y, radius)
-    d_m, div_m = drag(anchor, y, None, radius)
-    dragged = dr.select(in_medium, d_m, d_s)
-    div = dr.select(is_vertex & ~moving, dr.select(in_medium, div_m, div_s), 0.0)
-    div = dr.select(is_vertex & moving, div_moving, div)
+    # A medium vertex moves freely (no normal to keep to), a surface point tangentially.
+    dragged, div_dragged = drag(anchor, y, dr.select(in_medium, 0.0, n_y), radius)
+    div = dr.select(is_vertex, dr.select(moving, div_moving, div_dragged), 0.0)
     # What J and ω see: not the sliding along the ray from x (a change of variables in solid angle).
     y_drag = y + dr.select(moving, w * Δ_mat, dragged)
     y_att = y_drag + dr.select(moving, (1.0 - w) * Δ_sl, 0.0)
     # The previous vertex: on a moving mesh (the anchor itself), or dragged.
     x = attached_interaction(scene, scene.ray_intersect(prev.ray, prev.surface & is_vertex), prev.ray,
                              prev.surface & prev.moving & is_vertex, prev.material)
-    xd_s, _ = drag(anchor, prev.p, prev.n, radius)
-    xd_m, _ = drag(anchor, prev.p, None, radius)
-    x_att = dr.select(prev.moving, x.p, prev.p + dr.select(prev.medium_vertex, xd_m, xd_s))
+    x_dragged, _ = drag(anchor, prev.p, dr.select(prev.medium_vertex, 0.0, prev.n), radius)
+    x_att = dr.select(prev.moving, x.p, prev.p + x_dragged)
     seg = is_vertex & (prev.surface | prev.medium_vertex)
     ω = dr.normalize(y_drag - x_att)     # (sliding moves y along its ray from x: not ω)
     # The value at x towards y, less that towards the sampled direction (counted at x).
@@ -159,7 +162,7 @@ def vertex_terms(scene: mi.Scene, sampler: mi.Sampler, ray: mi.Ray3f, si: mi.Sur
     si_ad.p = dr.select(moving, si_ad.p, dr.replace_grad(si_ad.p, y_att))
     si_ad.wi = dr.select(seg & on_surface, dr.replace_grad(si_ad.wi, dr.detach(si_ad).to_local(wi)), si_ad.wi)
     wi_m = dr.select(seg & in_medium, dr.replace_grad(mei.wi, wi), mei.wi)
-    return Vertex(si_ad, wi_m, y_att - y, w, Lo)
+    return Vertex(si_ad, wi_m, y_att - y, w, moving, Lo)
 
 
 def light_sample_terms(scene: mi.Scene, ref: mi.Interaction3f, ds: mi.DirectionSample3f,

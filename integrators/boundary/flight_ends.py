@@ -64,7 +64,8 @@ import mitsuba as mi
 
 from pbdr.scene import has_media
 from pbdr.geometry.moving import hit_distance, moving_meshes
-from pbdr.integrators.boundary.medium_vertices import event_position, volumetric_path
+from pbdr.geometry.drag import Anchor, anchor_weight, drag
+from pbdr.integrators.boundary.medium_vertices import event_anchor, volumetric_path
 from pbdr.integrators.boundary.secondary_edges import trace_sides
 from pbdr.integrators.boundary.term import BoundarySamples, BoundaryTerm
 
@@ -106,8 +107,7 @@ def flight_end_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integr
         si, ray, medium = event.si, event.ray, event.medium
         with dr.suspend_grad():
             on_surface = event.active & ~event.is_medium
-            anchor_p = scene.ray_intersect(event.anchor_ray, event.anchor_on).p
-            dragged = event.anchor_on & (dr.norm(si.p - anchor_p) < radius)
+            dragged = anchor_weight(Anchor(event.anchor_p, mi.Vector3f(0.0), event.anchor_on), si.p, radius)[0] > 0
             ends = on_surface & (event.moving | dragged) & (medium != None)   # noqa: E711
             mei = medium_in_front(medium, si, ray, ends)
             ends &= dr.any(mi.unpolarized_spectrum(mei.sigma_s) != 0)
@@ -121,8 +121,8 @@ def flight_end_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integr
             dr.eval(A, ends)
         with dr.resume_grad():
             # Where the flight ends along its fixed ray, as the end's surface moves relative to
-            # the medium's vertices there (which the anchor drags).
-            _, drag_end = event_position(scene, event, radius)
+            # the medium's vertices there (which the anchor drags freely: no normal).
+            drag_end, _ = drag(event_anchor(scene, event), dr.detach(si.p), mi.Vector3f(0.0), radius)
             cos = dr.dot(si.n, ray.d)
             q = hit_distance(scene, si, ray.o, ray.d, ends) - \
                 dr.select(cos != 0, dr.dot(si.n, drag_end) / dr.select(cos != 0, cos, 1.0), 0.0)

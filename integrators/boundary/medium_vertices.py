@@ -125,21 +125,27 @@ class PathEvent:
     anchor_ray: mi.Ray3f    # the ray that hit the last moving-mesh event before this one
     anchor_on: mi.Bool      # (``volume_motion``: what drags this event)
     anchor_material: mi.Float
+    anchor_p: mi.Point3f    # where that event is (detached)
 
 
-def event_position(scene: mi.Scene, event: PathEvent, radius: float) -> tuple[mi.Point3f, mi.Vector3f]:
+def event_anchor(scene: mi.Scene, event: PathEvent) -> Anchor:
+    """The anchor that drags the event (re-attached)."""
+    return anchor_of(scene, event.anchor_ray, event.anchor_on, event.anchor_material)
+
+
+def event_position(scene: mi.Scene, event: PathEvent, radius: float) -> mi.Point3f:
     """The event's position as ``pbdr_volume``'s interior term moves it
-    (attached), and the medium's drag there (value 0): a point on a moving
-    mesh slides along its ray, other events are dragged by their anchor
+    (attached): a point on a moving mesh blends sliding along its ray with
+    the mesh's material motion, other events are dragged by their anchor
     (``volume_motion``)."""
     on_surface = event.active & ~event.is_medium
     with dr.resume_grad():
-        anchor = anchor_of(scene, event.anchor_ray, event.anchor_on, event.anchor_material)
         on_mesh = attached_interaction(scene, event.si, event.ray, event.moving, event.material).p
         p = dr.detach(dr.select(on_surface, event.si.p, event.mei.p))
-        d_s, _ = drag(anchor, p, dr.detach(event.si.n), radius)
-        d_m, _ = drag(anchor, p, None, radius)
-        return dr.select(event.moving, on_mesh, p + dr.select(on_surface, d_s, d_m)), d_m
+        # A medium vertex moves freely (no normal to keep to), a surface point tangentially.
+        dragged, _ = drag(event_anchor(scene, event), p, dr.select(on_surface, dr.detach(event.si.n), 0.0),
+                          radius)
+        return dr.select(event.moving, on_mesh, p + dragged)
 
 
 def volumetric_path(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
@@ -153,7 +159,7 @@ def volumetric_path(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
         medium = dr.zeros(mi.MediumPtr)             # cameras outside media, as pbdr_volume
         active = mi.Bool(True)
         anchor_ray, anchor_on = dr.zeros(mi.Ray3f, dr.width(ray)), mi.Bool(False)
-        anchor_material = mi.Float(0.0)
+        anchor_material, anchor_p = mi.Float(0.0), mi.Point3f(0.0)
     radius = integrator.drag_radius_in(scene)
     for k in range(depth):
         with dr.suspend_grad():
@@ -164,16 +170,16 @@ def volumetric_path(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
         # Outside suspend_grad: whether a mesh moves is a test of its gradient flag.
         moving = on_moving_mesh(scene, si.shape, active & ~is_medium)
         with dr.suspend_grad():
-            anchor_p = scene.ray_intersect(anchor_ray, anchor_on).p
             material = dr.select(moving, anchor_weight(Anchor(anchor_p, mi.Vector3f(0.0), anchor_on),
                                                        si.p, radius)[0], 0.0)
             dr.eval(material)
         yield PathEvent(k, pos, β, is_medium, mei, si, ray, medium, mi.Bool(active), moving, material,
-                        anchor_ray, anchor_on, anchor_material)
+                        anchor_ray, anchor_on, anchor_material, anchor_p)
         with dr.suspend_grad():
             anchor_ray = dr.select(moving, ray, anchor_ray)
             anchor_on = anchor_on | moving
             anchor_material = dr.select(moving, material, anchor_material)
+            anchor_p = dr.select(moving, si.p, anchor_p)
         if k + 1 == depth:
             return
         with dr.suspend_grad():   # the next direction: phase or BSDF sampling
@@ -234,7 +240,7 @@ def medium_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
             return L, _real_hit_distance(scene, ray, act)
 
         def position(event=event) -> mi.Point3f:
-            return event_position(scene, event, integrator.drag_radius_in(scene))[0]
+            return event_position(scene, event, integrator.drag_radius_in(scene))
 
         # A dragged vertex weighs the moving edges only, as a static one: with every edge,
         # its velocity term (the side paths' next vertices held) made the estimate heavy-tailed.

@@ -51,15 +51,13 @@ def anchor_weight(anchor: Anchor, p: mi.Point3f, radius: float) -> tuple[mi.Floa
     return w, dw, to_p * dr.select(r > 0, dr.rcp(r), 0.0)
 
 
-def drag(anchor: Anchor, p: mi.Point3f, n: mi.Vector3f | None, radius: float
-         ) -> tuple[mi.Vector3f, mi.Float]:
+def drag(anchor: Anchor, p: mi.Point3f, n: mi.Vector3f, radius: float) -> tuple[mi.Vector3f, mi.Float]:
     """The displacement (value 0) of a point ``p`` dragged by the anchor, and
     its divergence (value 0): the relative change of the measure at ``p``.
-    ``n``: the normal of a static surface ``p`` lies on (None: in a medium)."""
+    ``n``: the unit normal of a static surface ``p`` lies on, whose tangent
+    plane the drag keeps to; 0 in a medium (no projection)."""
     w, dw, r_hat = anchor_weight(anchor, p, radius)
-    v = anchor.motion
-    if n is not None:
-        v = v - n * dr.dot(n, v)
-        r_hat = r_hat - n * dr.dot(n, r_hat)
+    v = anchor.motion - n * dr.dot(n, anchor.motion)
+    r_hat = r_hat - n * dr.dot(n, r_hat)
     on = anchor.on & (w > 0)
     return dr.select(on, w * v, 0.0), dr.select(on, dw * dr.dot(r_hat, v), 0.0)
