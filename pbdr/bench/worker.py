@@ -67,11 +67,11 @@ def unsupported_reason(scene: Any, case: Case, name: str, integrator: Any) -> st
 
 def expected_bias(scene: Any, case: Case, integrator: Any) -> str:
     """What the integrator is known to leave out of this case's derivative ("" if nothing)."""
-    from ..scene import has_boundary_terms, is_sdf_key, moves_geometry, smooth_shading_warning
+    from ..scene import boundary_warning, sdf_warning, smooth_shading_warning
 
-    if moves_geometry(case.param) and not has_boundary_terms(integrator):
+    if boundary_warning([case.param], integrator):
         return "no boundary terms: misses moving silhouettes and shadows"
-    if is_sdf_key(scene, case.param) and not getattr(integrator, "warps_directions", False):
+    if sdf_warning(scene, [case.param], integrator):
         return "no boundary terms for sdfgrid shapes"
     if smooth_shading_warning(scene, [case.param], integrator):
         return "does not sample shading terminators"
