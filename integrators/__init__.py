@@ -17,6 +17,7 @@ PLUGINS: dict[str, tuple[str, str]] = {
     "pbdr_volume": ("pbdr.integrators.volume", "VolumeIntegrator"),
     "pbdr_edge": ("pbdr.integrators.edge", "EdgeIntegrator"),
     "pbdr_reparam": ("pbdr.integrators.reparam", "ReparamIntegrator"),
+    "pbdr_pathspace": ("pbdr.integrators.pathspace", "PathSpaceIntegrator"),
 }
 
 

@@ -1,0 +1,405 @@
+r"""
+Path-space boundary segments: the secondary boundary term sampled from the edge
+===============================================================================
+
+Zhang, Miller, Yan, Gkioulekas, Zhao 2020 ("Path-Space Differentiable
+Rendering", sec. 5) write the boundary term of a path integral over
+*boundary segments*: a path vertex :math:`x_a`, a point :math:`m` on a mesh
+edge, and the line through both, which continues past the edge to
+:math:`x_b`. Where the edge is a silhouette (or a crease, or an open
+boundary) as seen along that line, the radiance arriving at :math:`x_a`
+from direction :math:`\omega = (m - x_a)/\lVert m - x_a\rVert` jumps.
+
+``secondary_edges.py`` estimates the same boundary term from the other end:
+at a camera-path vertex :math:`p = x_a` it integrates over edge points,
+:math:`\int f_s\, \Delta L\, (n_h\cdot\dot m)\, \sin\alpha / r^2\, d\ell(m)`
+(:math:`r = \lVert m - p\rVert`, :math:`\alpha` the angle between
+:math:`\omega` and the edge, :math:`n_h` the normal of the plane through
+:math:`p` and the edge), and the camera path's vertex is integrated over
+area with the camera importance :math:`W(p)`. Here the pair
+:math:`(p, m)` is reparameterized by :math:`(m, \omega)`: :math:`p` is the
+first surface hit from :math:`m` along :math:`-\omega`, and
+:math:`dA(p) = r^2/|\cos\theta_p|\, d\omega`, so the :math:`1/r^2` of the
+edge measure cancels and
+
+.. math::
+
+    \partial_\pi I^{\text{bnd}}_j = \int_{\text{edges}} \int_{S^2}
+        W_j(x_a)\, \frac{f_s(x_a;\, \omega_{\text{cam}}, \omega)}{|\cos\theta_a|}\,
+        \Big[(L_- - L_+)\, n_h\cdot\dot m + (L_- c_- - L_+ c_+)\, r\, n_h\cdot\dot x_a\Big]
+        \sin\alpha\; d\omega\, d\ell(m),
+
+with :math:`L_\mp` the radiance arriving at :math:`x_a` just on either side
+of the edge (side paths towards :math:`m \mp \epsilon\, r\, n_h`, the same
+side-ray machinery and velocity coefficients :math:`c_\mp` as
+``secondary_edges.py``: 0 on the side that ends at the edge's own faces,
+:math:`1/d - 1/r` on a side that passes it to a surface at distance
+:math:`d`), :math:`f_s` including :math:`|\cos|` towards :math:`\omega`
+(Mitsuba's ``bsdf.eval``) and :math:`\cos\theta_a` the geometric cosine
+towards :math:`\omega`.
+
+The camera side is a particle tracer from :math:`x_a` (as Mitsuba's
+``ptracer``): :math:`x_a` is connected to the sensor
+(``sensor.sample_direction``, a shadow ray; splatted with the pixel filter
+at its film position; :math:`W` is the sensor's weight times
+:math:`|\cos|` at :math:`x_a` towards it, times the image's pixel count,
+the film being sampled uniformly), and for longer paths a BSDF walk from
+:math:`x_a` connects each of its vertices to the sensor. At walk vertex
+:math:`j` the point :math:`x_a` is camera-path vertex :math:`j`, so its side
+paths get the depth left after it, ``max_depth - 1 - j``: the sides are
+traced once per :math:`j`, with common random numbers for the two sides
+(``sides.trace_side_pairs``). Each walk step from :math:`y` (arriving from
+direction :math:`\omega_{\text{in}}`) to direction :math:`\omega_o` weighs
+:math:`f_s(y;\, \omega_o, \omega_{\text{in}}) |\cos_g \omega_o| /
+(|\cos_g \omega_{\text{in}}|\, p(\omega_o))`, the radiance-mode BSDF in the
+camera path's order, so the estimate is the camera paths' own integral.
+
+The motion of :math:`x_a` follows ``pbdr_interior``'s parameterization: it
+slides along the (fixed) ray from the camera, or from the next walk
+vertex.
+
+**Sampling.** An edge of a moving mesh is drawn in proportion to its
+length times the measure of its useful directions, a point uniformly on
+it, and :math:`\omega = \cos\alpha\, \hat e + \sin\alpha\, (\cos\varphi\, a
++ \sin\varphi\, b)` with :math:`\cos\alpha` uniform and :math:`\varphi`
+uniform on the arc of the *plane pencil* of the edge where it can be a
+discontinuity seen along the line: a crease of a one-sided surface seen
+from behind on both faces (:math:`n_0\cdot\omega > 0` and
+:math:`n_1\cdot\omega > 0`, an arc of :math:`\pi - \Delta` for a dihedral
+normal angle :math:`\Delta`) never is, and is skipped
+(``pathspace_directions = "pencil"``); open boundaries and creases of
+two-sided surfaces use the whole circle, as does the baseline
+``"sphere"`` (uniform directions). Either way the density is uniform on
+the sampled set: :math:`1/T`, :math:`T = \sum_e \ell_e \cdot 2\Phi_e`
+(:math:`\Phi_e` the arc's angle). Samples are stratified along the edges
+laid end to end (as ``primary_edges.py``).
+
+Limits: no guiding yet (PSDR's learned distribution over the boundary
+sample space); shading terminators of smooth meshes are not sampled; the
+camera walk stops at delta BSDFs (mirrors, glass); surfaces only; sensors
+with ``sample_direction`` (perspective) only; a sample outside the image
+is dropped (``sample_direction`` returns 0 there), so pixels near the
+film's border miss the part of wide filters that reaches outside it.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import drjit as dr
+import mitsuba as mi
+import numpy as np
+
+from pbdr.geometry.edges import scene_edges
+from pbdr.geometry.moving import moving_meshes, ray_triangle, sliding_point
+from pbdr.integrators.boundary.edge_sampling import edge_view
+from pbdr.integrators.boundary.primary_edges import sample_by_length
+from pbdr.integrators.boundary.secondary_edges import NEAR_TOLERANCE, SIDE_EPSILON, trace_sides
+from pbdr.integrators.boundary.sides import inside_face, trace_side_pairs
+from pbdr.integrators.boundary.term import BoundarySamples, BoundaryTerm, Setting
+
+DIRECTIONS = ("pencil", "sphere")
+STREAM = 0x9A75   # the term's random stream (seeded with the call's seed)
+UNBOUNDED_DEPTH = 8   # camera-walk length when max_depth is -1 (as secondary_edges)
+LIGHT_FRACTION = 0.5  # share of directions drawn towards the emitter triangles (when there are some)
+MAX_EMITTER_TRIANGLES = 32
+
+
+class _SideVertex:
+    """What ``sides.trace_side_pairs`` needs of the vertex the sides start at:
+    its camera-path depth ``k`` and how to trace side rays from it."""
+
+    def __init__(self, k: int, scene: mi.Scene, integrator: mi.Integrator) -> None:
+        self.k, self.scene, self.integrator = k, scene, integrator
+
+    def trace(self, sampler: mi.Sampler, lanes: mi.UInt32, ray: mi.Ray3f, depth_left: int,
+              active: mi.Bool) -> tuple[mi.Spectrum, mi.Float]:
+        L, (d,) = trace_sides(self.integrator, self.scene, sampler, ray, depth_left, active, first_hit=True,
+                              coherent=False)
+        return L, d
+
+
+def direction_arcs(n0: np.ndarray, n1: np.ndarray, always: np.ndarray, mode: str) -> np.ndarray:
+    """Per edge, the angle Φ of the arc of the plane pencil sampled (see the
+    module docstring): π + Δ for creases of one-sided surfaces in ``pencil``
+    mode (Δ the angle between the face normals), else 2π."""
+    cos = np.clip(np.einsum("ij,ij->i", n0, n1), -1.0, 1.0)
+    pencil = np.pi + np.arccos(cos)
+    return np.where(always | (mode == "sphere"), 2 * np.pi, pencil)
+
+
+def _pencil_frame(e: mi.Vector3f, n0: mi.Vector3f, n1: mi.Vector3f) -> tuple[mi.Vector3f, mi.Vector3f, mi.Vector3f]:
+    """(ê, a, b): the edge's direction, the centre a = -(n0 + n1)/|n0 + n1| of
+    the sampled arc of its plane pencil (any direction ⊥ ê when the normals
+    cancel), and b = ê × a."""
+    ê = dr.normalize(e)
+    c = n0 + n1
+    c = c - dr.dot(c, ê) * ê
+    a = dr.select(dr.squared_norm(c) > 1e-12, -dr.normalize(c), mi.Frame3f(ê).s)
+    return ê, a, dr.cross(ê, a)
+
+
+def pencil_direction(frame: tuple, half: mi.Float, u_cos: mi.Float, u_phi: mi.Float) -> mi.Vector3f:
+    """ω = cos α ê + sin α (cos φ a + sin φ b), cos α = 2 u_cos - 1 and φ
+    uniform in [-half, half]: uniform on its part of the sphere."""
+    ê, a, b = frame
+    cos_a = 2 * u_cos - 1
+    sin_a = dr.safe_sqrt(1 - cos_a * cos_a)
+    sin_φ, cos_φ = dr.sincos((2 * u_phi - 1) * half)
+    return cos_a * ê + sin_a * (cos_φ * a + sin_φ * b)
+
+
+def pencil_pdf(frame: tuple, half: mi.Float, ω: mi.Vector3f) -> mi.Float:
+    """Solid-angle density of ``pencil_direction`` at ω: 1/(4 half) on the arc."""
+    ê, a, b = frame
+    φ = dr.atan2(dr.dot(ω, b), dr.dot(ω, a))
+    return dr.select(dr.abs(φ) <= half, dr.rcp(4 * half), 0.0)
+
+
+class EmitterTriangles:
+    """The triangles of the scene's mesh area emitters (positions detached),
+    for the light strategy: ω towards a point drawn uniformly by area on
+    them, so that the segment beyond the edge point ends on a light. Off
+    (``len() == 0``) without such emitters or with more than
+    ``MAX_EMITTER_TRIANGLES`` triangles (its density loops over them)."""
+
+    def __init__(self, scene: mi.Scene) -> None:
+        tris = []
+        for shape in scene.shapes():
+            if shape.emitter() is None or not shape.is_mesh():
+                continue
+            pos = np.array(dr.detach(shape.vertex_positions_buffer()), dtype=np.float64).reshape(-1, 3)
+            faces = np.array(shape.faces_buffer(), dtype=np.int64).reshape(-1, 3)
+            tris.append(pos[faces])
+        tris = np.concatenate(tris) if tris else np.zeros((0, 3, 3))
+        area = 0.5 * np.linalg.norm(np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0]), axis=1)
+        keep = area > 0
+        self.tris, self.area = tris[keep], area[keep]
+        if len(self.area) > MAX_EMITTER_TRIANGLES:
+            self.tris, self.area = np.zeros((0, 3, 3)), np.zeros(0)
+        if len(self):
+            self.total = float(self.area.sum())
+            self.distr = mi.DiscreteDistribution(mi.Float(self.area.astype(np.float32)))
+            self.vertices = [mi.Point3f(*(mi.Float(self.tris[:, k, c].astype(np.float32)) for c in range(3)))
+                             for k in range(3)]
+
+    def __len__(self) -> int:
+        return len(self.area)
+
+    def sample(self, m: mi.Point3f, u: mi.Float, uv: mi.Point2f) -> mi.Vector3f:
+        """A direction from m towards a point uniform (by area) on the emitter triangles."""
+        idx, _ = self.distr.sample_reuse(u)
+        v = [dr.gather(mi.Point3f, vk, idx) for vk in self.vertices]
+        b = mi.warp.square_to_uniform_triangle(uv)
+        y = v[0] * (1 - b.x - b.y) + v[1] * b.x + v[2] * b.y
+        return dr.normalize(y - m)
+
+    def pdf(self, m: mi.Point3f, ω: mi.Vector3f) -> mi.Float:
+        """Solid-angle density of ``sample`` at ω: Σ over the triangles the ray
+        from m meets of t² / (A |cos|) (A the emitters' total area)."""
+        pdf = mi.Float(0)
+        for k in range(len(self)):
+            v = [mi.ScalarPoint3f(*self.tris[k, j]) for j in range(3)]
+            t, b1, b2 = ray_triangle(m, ω, *v)
+            n = np.cross(self.tris[k, 1] - self.tris[k, 0], self.tris[k, 2] - self.tris[k, 0])
+            cos = dr.abs(dr.dot(mi.ScalarVector3f(*(n / np.linalg.norm(n))), ω))
+            hit = (t > 0) & (b1 >= 0) & (b2 >= 0) & (b1 + b2 <= 1) & (cos > 0)
+            pdf += dr.select(hit, t * t / (self.total * dr.select(hit, cos, 1.0)), 0.0)
+        return pdf
+
+
+class _Connection:
+    """A camera-side vertex connected to the sensor: its film position and weight."""
+
+    def __init__(self, scene: mi.Scene, sensor: mi.Sensor, si: mi.SurfaceInteraction3f, ω_light: mi.Vector3f,
+                 u: mi.Point2f, active: mi.Bool) -> None:
+        """``si`` receives light from direction ``ω_light`` (towards the light side);
+        the weight is W(y)·f_s(y; ω_cam, ω_light)/|cos_g ω_light| without the
+        walk's throughput."""
+        ds, w_sensor = sensor.sample_direction(si, u, active)
+        active = active & (ds.pdf > 0) & dr.any(mi.unpolarized_spectrum(w_sensor) != 0)
+        active &= ~scene.ray_test(si.spawn_ray_to(ds.p), active)
+        si_cam = mi.SurfaceInteraction3f(si)
+        si_cam.wi = si.to_local(ds.d)           # the camera path arrives from the sensor
+        bsdf = si.bsdf()
+        f = bsdf.eval(mi.BSDFContext(), si_cam, si.to_local(ω_light), active)
+        cos_light = dr.abs(dr.dot(si.n, ω_light))
+        size = sensor.film().crop_size()
+        pixels = float(int(size[0]) * int(size[1]))
+        weight = w_sensor * f * (pixels * dr.abs(dr.dot(si.n, ds.d)) / dr.select(cos_light > 0, cos_light, 1.0))
+        self.active = active & (cos_light > 0)
+        self.weight = dr.select(self.active, weight, 0.0)
+        self.pos = ds.uv - mi.Vector2f(sensor.film().crop_offset())
+        self.origin = ds.p
+
+
+def _walk_step(scene: mi.Scene, si: mi.SurfaceInteraction3f, ω_light: mi.Vector3f, u1: mi.Float,
+               u2: mi.Point2f, active: mi.Bool) -> tuple[mi.SurfaceInteraction3f, mi.Spectrum, mi.Ray3f, mi.Bool]:
+    """One step of the camera-side walk from ``si`` (light arriving from
+    ``ω_light``): the next vertex, the step's weight
+    f_s(ω_o, ω_light)|cos_g ω_o| / (|cos_g ω_light| p(ω_o)) and the ray."""
+    bsdf = si.bsdf()
+    si_l = mi.SurfaceInteraction3f(si)
+    si_l.wi = si.to_local(ω_light)
+    bs, _ = bsdf.sample(mi.BSDFContext(mi.TransportMode.Importance), si_l, u1, u2, active)
+    ω_o = si.to_world(bs.wo)
+    active = active & (bs.pdf > 0)
+    si_c = mi.SurfaceInteraction3f(si)
+    si_c.wi = bs.wo                                # in the camera path's order: from the camera side
+    f = bsdf.eval(mi.BSDFContext(), si_c, si.to_local(ω_light), active)
+    cos_light = dr.abs(dr.dot(si.n, ω_light))
+    w = f * (dr.abs(dr.dot(si.n, ω_o)) / dr.select(active & (cos_light > 0), cos_light * bs.pdf, 1.0))
+    active &= (cos_light > 0) & dr.any(mi.unpolarized_spectrum(w) != 0)
+    ray = si.spawn_ray(ω_o)
+    nxt = scene.ray_intersect(ray, active)
+    active &= nxt.is_valid()
+    return nxt, dr.select(active, w, 0.0), ray, active
+
+
+def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, seed: mi.UInt32,
+                      count: int, mode: str, static_weight: float) -> Iterator[BoundarySamples]:
+    """``count`` boundary segments (m, ω); per camera-walk vertex j a batch of
+    samples whose boundary value is A_m·(n_h·m) + A_p·(n_h·x_a)."""
+    depth = integrator.max_depth if integrator.max_depth > 0 else UNBOUNDED_DEPTH
+    if depth < 2:
+        return
+    edges = scene_edges(scene)
+    movers = moving_meshes(scene)       # (outside suspend_grad: it tests for gradients)
+    if edges.moving_count == 0 or not movers:
+        return
+    host = edges.numpy()
+    length = np.linalg.norm(host["p1"] - host["p0"], axis=1)
+    Φ = direction_arcs(host["n0"], host["n1"], host["boundary"], mode)
+    # Static edges count only where x_a moves: drawn with a weight of their own.
+    share = np.where(np.arange(len(edges)) < edges.moving_count, 1.0, static_weight)
+    measure = length * 2 * Φ * share            # ∫ dℓ ∫ dω over the sampled set, per edge, weighted
+    if not measure.sum() > 0:
+        return
+    lights = EmitterTriangles(scene)
+
+    with dr.suspend_grad():
+        s_edge, s_side = mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(STREAM))
+        sampler = sensor.sampler().clone()
+        sampler.seed(s_edge, count)
+        u = (mi.Float(dr.arange(mi.UInt32, count)) + sampler.next_1d()) * (1.0 / count)
+        idx, t, total = sample_by_length(measure, dr.minimum(u, 0.99999994))
+        half = dr.gather(mi.Float, mi.Float((Φ / 2).astype(np.float32)), idx)
+        moving_edge = idx < edges.moving_count
+        inv_share = dr.select(moving_edge, 1.0, 1.0 / static_weight if static_weight > 0 else 0.0)
+        g = lambda v: dr.detach(dr.gather(type(v), v, idx))     # noqa: E731
+        v0d, v1d, n0, n1 = g(edges.p0), g(edges.p1), g(edges.n0), g(edges.n1)
+    with dr.resume_grad():
+        m = dr.lerp(dr.gather(mi.Point3f, edges.p0, idx), dr.gather(mi.Point3f, edges.p1, idx), t)
+
+    with dr.suspend_grad():
+        md = dr.detach(m)
+        # ω: one-sample MIS of the pencil and light strategies (the mixture density).
+        frame = _pencil_frame(v1d - v0d, n0, n1)
+        u_s, u_1, u_2, u_3 = sampler.next_1d(), sampler.next_1d(), sampler.next_1d(), sampler.next_1d()
+        q = LIGHT_FRACTION if len(lights) else 0.0
+        ω = pencil_direction(frame, half, u_1, u_2)
+        if q > 0:
+            ω = dr.select(u_s < q, lights.sample(md, u_3, mi.Point2f(u_1, u_2)), ω)
+        pdf_ω = (1 - q) * pencil_pdf(frame, half, ω) + (q * lights.pdf(md, ω) if q > 0 else 0.0)
+        sin_α = dr.norm(dr.cross(ω, frame[0]))
+        # x_a: the first surface behind m along -ω (from just off the edge).
+        offset = 1e-5 * (1 + dr.max(dr.abs(md)))
+        si_a = scene.ray_intersect(mi.Ray3f(md - offset * ω, -ω))
+        active = si_a.is_valid()
+        own = (si_a.shape == dr.gather(mi.ShapePtr, scene.shapes_dr(), g(edges.shape_index))) & \
+            ((si_a.prim_index == g(edges.prim0)) | (si_a.prim_index == g(edges.prim1)))
+        active &= ~own          # (rounding: the line leaves the edge's own faces at m)
+        on_mover = mi.Bool(False)
+        for mesh in movers:
+            on_mover |= si_a.shape == mi.ShapePtr(mesh)
+        active &= moving_edge | on_mover
+        pd = si_a.p
+        r = md - pd
+        dist = dr.norm(r)
+        active &= dist > 0
+        n_c = si_a.sh_frame.n * dr.sign(mi.Frame3f.cos_theta(si_a.wi))
+        view = edge_view(pd, n_c, v0d, n0, n1, g(edges.boundary), g(edges.facing))
+        active &= view.candidate
+        n_h = dr.normalize(dr.cross(v0d - pd, v1d - pd))
+        e = v1d - v0d
+        faces = []
+        for c_k, front in ((edges.c1, view.front[1]), (edges.c0, view.front[0])):
+            c_k = g(c_k)
+            side = dr.sign(dr.dot(n_h, c_k - pd))
+            faces.append((inside_face(md, c_k, dr.normalize(e)), front & (side != 0), side))
+        # sin α / (N pdf), the pdf p(e, m) p(ω | m) with p(e, m) = share · 2Φ / T per unit length
+        base = dr.select(pdf_ω > 0, sin_α * total * inv_share / (4 * half * dr.select(pdf_ω > 0, pdf_ω, 1.0) * count),
+                         0.0)
+        active &= pdf_ω > 0
+        dr.eval(si_a, r, dist, n_h, active, faces, view.horizon, base)
+
+        # The side rays, as secondary_edges builds them: lanes 2i (minus), 2i + 1 (plus).
+        lane = dr.arange(mi.UInt32, 2 * count)
+        i = lane >> 1
+        sign = dr.select((lane & 1) == 0, -1.0, 1.0)
+        gi = lambda v: dr.gather(type(v), v, i)     # noqa: E731
+        r2 = gi(r) + sign * (SIDE_EPSILON * gi(dist)) * gi(n_h)
+        side_ray = gi(si_a).spawn_ray(dr.normalize(r2))
+        target = gi(pd) + r2
+        for inner, front, side in faces:
+            serves = gi(front) & (gi(side) == sign)
+            target = dr.select(serves, gi(inner), target)
+        side_ray.d = dr.select(gi(view.horizon), dr.normalize(r2), dr.normalize(target - side_ray.o))
+        dr.eval(side_ray)
+
+    def c_p(d_side: mi.Float) -> mi.Float:
+        near = dr.abs(d_side - dist) < NEAR_TOLERANCE * dist
+        return dr.select(near, 0.0, dr.select(dr.isinf(d_side), 0.0, dr.rcp(d_side)) - dr.rcp(dist))
+
+    # The camera side: walk vertex j connects to the sensor; x_a is then camera-path vertex j.
+    y, ω_light, β, walk_active = si_a, mi.Vector3f(ω), mi.Spectrum(1.0), mi.Bool(active)
+    slide_ray = None
+    for j in range(depth - 1):
+        with dr.suspend_grad():
+            if j > 0:
+                y, w, ray, walk_active = _walk_step(scene, y, ω_light, sampler.next_1d(), sampler.next_2d(),
+                                                    walk_active)
+                β = β * w
+                ω_light = -ray.d
+                if j == 1:      # x_a slides along the ray from walk vertex 1
+                    slide_ray = mi.Ray3f(y.p, dr.normalize(pd - y.p))
+            cam = _Connection(scene, sensor, y, ω_light, sampler.next_2d(), walk_active)
+            weight = cam.weight * β
+            on = cam.active & dr.any(mi.unpolarized_spectrum(weight) != 0)
+            dr.eval(weight, on, cam.pos, cam.origin, y, β, walk_active, ω_light)
+            L_minus, L_plus, d_minus, d_plus = trace_side_pairs(sensor, integrator, _SideVertex(j, scene, integrator),
+                                                                s_side, STREAM, side_ray, on)
+            scale = weight * base
+            A_m = dr.select(on, (L_minus - L_plus) * scale, 0.0)
+            A_p = dr.select(on, (L_minus * c_p(d_minus) - L_plus * c_p(d_plus)) * (scale * dist), 0.0)
+            on &= dr.any(mi.unpolarized_spectrum(A_m) != 0) | dr.any(mi.unpolarized_spectrum(A_p) != 0)
+            ray_p = mi.Ray3f(cam.origin, dr.normalize(pd - cam.origin)) if j == 0 else slide_ray
+            si_slide = mi.SurfaceInteraction3f(si_a)
+            si_slide.t = dr.norm(pd - ray_p.o)
+            dr.eval(A_m, A_p, on)
+        with dr.resume_grad():
+            p = sliding_point(scene, si_slide, ray_p, on)
+        yield BoundarySamples(cam.pos, [(A_m, dr.dot(n_h, m)), (A_p, dr.dot(n_h, p))], on)
+
+
+class PathSpaceEdges(BoundaryTerm):
+    """The path-space boundary term (this module's docstring): ``pathspace``,
+    ``spp_pathspace`` (boundary segments per pixel of the image; default the
+    interior spp) and ``pathspace_directions``."""
+
+    name = "pathspace"
+    spp_divisor = 1
+    settings = (
+        Setting("pathspace_directions", "pencil",
+                "how the direction through an edge point is drawn: pencil (the arc of the edge's plane "
+                "pencil where it can be a discontinuity) or the baseline sphere (uniform)",
+                lambda v: None if v in DIRECTIONS else f"must be one of {', '.join(DIRECTIONS)}"),
+        Setting("pathspace_static", 0.25,
+                "weight of static meshes' edges in the edge distribution, relative to moving ones (they "
+                "count only where the segment's shading point moves; 0 leaves them out, biased)",
+                lambda v: None if v >= 0 else "must be >= 0"),
+    )
+
+    def samples(self, scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
+                seed: mi.UInt32, count: int) -> Iterator[BoundarySamples]:
+        yield from pathspace_samples(scene, sensor, integrator, seed, count, self.values["pathspace_directions"],
+                                     self.values["pathspace_static"])

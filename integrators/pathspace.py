@@ -1,0 +1,67 @@
+r"""
+pbdr_pathspace: interior term + path-space boundary segments
+=============================================================
+
+The derivative of a pixel as in Zhang, Miller, Yan, Gkioulekas, Zhao 2020
+("Path-Space Differentiable Rendering"): an interior term and a boundary
+term over the discontinuities of the path integrand, the latter split into
+the part seen from the camera and boundary segments deeper in the path:
+
+.. math::
+
+    \partial_\pi I = \underbrace{\int \partial_\pi f\, d\mu}_{\texttt{pbdr\_interior}}
+      + \underbrace{\int_{\text{primary edges}} \Delta L\; v_n\, d\ell}_{\text{primary\_edges.py}}
+      + \underbrace{\int_{\text{edges}} \int_{S^2} W\, f_s\, \Delta L\; v_n \sin\alpha\,
+                    d\omega\, d\ell}_{\text{pathspace.py}}
+
+- the interior term is ``pbdr_interior``'s path replay (camera rays fixed,
+  visibility detached);
+- primary edges are the silhouettes, boundaries and creases of moving
+  meshes seen from the camera, shared with ``pbdr_edge``
+  (``integrators/boundary/primary_edges.py``);
+- the boundary segments are drawn from the edges themselves: a point on an
+  edge of a moving mesh and a direction through it; the line finds the
+  shading point behind the edge, a particle tracer carries the camera's
+  importance to it and the two side paths the radiance jump
+  (``integrators/boundary/pathspace.py``). It estimates the same integral as
+  ``pbdr_edge``'s secondary edges, sampled from the edge rather than from
+  the camera path's vertices.
+
+The class is ``with_boundary_terms(InteriorIntegrator)``
+(``integrators/composite.py``) with the terms ``PrimaryEdges`` and
+``PathSpaceEdges``.
+
+Plugin parameters
+-----------------
+- ``max_depth``, ``rr_depth``, ``hide_emitters``: as ``pbdr_interior``.
+- ``spp_interior`` (int, default -1): samples per pixel of the interior
+  term; -1 uses the ``spp`` of the call (or the sensor's sampler).
+- ``spp_primary`` (int, default -1): primary-edge samples per pixel of the
+  image; -1 uses a quarter of the interior spp.
+- ``spp_pathspace`` (int, default -1): boundary segments per pixel of the
+  image (``spp_pathspace · W · H`` edge points and directions, each with a
+  camera walk and two side paths per walk vertex); -1 uses the interior spp.
+- ``pathspace_directions`` (string, default ``pencil``): the direction
+  through an edge point is uniform on the arc of the edge's plane pencil
+  where the edge can be a discontinuity (``pencil``), or uniform on the
+  sphere (``sphere``, the baseline).
+- ``primary``, ``pathspace`` (bool, default true), ``interior`` (bool,
+  default true): diagnostic switches, to measure one term alone.
+
+Limits: no guiding of the boundary samples yet; shading terminators of
+smooth-shaded meshes are sampled from the camera (primary term) but not
+along boundary segments; the camera walk stops at delta BSDFs; surfaces
+only; perspective sensors.
+"""
+from __future__ import annotations
+
+from pbdr.integrators.boundary.pathspace import PathSpaceEdges
+from pbdr.integrators.boundary.primary_edges import PrimaryEdges
+from pbdr.integrators.composite import with_boundary_terms
+from pbdr.integrators.interior import InteriorIntegrator
+
+
+class PathSpaceIntegrator(with_boundary_terms(InteriorIntegrator)):
+    __doc__ = __doc__
+    plugin_name = "pbdr_pathspace"
+    term_types = (PrimaryEdges, PathSpaceEdges)
