@@ -1,0 +1,115 @@
+"""pbdr_pathspace: the path-space boundary term against pbdr_edge's secondary
+term (the same integral, sampled from the other end) and against finite
+differences.
+
+Tolerances come from the measured standard errors (pbdr.check, pbdr.compare);
+nothing here hard-codes an expected derivative. Scenes are 32x32.
+"""
+from __future__ import annotations
+
+import mitsuba as mi
+import numpy as np
+import pytest
+
+import pbdr
+
+from conftest import assert_agrees, scene_path
+
+
+def pathspace(max_depth: int, **kwargs) -> mi.Integrator:
+    return mi.load_dict({"type": "pbdr_pathspace", "max_depth": max_depth, **kwargs})
+
+
+def _case(path: str, key: str, translate=None, rotate=None, defines=None) -> tuple:
+    scene = pbdr.load_scene(scene_path(path), defines or {})
+    return scene, pbdr.Perturbation.of(pbdr.scene_params(scene), key, translate, rotate)
+
+
+def _signal(estimate: "pbdr.Estimate") -> float:
+    """Largest squared z-score against zero of a large 8x8 block sum (as test_edge's
+    FD signal: the test can tell zero from not)."""
+    blocks = estimate.blocks()
+    mean, var = blocks.mean(axis=0), blocks.var(axis=0, ddof=1) / len(blocks)
+    large = np.abs(mean) >= 0.1 * np.abs(mean).max()
+    return float(np.max(mean[large] ** 2 / np.maximum(var[large], 1e-30)))
+
+
+def test_plugin_is_registered_with_its_terms_and_settings() -> None:
+    integrator = pathspace(3, spp_pathspace=2, pathspace_directions="sphere")
+    text = integrator.to_string()
+    assert "primary=True" in text and "pathspace=True" in text and "pathspace_directions=sphere" in text
+    assert integrator.boundary_terms
+    with pytest.raises(Exception, match="pathspace_directions"):
+        pathspace(3, pathspace_directions="cone")
+    with pytest.raises(Exception, match="pathspace_static"):
+        pathspace(3, pathspace_static=-1.0)
+
+
+# ---- the same integral as pbdr_edge's secondary term ----
+
+@pytest.mark.parametrize("path,key,depth,spp", [
+    ("shadow.xml", "cube.vertex_positions", 3, 256),     # shadows: direct light, contact points
+    ("cbox.xml", "box.vertex_positions", 4, 128),        # indirect occlusion: camera walks of 1-2 bounces
+])
+def test_boundary_term_equals_the_secondary_edge_term(path: str, key: str, depth: int, spp: int) -> None:
+    """The path-space term alone and pbdr_edge's secondary term alone are
+    unbiased estimates of one integral (the secondary boundary term): their
+    images agree within their measured noise, block by block."""
+    scene, p = _case(path, key, (1, 0, 0))
+    ours = pbdr.derivative_estimate(scene, p, spp, 8, pathspace(depth, interior=False, primary=False))
+    theirs = pbdr.derivative_estimate(scene, p, spp, 8, mi.load_dict(
+        {"type": "pbdr_edge", "max_depth": depth, "interior": False, "primary": False}), first_seed=2000)
+    assert _signal(theirs) > 16
+    assert_agrees(pbdr.CheckResult(pbdr.compare(ours, theirs), ours, theirs))
+
+
+@pytest.mark.parametrize("options", [{"pathspace_directions": "sphere"}, {"pathspace_static": 1.0}])
+def test_sampling_options_estimate_the_same_term(options: dict) -> None:
+    """Uniform directions instead of the plane pencil, and static edges drawn
+    as often as moving ones, change the noise, not the expectation."""
+    scene, p = _case("shadow.xml", "cube.vertex_positions", (1, 0, 0))
+    base = pbdr.derivative_estimate(scene, p, 128, 8, pathspace(2, interior=False, primary=False))
+    other = pbdr.derivative_estimate(scene, p, 128, 8, pathspace(2, interior=False, primary=False, **options),
+                                     first_seed=2000)
+    assert_agrees(pbdr.CheckResult(pbdr.compare(base, other), base, other))
+
+
+# ---- against finite differences ----
+
+# (scene, XML defaults, key, translate, rotate, max_depth, spp, eps)
+FD_CASES = {
+    "shadow": ("shadow.xml", {}, "cube.vertex_positions", (1, 0, 0), None, 3, 64, 0.002),
+    "rotation": ("shadow.xml", {}, "cube.vertex_positions", None, (0, 1, 0), 3, 64, 0.002),
+    "moving-light": ("shadow.xml", {}, "light.to_world", (1, 0, 0), None, 3, 64, 0.002),
+    "cbox": ("cbox.xml", {}, "box.vertex_positions", (1, 0, 0), None, 4, 64, 0.002),
+    "icosphere": ("edge/icosphere.xml", {}, "sphere.vertex_positions", (1, 0, 0), None, 3, 128, 0.002),
+    # pbdr bench's indirect_occluder: the occluder and the patch it shades are out of view
+    "gap-room": ("bench/gap_room.xml", {"res": "32"}, "occluder.vertex_positions", (0, 0, 1), None, 5, 64, 0.005),
+}
+
+
+@pytest.mark.parametrize("name", list(FD_CASES))
+def test_derivatives_agree_with_fd(name: str) -> None:
+    path, defines, key, translate, rotate, depth, spp, eps = FD_CASES[name]
+    scene, p = _case(path, key, translate, rotate, defines)
+    result = pbdr.check(scene, p, eps=eps, spp=spp, fd_spp=256, seeds=8, integrator=pathspace(depth))
+    assert _signal(result.fd) > 16
+    assert_agrees(result)
+
+
+def test_without_the_pathspace_term_the_check_fails() -> None:
+    """Interior + primary alone miss the shadow (the FD test has power)."""
+    scene, p = _case("shadow.xml", "cube.vertex_positions", (1, 0, 0))
+    result = pbdr.check(scene, p, eps=0.002, spp=64, fd_spp=256, seeds=8, integrator=pathspace(3, pathspace=False))
+    assert not result.report.passed
+
+
+@pytest.mark.parametrize("path,key,depth", [("shadow.xml", "cube.vertex_positions", 3),
+                                            ("cbox.xml", "box.vertex_positions", 4)])
+def test_reverse_mode_matches_forward_mode(path: str, key: str, depth: int) -> None:
+    scene, p = _case(path, key, (1, 0, 0))
+    integrator = pathspace(depth)
+    w = np.random.default_rng(7).random((32, 32, 3)).astype(np.float32)
+    forward = float((pbdr.derivative(scene, p, 16, seed=5, integrator=integrator) * w).sum())
+    reverse = pbdr.total_derivative(scene, p, 16, seed=5, integrator=integrator, weights=w)
+    assert reverse == pytest.approx(forward, rel=1e-3, abs=1e-3)
