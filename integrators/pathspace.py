@@ -44,14 +44,20 @@ Plugin parameters
 - ``pathspace_directions`` (string, default ``pencil``): the direction
   through an edge point is uniform on the arc of the edge's plane pencil
   where the edge can be a discontinuity (``pencil``), or uniform on the
-  sphere (``sphere``, the baseline).
+  sphere (``sphere``, the baseline); either is combined by MIS with
+  directions towards the emitter triangles.
+- ``pathspace_static`` (float, default 0.25): how often a static mesh's
+  edge is drawn relative to a moving one of the same measure (static edges
+  count where the shading point behind them moves; 0 leaves them out).
+- ``pathspace_guiding`` (int, default 0): segments per pixel of a first
+  pass that learns a grid over the boundary sample space, from which the
+  term then draws (cached while the geometry is unchanged); 0: no guiding.
 - ``primary``, ``pathspace`` (bool, default true), ``interior`` (bool,
   default true): diagnostic switches, to measure one term alone.
 
-Limits: no guiding of the boundary samples yet; shading terminators of
-smooth-shaded meshes are sampled from the camera (primary term) but not
-along boundary segments; the camera walk stops at delta BSDFs; surfaces
-only; perspective sensors.
+Limits: shading terminators of smooth-shaded meshes are sampled from the
+camera (primary term) but not along boundary segments; the camera walk
+stops at delta BSDFs; surfaces only; perspective sensors.
 """
 from __future__ import annotations
 

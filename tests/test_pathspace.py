@@ -63,15 +63,38 @@ def test_boundary_term_equals_the_secondary_edge_term(path: str, key: str, depth
     assert_agrees(pbdr.CheckResult(pbdr.compare(ours, theirs), ours, theirs))
 
 
-@pytest.mark.parametrize("options", [{"pathspace_directions": "sphere"}, {"pathspace_static": 1.0}])
+@pytest.mark.parametrize("options", [{"pathspace_directions": "sphere"}, {"pathspace_static": 1.0},
+                                     {"pathspace_guiding": 8}])
 def test_sampling_options_estimate_the_same_term(options: dict) -> None:
-    """Uniform directions instead of the plane pencil, and static edges drawn
-    as often as moving ones, change the noise, not the expectation."""
+    """Uniform directions instead of the plane pencil, static edges drawn as
+    often as moving ones, and a guiding grid change the noise, not the
+    expectation."""
     scene, p = _case("shadow.xml", "cube.vertex_positions", (1, 0, 0))
     base = pbdr.derivative_estimate(scene, p, 128, 8, pathspace(2, interior=False, primary=False))
     other = pbdr.derivative_estimate(scene, p, 128, 8, pathspace(2, interior=False, primary=False, **options),
                                      first_seed=2000)
     assert_agrees(pbdr.CheckResult(pbdr.compare(base, other), base, other))
+
+
+def test_guide_grid_draws_from_its_density() -> None:
+    """Cells are drawn with the grid's probabilities (a stratified u0 and the
+    conditional cell within its slice), and pdf() is that density."""
+    from pbdr.integrators.boundary.pathspace_guiding import GuideGrid
+    rng = np.random.default_rng(3)
+    weights = rng.random((4, 3, 2)) ** 4
+    weights[1] = 0                                   # a slice the first pass never saw
+    grid = GuideGrid(weights)
+    n = 1 << 18
+    u = [mi.Float(rng.random(n).astype(np.float32)) for _ in range(3)]
+    strat = mi.Float(((np.arange(n) + rng.random(n)) / n).astype(np.float32))
+    u0, u1, u2 = grid.draw(strat, *u)
+    counts = np.zeros(24)
+    np.add.at(counts, np.array(grid.cell(u0, u1, u2)), 1)
+    expected = np.array(grid.density) / 24
+    assert expected.min() > 0                        # defensive: every cell keeps some density
+    assert np.allclose(counts / n, expected, atol=4 * np.sqrt(expected / n).max())
+    g = np.array(grid.pdf(u0, u1, u2))
+    assert np.allclose(g, np.array(grid.density)[np.array(grid.cell(u0, u1, u2))])
 
 
 # ---- against finite differences ----

@@ -58,28 +58,43 @@ The motion of :math:`x_a` follows ``pbdr_interior``'s parameterization: it
 slides along the (fixed) ray from the camera, or from the next walk
 vertex.
 
-**Sampling.** An edge of a moving mesh is drawn in proportion to its
-length times the measure of its useful directions, a point uniformly on
-it, and :math:`\omega = \cos\alpha\, \hat e + \sin\alpha\, (\cos\varphi\, a
-+ \sin\varphi\, b)` with :math:`\cos\alpha` uniform and :math:`\varphi`
-uniform on the arc of the *plane pencil* of the edge where it can be a
-discontinuity seen along the line: a crease of a one-sided surface seen
-from behind on both faces (:math:`n_0\cdot\omega > 0` and
-:math:`n_1\cdot\omega > 0`, an arc of :math:`\pi - \Delta` for a dihedral
-normal angle :math:`\Delta`) never is, and is skipped
-(``pathspace_directions = "pencil"``); open boundaries and creases of
-two-sided surfaces use the whole circle, as does the baseline
-``"sphere"`` (uniform directions). Either way the density is uniform on
-the sampled set: :math:`1/T`, :math:`T = \sum_e \ell_e \cdot 2\Phi_e`
-(:math:`\Phi_e` the arc's angle). Samples are stratified along the edges
-laid end to end (as ``primary_edges.py``).
+**Sampling.** An edge is drawn in proportion to its length times the
+measure of its directions (below), a point uniformly on it; samples are
+stratified along the edges laid end to end (as ``primary_edges.py``). The
+moving meshes' edges carry the term; a static mesh's edges count only where
+the shading point :math:`x_a` moves (through :math:`n_h\cdot\dot x_a`), and
+are drawn with a weight of their own, ``pathspace_static`` (0.25 by
+default; 0 leaves them out, which is biased where moving surfaces see
+static edges, e.g. a moving object lit by an area light).
 
-Limits: no guiding yet (PSDR's learned distribution over the boundary
-sample space); shading terminators of smooth meshes are not sampled; the
-camera walk stops at delta BSDFs (mirrors, glass); surfaces only; sensors
-with ``sample_direction`` (perspective) only; a sample outside the image
-is dropped (``sample_direction`` returns 0 there), so pixels near the
-film's border miss the part of wide filters that reaches outside it.
+The direction is one-sample MIS (the mixture density) of two strategies:
+
+- **pencil**: :math:`\omega = \cos\alpha\, \hat e + \sin\alpha\, (\cos\varphi\, a
+  + \sin\varphi\, b)` with :math:`\cos\alpha` uniform and :math:`\varphi`
+  uniform on the arc of the edge's *plane pencil* where it can be a
+  discontinuity seen along the line. A crease of a one-sided surface seen
+  from behind on both faces (:math:`n_0\cdot\omega > 0` and
+  :math:`n_1\cdot\omega > 0`, an arc of :math:`\pi - \Delta` for normals
+  :math:`\Delta` apart) never is, and is skipped; open boundaries and
+  creases of two-sided surfaces use the whole circle, as does the baseline
+  ``pathspace_directions = "sphere"`` (uniform directions). The density is
+  :math:`1/(2\Phi_e)` on an arc of angle :math:`\Phi_e`;
+- **light** (half of the samples, when the scene's mesh emitters have at
+  most ``MAX_EMITTER_TRIANGLES`` triangles): towards a point drawn
+  uniformly by area on the emitter triangles, so that the line beyond the
+  edge ends on a light, where shadow boundaries are. Its density sums
+  :math:`t^2/(A\,|\cos|)` over the emitter triangles the ray from
+  :math:`m` meets.
+
+With ``pathspace_guiding`` > 0, a first pass learns a grid over the
+pencil's sample space and the edge position (``pathspace_guiding.py``)
+and the pencil strategy draws from it.
+
+Limits: shading terminators of smooth meshes are not sampled along
+boundary segments; the camera walk stops at delta BSDFs (mirrors, glass);
+surfaces only; perspective sensors (``sample_direction``), and a shading
+point that projects outside the image is dropped, so pixels at the film's
+border miss what wide filters reach from beyond it.
 """
 from __future__ import annotations
 
@@ -92,6 +107,8 @@ import numpy as np
 from pbdr.geometry.edges import scene_edges
 from pbdr.geometry.moving import moving_meshes, ray_triangle, sliding_point
 from pbdr.integrators.boundary.edge_sampling import edge_view
+from pbdr.integrators.boundary.pathspace_guiding import (TRAINING_SEED, GuideGrid, accumulate, cached as cached_guide,
+                                                          cache_key as guide_cache_key, store as store_guide)
 from pbdr.integrators.boundary.primary_edges import sample_by_length
 from pbdr.integrators.boundary.secondary_edges import NEAR_TOLERANCE, SIDE_EPSILON, trace_sides
 from pbdr.integrators.boundary.sides import inside_face, trace_side_pairs
@@ -148,11 +165,12 @@ def pencil_direction(frame: tuple, half: mi.Float, u_cos: mi.Float, u_phi: mi.Fl
     return cos_a * ê + sin_a * (cos_φ * a + sin_φ * b)
 
 
-def pencil_pdf(frame: tuple, half: mi.Float, ω: mi.Vector3f) -> mi.Float:
-    """Solid-angle density of ``pencil_direction`` at ω: 1/(4 half) on the arc."""
+def pencil_coordinates(frame: tuple, half: mi.Float, ω: mi.Vector3f) -> tuple[mi.Float, mi.Float, mi.Bool]:
+    """The uniforms (u_cos, u_phi) that ``pencil_direction`` maps to ω, and
+    whether ω lies on the arc (its density there is 1/(4 half))."""
     ê, a, b = frame
     φ = dr.atan2(dr.dot(ω, b), dr.dot(ω, a))
-    return dr.select(dr.abs(φ) <= half, dr.rcp(4 * half), 0.0)
+    return 0.5 * (dr.dot(ω, ê) + 1), 0.5 * (φ / half + 1), dr.abs(φ) <= half
 
 
 class EmitterTriangles:
@@ -256,9 +274,13 @@ def _walk_step(scene: mi.Scene, si: mi.SurfaceInteraction3f, ω_light: mi.Vector
 
 
 def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, seed: mi.UInt32,
-                      count: int, mode: str, static_weight: float) -> Iterator[BoundarySamples]:
+                      count: int, mode: str, static_weight: float, guiding: int = 0,
+                      record: list | None = None) -> Iterator[BoundarySamples]:
     """``count`` boundary segments (m, ω); per camera-walk vertex j a batch of
-    samples whose boundary value is A_m·(n_h·m) + A_p·(n_h·x_a)."""
+    samples whose boundary value is A_m·(n_h·m) + A_p·(n_h·x_a). ``guiding``:
+    training segments per pixel of a guiding grid (0: none); ``record``: a
+    list that receives each segment's (u0, u1, u2, magnitude) after the last
+    batch (the training pass)."""
     depth = integrator.max_depth if integrator.max_depth > 0 else UNBOUNDED_DEPTH
     if depth < 2:
         return
@@ -275,13 +297,31 @@ def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
     if not measure.sum() > 0:
         return
     lights = EmitterTriangles(scene)
+    guide = None
+    if guiding > 0:
+        key = guide_cache_key(scene, host, depth, mode, static_weight, guiding, tuple(sensor.film().crop_size()))
+        guide = cached_guide(key)
+        if guide is None:
+            record = []
+            size = sensor.film().crop_size()
+            for _ in pathspace_samples(scene, sensor, integrator, mi.UInt32(TRAINING_SEED),
+                                       guiding * int(size[0]) * int(size[1]), mode, static_weight, 0, record):
+                pass
+            u0s, u1s, u2s, ws = (np.concatenate([np.asarray(r[k]) for r in record]) for k in range(4))
+            guide = store_guide(key, GuideGrid(accumulate([u0s, u1s, u2s], ws)))
 
     with dr.suspend_grad():
         s_edge, s_side = mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(STREAM))
         sampler = sensor.sampler().clone()
         sampler.seed(s_edge, count)
         u = (mi.Float(dr.arange(mi.UInt32, count)) + sampler.next_1d()) * (1.0 / count)
-        idx, t, total = sample_by_length(measure, dr.minimum(u, 0.99999994))
+        v, u_1, u_2, u_s, u_3 = (sampler.next_1d() for _ in range(5))
+        if guide is not None:       # u = (u0, u1, u2) from the learned grid (pathspace_guiding.py)
+            u0, u1, u2 = guide.draw(u, v, u_1, u_2)
+            g0 = guide.pdf_marginal(u0)
+        else:
+            u0, u1, u2, g0 = u, u_1, u_2, mi.Float(1.0)
+        idx, t, total = sample_by_length(measure, dr.minimum(u0, 0.99999994))
         half = dr.gather(mi.Float, mi.Float((Φ / 2).astype(np.float32)), idx)
         moving_edge = idx < edges.moving_count
         inv_share = dr.select(moving_edge, 1.0, 1.0 / static_weight if static_weight > 0 else 0.0)
@@ -294,12 +334,15 @@ def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
         md = dr.detach(m)
         # ω: one-sample MIS of the pencil and light strategies (the mixture density).
         frame = _pencil_frame(v1d - v0d, n0, n1)
-        u_s, u_1, u_2, u_3 = sampler.next_1d(), sampler.next_1d(), sampler.next_1d(), sampler.next_1d()
         q = LIGHT_FRACTION if len(lights) else 0.0
-        ω = pencil_direction(frame, half, u_1, u_2)
+        ω = pencil_direction(frame, half, u1, u2)
         if q > 0:
             ω = dr.select(u_s < q, lights.sample(md, u_3, mi.Point2f(u_1, u_2)), ω)
-        pdf_ω = (1 - q) * pencil_pdf(frame, half, ω) + (q * lights.pdf(md, ω) if q > 0 else 0.0)
+        u1_ω, u2_ω, in_arc = pencil_coordinates(frame, half, ω)
+        pdf_pencil = dr.select(in_arc, dr.rcp(4 * half), 0.0)
+        if guide is not None:
+            pdf_pencil *= guide.pdf(u0, u1_ω, u2_ω) / g0
+        pdf_ω = (1 - q) * pdf_pencil + (q * lights.pdf(md, ω) if q > 0 else 0.0)
         sin_α = dr.norm(dr.cross(ω, frame[0]))
         # x_a: the first surface behind m along -ω (from just off the edge).
         offset = 1e-5 * (1 + dr.max(dr.abs(md)))
@@ -327,8 +370,9 @@ def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
             side = dr.sign(dr.dot(n_h, c_k - pd))
             faces.append((inside_face(md, c_k, dr.normalize(e)), front & (side != 0), side))
         # sin α / (N pdf), the pdf p(e, m) p(ω | m) with p(e, m) = share · 2Φ / T per unit length
-        base = dr.select(pdf_ω > 0, sin_α * total * inv_share / (4 * half * dr.select(pdf_ω > 0, pdf_ω, 1.0) * count),
-                         0.0)
+        # (guided: the edge point's density times g0(u0))
+        base = dr.select(pdf_ω > 0, sin_α * total * inv_share / (4 * half * g0 * dr.select(pdf_ω > 0, pdf_ω, 1.0)
+                                                                 * count), 0.0)
         active &= pdf_ω > 0
         dr.eval(si_a, r, dist, n_h, active, faces, view.horizon, base)
 
@@ -350,6 +394,7 @@ def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
         near = dr.abs(d_side - dist) < NEAR_TOLERANCE * dist
         return dr.select(near, 0.0, dr.select(dr.isinf(d_side), 0.0, dr.rcp(d_side)) - dr.rcp(dist))
 
+    magnitude = mi.Float(0.0)
     # The camera side: walk vertex j connects to the sensor; x_a is then camera-path vertex j.
     y, ω_light, β, walk_active = si_a, mi.Vector3f(ω), mi.Spectrum(1.0), mi.Bool(active)
     slide_ray = None
@@ -376,9 +421,17 @@ def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
             si_slide = mi.SurfaceInteraction3f(si_a)
             si_slide.t = dr.norm(pd - ray_p.o)
             dr.eval(A_m, A_p, on)
+            if record is not None:
+                magnitude += mi.luminance(dr.abs(A_m)) + mi.luminance(dr.abs(A_p)) if mi.is_rgb else \
+                    dr.abs(A_m[0]) + dr.abs(A_p[0])
         with dr.resume_grad():
             p = sliding_point(scene, si_slide, ray_p, on)
         yield BoundarySamples(cam.pos, [(A_m, dr.dot(n_h, m)), (A_p, dr.dot(n_h, p))], on)
+    if record is not None:
+        with dr.suspend_grad():
+            magnitude = dr.select(in_arc, magnitude, 0.0)
+            dr.eval(u0, u1_ω, u2_ω, magnitude)
+            record.append((np.array(u0), np.array(u1_ω), np.array(u2_ω), np.array(magnitude)))
 
 
 class PathSpaceEdges(BoundaryTerm):
@@ -393,6 +446,10 @@ class PathSpaceEdges(BoundaryTerm):
                 "how the direction through an edge point is drawn: pencil (the arc of the edge's plane "
                 "pencil where it can be a discontinuity) or the baseline sphere (uniform)",
                 lambda v: None if v in DIRECTIONS else f"must be one of {', '.join(DIRECTIONS)}"),
+        Setting("pathspace_guiding", 0,
+                "training segments per pixel of a learned grid over the boundary sample space "
+                "(pathspace_guiding.py); 0: no guiding",
+                lambda v: None if v >= 0 else "must be >= 0"),
         Setting("pathspace_static", 0.25,
                 "weight of static meshes' edges in the edge distribution, relative to moving ones (they "
                 "count only where the segment's shading point moves; 0 leaves them out, biased)",
@@ -402,4 +459,4 @@ class PathSpaceEdges(BoundaryTerm):
     def samples(self, scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
                 seed: mi.UInt32, count: int) -> Iterator[BoundarySamples]:
         yield from pathspace_samples(scene, sensor, integrator, seed, count, self.values["pathspace_directions"],
-                                     self.values["pathspace_static"])
+                                     self.values["pathspace_static"], self.values["pathspace_guiding"])
