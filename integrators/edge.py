@@ -56,7 +56,7 @@ Plugin parameters
   point, geometry and emitter-occlusion strategies with MIS, see
   ``boundary/edge_sampling.py``), or the baseline ``uniform`` (an edge
   uniformly from all edges, a point uniformly on it).
-- ``edge_candidates`` (int, default 128): the ``importance`` scheme weighs
+- ``edge_candidates`` (int, default 2048): the ``importance`` scheme weighs
   at most this many edges at each shading point: of all edges at a point on
   a moving mesh, of the moving meshes' edges elsewhere (a random strided
   subset when there are more; 0 weighs all), see ``boundary/edge_sampling.py``.

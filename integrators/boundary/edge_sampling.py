@@ -91,7 +91,7 @@ import numpy as np
 from pbdr.geometry.edges import EdgeSet
 
 SCHEMES = ("importance", "uniform")
-DEFAULT_CANDIDATES = 128    # edges weighed per shading point (0: all of them)
+DEFAULT_CANDIDATES = 2048   # edges weighed per shading point (0: all of them)
 # Terminator arcs weighed per shading point: their term is far less noisy
 # than the edges', so its scan is kept short.
 DEFAULT_TERMINATOR_CANDIDATES = 32

@@ -28,7 +28,9 @@ the :math:`i`-th of :math:`N` equal parts of :math:`\ell_{\text{total}}`
 get their share of samples without the variance of a random count, and
 consecutive lanes trace neighbouring side rays (coherent). Each side's
 radiance is a full path-traced estimate (the interior integrator's primal
-``sample``). A side that is the limit of the radiance on one face (a
+``sample``); the two sides of a sample draw the same random numbers, so the
+noise they share (the same light sample, the same occluders) cancels in
+their difference. A side that is the limit of the radiance on one face (a
 silhouette's covered side, both sides of a crease or of a terminator arc)
 starts at that point of that face (``sides.pinned_hits``): traced, rays to
 a face seen nearly edge-on land on either side of its edge. Edges hidden
@@ -132,44 +134,54 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
         faces = _face_sides(cam, edges, e_idx, X, s, xd, n) if E > 0 else []
         arc_sides = arc.sides if len(terminators) else ()
         dr.eval(xd, n, on_edge, faces, arc_sides)
-        # Radiance on both sides: lanes 2i (side -n) and 2i+1 (side +n).
-        lane = dr.arange(mi.UInt32, 2 * count)
-        i = lane >> 1
-        sign = dr.select((lane & 1) == 0, -1.0, 1.0)
-        # Sides are evaluated wherever they fall (``footprint`` decides
-        # whether a sample counts): masking a side outside the film would make
-        # a jump of every edge that crosses its border.
-        xs = dr.gather(mi.Point2f, xd, i) + sign * SIDE_EPSILON * dr.gather(mi.Vector2f, n, i)
-        size = mi.ScalarVector2f(cam.size)
-        side_sampler = sensor.sampler().clone()
-        side_sampler.seed(s_side, 2 * count)
-        wavelength = side_sampler.next_1d() if mi.is_spectral else 0.0
-        ray, ray_weight = sensor.sample_ray(sensor.shutter_open(), wavelength, xs / size, mi.Point2f(0.5))
-        # A side covered by a front-facing adjacent face, and either side of
-        # a terminator, is the radiance at a known point of a known face.
-        on_edge_i = dr.gather(mi.Bool, on_edge, i)
-        pin, target, aim = mi.Bool(False), dr.zeros(FacePoint, 2 * count), dr.zeros(mi.Point3f, 2 * count)
-        for side, point, inner in faces:
-            serves = on_edge_i & (dr.gather(mi.Float, side, i) == sign)
-            pin |= serves
-            target = dr.select(serves, dr.gather(FacePoint, point, i), target)
-            aim = dr.select(serves, dr.gather(mi.Point3f, inner, i), aim)
-        if len(terminators):
-            arc_side = dr.select(sign < 0, dr.gather(FacePoint, arc_sides[0], i), dr.gather(FacePoint, arc_sides[1], i))
-            target = dr.select(on_edge_i, target, arc_side)
-            aim = dr.select(on_edge_i, aim, arc_side.p)
-            pin |= ~on_edge_i
-        ray, first = pinned_hits(scene, cam, target, aim, pin, ray)
-        dr.eval(ray, ray_weight, first)
-        L, _, _, _ = integrator.sample(dr.ADMode.Primal, scene, side_sampler, ray, None, None,
-                                       mi.Bool(True), first=first)
-        L = L * ray_weight
-        dr.eval(L)      # all channels in one kernel: one by one, each would retrace the paths
-        ΔL = dr.gather(mi.Spectrum, L, 2 * dr.arange(mi.UInt32, count)) - \
-            dr.gather(mi.Spectrum, L, 2 * dr.arange(mi.UInt32, count) + 1)
+        L_minus, L_plus = (_side_radiance(scene, sensor, integrator, cam, s_side, xd, n, sign, on_edge,
+                                          faces, arc_sides) for sign in (-1.0, 1.0))
+        ΔL = L_minus - L_plus
         ΔL_w = ΔL * (weight * total / count)
         active = dr.any(ΔL != 0) & (weight != 0)
     return EdgeSamples(x, n, ΔL_w, active)
+
+
+def _side_radiance(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, cam: Camera,
+                   seed: mi.UInt32, x: mi.Point2f, n: mi.Vector2f, sign: float, on_edge: mi.Bool,
+                   faces: list, arc_sides: tuple) -> mi.Spectrum:
+    """The radiance on side ``sign`` (±1 along ``n``) of each sample.
+
+    Both sides draw the same random numbers (a sampler with the same seed
+    and width): what counts is their difference, and at a contour of a
+    surface over more of itself, or across a terminator, both sides see
+    much the same lights and occluders, so their noise largely cancels
+    (common random numbers; each side's expectation is unchanged).
+    """
+    count = dr.width(x)
+    # Sides are evaluated wherever they fall (``footprint`` decides whether a
+    # sample counts): masking a side outside the film would make a jump of
+    # every edge that crosses its border.
+    xs = x + sign * SIDE_EPSILON * n
+    size = mi.ScalarVector2f(cam.size)
+    sampler = sensor.sampler().clone()
+    sampler.seed(seed, count)
+    wavelength = sampler.next_1d() if mi.is_spectral else 0.0
+    ray, ray_weight = sensor.sample_ray(sensor.shutter_open(), wavelength, xs / size, mi.Point2f(0.5))
+    # A side covered by a front-facing adjacent face, and either side of a
+    # terminator, is the radiance at a known point of a known face.
+    pin, target, aim = mi.Bool(False), dr.zeros(FacePoint, count), dr.zeros(mi.Point3f, count)
+    for side, point, inner in faces:
+        serves = on_edge & (side == sign)
+        pin |= serves
+        target = dr.select(serves, point, target)
+        aim = dr.select(serves, inner, aim)
+    if arc_sides:
+        arc_side = arc_sides[0] if sign < 0 else arc_sides[1]
+        target = dr.select(on_edge, target, arc_side)
+        aim = dr.select(on_edge, aim, arc_side.p)
+        pin |= ~on_edge
+    ray, first = pinned_hits(scene, cam, target, aim, pin, ray)
+    dr.eval(ray, ray_weight, first)
+    L, _, _, _ = integrator.sample(dr.ADMode.Primal, scene, sampler, ray, None, None, mi.Bool(True), first=first)
+    L = L * ray_weight
+    dr.eval(L)      # all channels in one kernel: one by one, each would retrace the paths
+    return L
 
 
 def sample_by_length(length: np.ndarray, u: mi.Float) -> tuple[mi.UInt32, mi.Float, mi.Float]:

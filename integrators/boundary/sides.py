@@ -17,18 +17,25 @@ def trace_side_pairs(sensor: mi.Sensor, integrator: mi.Integrator, vertex, seed:
     traced with the depth left after it: ``side_ray`` holds sample j's sides in
     lanes 2j (minus) and 2j + 1 (plus); ``active`` is per sample; ``stream``
     numbers the term's own random stream. Returns (L_minus, L_plus, d_minus,
-    d_plus), d the distance to each side's first hit (as ``vertex.trace``)."""
+    d_plus), d the distance to each side's first hit (as ``vertex.trace``).
+
+    The two sides of a sample draw the same random numbers (common random
+    numbers): only their difference counts, and both sides mostly see the
+    same lights and occluders, so much of their noise cancels; each side's
+    expectation is unchanged."""
     count = dr.width(side_ray.d) // 2
-    i = dr.arange(mi.UInt32, 2 * count) >> 1
-    side_sampler = sensor.sampler().clone()
-    side_sampler.seed(mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(stream + vertex.k))[1], 2 * count)
+    j = dr.arange(mi.UInt32, count)
+    side_seed = mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(stream + vertex.k))[1]
     depth_left = integrator.max_depth - 1 - vertex.k if integrator.max_depth > 0 else -1
-    L, d = vertex.trace(side_sampler, i, side_ray, depth_left, dr.gather(mi.Bool, active, i))
-    dr.eval(L, d)   # together: evaluated one by one, each would retrace the side paths
-    # Gathered from evaluated arrays, the rest is one kernel (from lazy ones, a kernel each).
-    even = 2 * dr.arange(mi.UInt32, count)
-    return (dr.gather(mi.Spectrum, L, even), dr.gather(mi.Spectrum, L, even + 1),
-            dr.gather(mi.Float, d, even), dr.gather(mi.Float, d, even + 1))
+    sides = []
+    for parity in (0, 1):
+        side_sampler = sensor.sampler().clone()
+        side_sampler.seed(side_seed, count)
+        L, d = vertex.trace(side_sampler, j, dr.gather(mi.Ray3f, side_ray, 2 * j + parity), depth_left, active)
+        dr.eval(L, d)   # together: evaluated one by one, each would retrace the side paths
+        sides.append((L, d))
+    (L_minus, d_minus), (L_plus, d_plus) = sides
+    return L_minus, L_plus, d_minus, d_plus
 
 
 @dataclass
