@@ -202,6 +202,9 @@ GEOMETRY_CASES = {
     "cbox": ("cbox.xml", {}, "box.vertex_positions", (1, 0, 0), None, 4, 64),
     # the same box in rough plastic, its bottom face on the floor (contact, glossy reflections)
     "resting-glossy-box": ("edge/resting_box.xml", {}, "box.vertex_positions", (1, 0, 0), None, 4, 64),
+    # a glossy box stacked on another, and a smooth 1,280-face sphere mesh resting on the floor
+    "stacked-boxes": ("edge/contact.xml", {"res": "32"}, "top.vertex_positions", (1, 0, 0), None, 3, 64),
+    "resting-sphere": ("edge/contact.xml", {"res": "32"}, "ball.vertex_positions", (1, 0, 0), None, 3, 64),
     # the same box beside a static 480-edge mesh ball: wall points draw only the box's edges
     "cbox-mesh-ball": ("edge/cbox_mesh_ball.xml", {}, "box.vertex_positions", (1, 0, 0), None, 4, 64),
     # 480 crease edges; silhouettes of edge-on sliver faces

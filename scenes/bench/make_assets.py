@@ -1,5 +1,9 @@
 """Regenerate the bench suite's assets: ``python scenes/bench/make_assets.py``.
 
+``--subdivisions N --out FILE`` writes only the blob, subdivided N times
+(20 · 4^N faces: 3 gives 1,280, 6 gives 81,920, 8 gives 1.3 million), for
+``blob.xml -D mesh=FILE``.
+
 - ``blob.ply``: a smooth closed mesh of 20,480 faces (an icosahedron
   subdivided five times, displaced along its normals by a smooth bump
   pattern) with per-vertex normals, binary PLY (~0.5 MB);
@@ -59,8 +63,21 @@ def checker(size: int = 64) -> np.ndarray:
 
 
 def main() -> None:
+    import argparse
+
     import mitsuba as mi
 
+    ap = argparse.ArgumentParser(description="regenerate the bench suite's assets")
+    ap.add_argument("--subdivisions", type=int, help="write only a blob subdivided this many times")
+    ap.add_argument("--out", type=Path, help="where that blob goes (with --subdivisions)")
+    args = ap.parse_args()
+    if args.subdivisions is not None:
+        if args.out is None:
+            ap.error("--subdivisions needs --out")
+        v, f, n = blob(args.subdivisions)
+        write_ply(args.out, v, f, n)
+        print(f"wrote {args.out} ({len(v)} vertices, {len(f)} faces)")
+        return
     mi.set_variant("scalar_rgb")
     v, f, n = blob()
     write_ply(HERE / "blob.ply", v, f, n)
