@@ -133,9 +133,11 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
         xd = dr.detach(x)
         faces = _face_sides(cam, edges, e_idx, X, s, xd, n) if E > 0 else []
         arc_sides = arc.sides if len(terminators) else ()
-        dr.eval(xd, n, on_edge, faces, arc_sides)
+        # The boundary point, whose visibility decides both sides' (``pinned_hits``).
+        at = (dr.select(on_edge, X, arc.p) if len(terminators) else X) if E > 0 else arc.p
+        dr.eval(xd, n, on_edge, faces, arc_sides, at)
         L_minus, L_plus = (_side_radiance(scene, sensor, integrator, cam, s_side, xd, n, sign, on_edge,
-                                          faces, arc_sides) for sign in (-1.0, 1.0))
+                                          faces, arc_sides, at) for sign in (-1.0, 1.0))
         ΔL = L_minus - L_plus
         ΔL_w = ΔL * (weight * total / count)
         active = dr.any(ΔL != 0) & (weight != 0)
@@ -144,8 +146,9 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
 
 def _side_radiance(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, cam: Camera,
                    seed: mi.UInt32, x: mi.Point2f, n: mi.Vector2f, sign: float, on_edge: mi.Bool,
-                   faces: list, arc_sides: tuple) -> mi.Spectrum:
-    """The radiance on side ``sign`` (±1 along ``n``) of each sample.
+                   faces: list, arc_sides: tuple, at: mi.Point3f) -> mi.Spectrum:
+    """The radiance on side ``sign`` (±1 along ``n``) of each sample (boundary
+    point ``at``).
 
     Both sides draw the same random numbers (a sampler with the same seed
     and width): what counts is their difference, and at a contour of a
@@ -176,7 +179,7 @@ def _side_radiance(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator
         target = dr.select(on_edge, target, arc_side)
         aim = dr.select(on_edge, aim, arc_side.p)
         pin |= ~on_edge
-    ray, first = pinned_hits(scene, cam, target, aim, pin, ray)
+    ray, first = pinned_hits(scene, cam, target, aim, pin, ray, judge=at)
     dr.eval(ray, ray_weight, first)
     L, _, _, _ = integrator.sample(dr.ADMode.Primal, scene, sampler, ray, None, None, mi.Bool(True), first=first)
     L = L * ray_weight

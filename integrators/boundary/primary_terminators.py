@@ -55,6 +55,7 @@ INSIDE_TOLERANCE = 1e-4     # barycentric slack when testing that an arc point l
 @dataclass
 class TerminatorPoints:
     x: mi.Point2f           # screen position, attached: n · ∂x is the arc's normal speed
+    p: mi.Point3f           # the arc point (detached)
     n: mi.Vector2f          # unit screen normal ∇H / |∇H| (detached)
     weight: mi.Float        # 1 / (density on the arc relative to the chord's): |∇H| / |∇H · N|
     valid: mi.Bool
@@ -130,7 +131,7 @@ class TerminatorTable:
         p_att = v0 + b1 * (v1 - v0) + b2 * (v2 - v0)
         H = dr.dot(m0 + b1 * (m1 - m0) + b2 * (m2 - m0), o - p_att)
         speed = -(H - dr.detach(H)) / dr.select(valid, norm, 1.0)
-        return TerminatorPoints(mi.Point2f(x + n * speed), n, dr.select(valid, weight, 0.0), valid, tuple(sides))
+        return TerminatorPoints(mi.Point2f(x + n * speed), p, n, dr.select(valid, weight, 0.0), valid, tuple(sides))
 
 
 def nearest_root(α: mi.Float, β: mi.Float, γ: mi.Float) -> tuple[mi.Float, mi.Bool]:

@@ -59,7 +59,7 @@ PIN_DEPTH_TOLERANCE = 1e-3   # relative: a hit nearer than (1 - this) of the dis
 
 
 def pinned_hits(scene: mi.Scene, cam: Camera, point: FacePoint, aim: mi.Point3f, pin: mi.Bool,
-                ray: mi.Ray3f) -> tuple[mi.Ray3f, mi.PreliminaryIntersection3f]:
+                ray: mi.Ray3f, judge: mi.Point3f | None = None) -> tuple[mi.Ray3f, mi.PreliminaryIntersection3f]:
     """Camera rays and their first intersections for sides that are limits of
     the radiance on a known face at a known point (where ``pin`` is set;
     other lanes keep ``ray`` and trace it).
@@ -69,21 +69,30 @@ def pinned_hits(scene: mi.Scene, cam: Camera, point: FacePoint, aim: mi.Point3f,
     that passes 10⁻⁷ of the distance from its target meets the plane 10⁻⁴
     away along the face, so rays aimed just inside a face seen nearly edge-on
     miss it. So the hit is ``point`` itself (its triangle, barycentrics and
-    distance), unless a ray towards it meets something clearly in front
-    (nearer than ``(1 - PIN_DEPTH_TOLERANCE)`` of the distance): then the
-    point is hidden and the side sees that occluder. An occluder that is a
-    null interface (a medium's boundary) is crossed by the path, which must
-    then find the face itself: that ray aims at ``aim``, inside the face.
+    distance), unless a ray towards the boundary point ``judge`` (default:
+    ``point``) meets something clearly in front (nearer than
+    ``(1 - PIN_DEPTH_TOLERANCE)`` of the distance): then the boundary is
+    hidden and the side sees that occluder, at the very hit the other side
+    sees. Visibility is decided at the boundary point, once for both sides:
+    a side point a little off it, on a face seen nearly edge-on, can lie
+    millimetres deeper, behind an occluder the boundary point clears. An
+    occluder that is a null interface (a medium's boundary) is crossed by
+    the path, which must then find the face itself: that ray aims at
+    ``aim``, inside the face.
     """
+    judge = point.p if judge is None else judge
     towards = cam.ray_towards(point.p)
+    towards_judge = cam.ray_towards(judge)
     t = dr.norm(point.p - towards.o)
-    pi_x = scene.ray_intersect_preliminary(towards, coherent=True, reorder=False, active=pin)
-    hidden = pin & pi_x.is_valid() & (pi_x.t < t * (1 - PIN_DEPTH_TOLERANCE))
+    t_judge = dr.norm(judge - towards_judge.o)
+    pi_x = scene.ray_intersect_preliminary(towards_judge, coherent=True, reorder=False, active=pin)
+    hidden = pin & pi_x.is_valid() & (pi_x.t < t_judge * (1 - PIN_DEPTH_TOLERANCE))
     use = pin & ~hidden
-    si = pi_x.compute_surface_interaction(towards, mi.RayFlags.Minimal, hidden)
+    si = pi_x.compute_surface_interaction(towards_judge, mi.RayFlags.Minimal, hidden)
     crossed = hidden & mi.has_flag(si.bsdf().flags(), mi.BSDFFlags.Null)
     ray = mi.Ray3f(ray)
-    ray[pin & ~crossed] = towards
+    ray[use] = towards
+    ray[hidden & ~crossed] = towards_judge
     ray[crossed] = cam.ray_towards(aim)
     pi = scene.ray_intersect_preliminary(ray, coherent=True, reorder=False, active=~pin | crossed)
     pi = dr.select(hidden & ~crossed, pi_x, pi)
