@@ -45,7 +45,8 @@ Plugin parameters
   through an edge point is uniform on the arc of the edge's plane pencil
   where the edge can be a discontinuity (``pencil``), or uniform on the
   sphere (``sphere``, the baseline); either is combined by MIS with
-  directions towards the emitter triangles.
+  directions towards the emitter triangles (edges of non-emitters) or
+  through the first hits of camera rays (an emitter's own edges).
 - ``pathspace_static`` (float, default 0.25): how often a static mesh's
   edge is drawn relative to a moving one of the same measure (static edges
   count where the shading point behind them moves; 0 leaves them out).

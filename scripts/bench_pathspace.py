@@ -41,11 +41,13 @@ CASES = {
     "gap-room": ("scenes/bench/gap_room.xml", {}, "occluder.vertex_positions", (0, 0, 1), None, 5),
 }
 
-TERMS = {
-    "secondary": lambda depth: {"type": "pbdr_edge", "max_depth": depth, "interior": False, "primary": False},
-    "pathspace": lambda depth: {"type": "pbdr_pathspace", "max_depth": depth, "interior": False, "primary": False},
-    "guided": lambda depth: {"type": "pbdr_pathspace", "max_depth": depth, "interior": False, "primary": False,
-                             "pathspace_guiding": GUIDING},
+TERMS = {   # each draws ``spp`` samples per pixel of its kind (not its default share of the interior spp)
+    "secondary": lambda depth, spp: {"type": "pbdr_edge", "max_depth": depth, "interior": False, "primary": False,
+                                     "spp_secondary": spp},
+    "pathspace": lambda depth, spp: {"type": "pbdr_pathspace", "max_depth": depth, "interior": False,
+                                     "primary": False, "spp_pathspace": spp},
+    "guided": lambda depth, spp: {"type": "pbdr_pathspace", "max_depth": depth, "interior": False, "primary": False,
+                                  "spp_pathspace": spp, "pathspace_guiding": GUIDING},
 }
 GUIDING = 32     # training segments per pixel of the guided variant
 
@@ -56,7 +58,7 @@ def run(name: str, spp: int, res: int, seeds: int) -> None:
     p = pbdr.Perturbation.of(pbdr.scene_params(scene), key, translate, rotate)
     results = {}
     for term, props in TERMS.items():
-        integrator = mi.load_dict(props(depth))
+        integrator = mi.load_dict(props(depth, spp))
         pbdr.derivative(scene, p, spp, seed=999, integrator=integrator)      # JIT warm-up
         times, images = [], []
         for s in range(seeds):

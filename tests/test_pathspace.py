@@ -50,6 +50,7 @@ def test_plugin_is_registered_with_its_terms_and_settings() -> None:
 @pytest.mark.parametrize("path,key,depth,spp", [
     ("shadow.xml", "cube.vertex_positions", 3, 256),     # shadows: direct light, contact points
     ("cbox.xml", "box.vertex_positions", 4, 128),        # indirect occlusion: camera walks of 1-2 bounces
+    ("shadow.xml", "light.to_world", 3, 128),            # a moving light's own edges: the camera strategy
 ])
 def test_boundary_term_equals_the_secondary_edge_term(path: str, key: str, depth: int, spp: int) -> None:
     """The path-space term alone and pbdr_edge's secondary term alone are

@@ -67,7 +67,8 @@ are drawn with a weight of their own, ``pathspace_static`` (0.25 by
 default; 0 leaves them out, which is biased where moving surfaces see
 static edges, e.g. a moving object lit by an area light).
 
-The direction is one-sample MIS (the mixture density) of two strategies:
+The direction is one-sample MIS (the mixture density) of the pencil and
+one of two other strategies, chosen by the edge:
 
 - **pencil**: :math:`\omega = \cos\alpha\, \hat e + \sin\alpha\, (\cos\varphi\, a
   + \sin\varphi\, b)` with :math:`\cos\alpha` uniform and :math:`\varphi`
@@ -78,13 +79,24 @@ The direction is one-sample MIS (the mixture density) of two strategies:
   :math:`\Delta` apart) never is, and is skipped; open boundaries and
   creases of two-sided surfaces use the whole circle, as does the baseline
   ``pathspace_directions = "sphere"`` (uniform directions). The density is
-  :math:`1/(2\Phi_e)` on an arc of angle :math:`\Phi_e`;
-- **light** (half of the samples, when the scene's mesh emitters have at
-  most ``MAX_EMITTER_TRIANGLES`` triangles): towards a point drawn
-  uniformly by area on the emitter triangles, so that the line beyond the
-  edge ends on a light, where shadow boundaries are. Its density sums
-  :math:`t^2/(A\,|\cos|)` over the emitter triangles the ray from
-  :math:`m` meets.
+  :math:`1/(2\Phi_e)` on an arc of angle :math:`\Phi_e`. The other
+  strategies' outcomes off the arc are null (the integrand is 0 there),
+  so the mixture density is at least the pencil's share of it;
+- **light** (half of the samples on edges of non-emitters, when the
+  scene's mesh emitters have at most ``MAX_EMITTER_TRIANGLES`` triangles):
+  towards a point drawn uniformly by area on the emitter triangles, so that
+  the line beyond the edge ends on a light, where shadow boundaries are.
+  Its density sums :math:`t^2/(A\,|\cos|)` over the emitter triangles the
+  ray from :math:`m` meets;
+- **camera** (half of the samples on an emitter's own edges, where the
+  directions towards the emitter lie in its plane): through the first hit
+  :math:`z` of a camera ray through a uniform point of the film. The
+  outcome is null unless :math:`z` is :math:`x_a` (not hidden from
+  :math:`m`, same triangle) and is not seen edge-on from :math:`m`
+  (:math:`|\cos\theta_a|` above ``GRAZING``); the density of the other
+  outcomes is :math:`p_A(x_a)\, r^2/|\cos\theta_a|`, with :math:`p_A` the
+  area density of camera rays' first hits, the sensor's weight at
+  :math:`x_a` times its cosine towards the sensor.
 
 With ``pathspace_guiding`` > 0, a first pass learns a grid over the
 pencil's sample space and the edge position (``pathspace_guiding.py``)
@@ -117,7 +129,9 @@ from pbdr.integrators.boundary.term import BoundarySamples, BoundaryTerm, Settin
 DIRECTIONS = ("pencil", "sphere")
 STREAM = 0x9A75   # the term's random stream (seeded with the call's seed)
 UNBOUNDED_DEPTH = 8   # camera-walk length when max_depth is -1 (as secondary_edges)
-LIGHT_FRACTION = 0.5  # share of directions drawn towards the emitter triangles (when there are some)
+LIGHT_FRACTION = 0.5     # share of directions towards the emitter triangles (edges of non-emitters)
+CAMERA_FRACTION = 0.5    # share of directions through the first hits of camera rays (emitters' own edges)
+GRAZING = 1e-3           # the camera strategy leaves out shading points seen from m at |cos| below this
 MAX_EMITTER_TRIANGLES = 32
 
 
@@ -236,6 +250,15 @@ class _Connection:
         ds, w_sensor = sensor.sample_direction(si, u, active)
         active = active & (ds.pdf > 0) & dr.any(mi.unpolarized_spectrum(w_sensor) != 0)
         active &= ~scene.ray_test(si.spawn_ray_to(ds.p), active)
+        film = sensor.film()
+        size, full = film.crop_size(), film.size()
+        self.pos = ds.uv - mi.Vector2f(film.crop_offset())
+        inside = (self.pos.x >= 0) & (self.pos.y >= 0) & (self.pos.x < int(size[0])) & (self.pos.y < int(size[1]))
+        # The area density at si of the first hits of camera rays through uniform points of the (cropped)
+        # film: the sensor's weight is that of the whole film's solid angle per unit area at distance d.
+        crop = int(full[0]) * int(full[1]) / (int(size[0]) * int(size[1]))
+        self.area_pdf = dr.select(active & inside, mi.unpolarized_spectrum(w_sensor)[0] * crop
+                                  * dr.abs(dr.dot(si.n, ds.d)), 0.0)
         si_cam = mi.SurfaceInteraction3f(si)
         si_cam.wi = si.to_local(ds.d)           # the camera path arrives from the sensor
         bsdf = si.bsdf()
@@ -246,7 +269,6 @@ class _Connection:
         weight = w_sensor * f * (pixels * dr.abs(dr.dot(si.n, ds.d)) / dr.select(cos_light > 0, cos_light, 1.0))
         self.active = active & (cos_light > 0)
         self.weight = dr.select(self.active, weight, 0.0)
-        self.pos = ds.uv - mi.Vector2f(sensor.film().crop_offset())
         self.origin = ds.p
 
 
@@ -297,6 +319,8 @@ def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
     if not measure.sum() > 0:
         return
     lights = EmitterTriangles(scene)
+    shapes = scene.shapes()
+    emitter_edge = mi.Bool(np.array([shapes[i].emitter() is not None for i in host["shape"]], dtype=bool))
     guide = None
     if guiding > 0:
         key = guide_cache_key(scene, host, depth, mode, static_weight, guiding, tuple(sensor.film().crop_size()))
@@ -334,20 +358,43 @@ def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
         md = dr.detach(m)
         # ω: one-sample MIS of the pencil and light strategies (the mixture density).
         frame = _pencil_frame(v1d - v0d, n0, n1)
-        q = LIGHT_FRACTION if len(lights) else 0.0
+        # The strategies' shares depend on the edge only: an emitter's own edges are found
+        # through the camera (directions towards the emitter lie in its plane), the others
+        # towards the emitters.
+        own_light = dr.gather(mi.Bool, emitter_edge, idx)
+        q_l = dr.select(own_light, 0.0, LIGHT_FRACTION if len(lights) else 0.0)
+        q_c = dr.select(own_light, CAMERA_FRACTION, 0.0)
         ω = pencil_direction(frame, half, u1, u2)
-        if q > 0:
-            ω = dr.select(u_s < q, lights.sample(md, u_3, mi.Point2f(u_1, u_2)), ω)
+        # camera strategy: through the first hit z of a camera ray (uniform on the film)
+        ray_c, _ = sensor.sample_ray(sensor.shutter_open(), 0.5, mi.Point2f(u_1, u_2), mi.Point2f(0.5))
+        by_camera = (u_s >= q_l) & (u_s < q_l + q_c)
+        z = scene.ray_intersect(mi.Ray3f(ray_c), by_camera)
+        ω = dr.select(by_camera, dr.normalize(md - z.p), ω)
+        if len(lights):
+            ω = dr.select(u_s < q_l, lights.sample(md, u_3, mi.Point2f(u_1, u_2)), ω)
         u1_ω, u2_ω, in_arc = pencil_coordinates(frame, half, ω)
         pdf_pencil = dr.select(in_arc, dr.rcp(4 * half), 0.0)
         if guide is not None:
             pdf_pencil *= guide.pdf(u0, u1_ω, u2_ω) / g0
-        pdf_ω = (1 - q) * pdf_pencil + (q * lights.pdf(md, ω) if q > 0 else 0.0)
+        pdf_ω = (1 - q_l - q_c) * pdf_pencil + (q_l * lights.pdf(md, ω) if len(lights) else 0.0)
         sin_α = dr.norm(dr.cross(ω, frame[0]))
         # x_a: the first surface behind m along -ω (from just off the edge).
         offset = 1e-5 * (1 + dr.max(dr.abs(md)))
         si_a = scene.ray_intersect(mi.Ray3f(md - offset * ω, -ω))
-        active = si_a.is_valid()
+        # Every strategy's outcomes off the pencil's arc are null (f is 0 there): the mixture
+        # density is at least the pencil's share of 1/(4 half), and weights stay bounded.
+        active = si_a.is_valid() & in_arc
+        # x_a seen by the camera: the connection of walk vertex 0, and the camera strategy's density.
+        # A camera ray's first hit z makes a non-null ω only where z is x_a (not hidden from m) and
+        # is not seen edge-on from m: the density of those outcomes, a (defective) density in ω.
+        cam0 = _Connection(scene, sensor, si_a, ω, sampler.next_2d(), active)
+        r_a = dr.norm(md - si_a.p)
+        cos_a = dr.abs(dr.dot(si_a.n, ω))
+        seen = cos_a > GRAZING
+        pdf_ω += q_c * dr.select(seen, cam0.area_pdf * r_a * r_a / dr.select(seen, cos_a, 1.0), 0.0)
+        same = (z.shape == si_a.shape) & (z.prim_index == si_a.prim_index) & \
+            (dr.norm(si_a.p - z.p) <= 1e-4 * (1 + dr.max(dr.abs(z.p))) + 1e-3 * r_a)
+        active &= ~by_camera | (z.is_valid() & same & seen & (cam0.area_pdf > 0))
         own = (si_a.shape == dr.gather(mi.ShapePtr, scene.shapes_dr(), g(edges.shape_index))) & \
             ((si_a.prim_index == g(edges.prim0)) | (si_a.prim_index == g(edges.prim1)))
         active &= ~own          # (rounding: the line leaves the edge's own faces at m)
@@ -407,9 +454,9 @@ def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
                 ω_light = -ray.d
                 if j == 1:      # x_a slides along the ray from walk vertex 1
                     slide_ray = mi.Ray3f(y.p, dr.normalize(pd - y.p))
-            cam = _Connection(scene, sensor, y, ω_light, sampler.next_2d(), walk_active)
+            cam = cam0 if j == 0 else _Connection(scene, sensor, y, ω_light, sampler.next_2d(), walk_active)
             weight = cam.weight * β
-            on = cam.active & dr.any(mi.unpolarized_spectrum(weight) != 0)
+            on = cam.active & walk_active & dr.any(mi.unpolarized_spectrum(weight) != 0)
             dr.eval(weight, on, cam.pos, cam.origin, y, β, walk_active, ω_light)
             L_minus, L_plus, d_minus, d_plus = trace_side_pairs(sensor, integrator, _SideVertex(j, scene, integrator),
                                                                 s_side, STREAM, side_ray, on)
