@@ -250,22 +250,19 @@ class _Connection:
         ds, w_sensor = sensor.sample_direction(si, u, active)
         active = active & (ds.pdf > 0) & dr.any(mi.unpolarized_spectrum(w_sensor) != 0)
         active &= ~scene.ray_test(si.spawn_ray_to(ds.p), active)
-        film = sensor.film()
-        size, full = film.crop_size(), film.size()
-        self.pos = ds.uv - mi.Vector2f(film.crop_offset())
-        inside = (self.pos.x >= 0) & (self.pos.y >= 0) & (self.pos.x < int(size[0])) & (self.pos.y < int(size[1]))
-        # The area density at si of the first hits of camera rays through uniform points of the (cropped)
-        # film: the sensor's weight is that of the whole film's solid angle per unit area at distance d.
-        crop = int(full[0]) * int(full[1]) / (int(size[0]) * int(size[1]))
-        self.area_pdf = dr.select(active & inside, mi.unpolarized_spectrum(w_sensor)[0] * crop
-                                  * dr.abs(dr.dot(si.n, ds.d)), 0.0)
+        # Mitsuba's sensor sees the crop window as its image: ds.uv is in its pixels, and the
+        # weight is the crop's solid angle per unit area at distance d, so the area density at
+        # si of the first hits of camera rays through uniform points of the film is the weight
+        # times the cosine at si.
+        self.pos = ds.uv
+        self.area_pdf = dr.select(active, mi.unpolarized_spectrum(w_sensor)[0] * dr.abs(dr.dot(si.n, ds.d)), 0.0)
         si_cam = mi.SurfaceInteraction3f(si)
         si_cam.wi = si.to_local(ds.d)           # the camera path arrives from the sensor
         bsdf = si.bsdf()
         f = bsdf.eval(mi.BSDFContext(), si_cam, si.to_local(ω_light), active)
         cos_light = dr.abs(dr.dot(si.n, ω_light))
         size = sensor.film().crop_size()
-        pixels = float(int(size[0]) * int(size[1]))
+        pixels = float(int(size[0]) * int(size[1]))     # the crop's: the film is sampled uniformly there
         weight = w_sensor * f * (pixels * dr.abs(dr.dot(si.n, ds.d)) / dr.select(cos_light > 0, cos_light, 1.0))
         self.active = active & (cos_light > 0)
         self.weight = dr.select(self.active, weight, 0.0)
