@@ -292,6 +292,41 @@ def _walk_step(scene: mi.Scene, si: mi.SurfaceInteraction3f, ω_light: mi.Vector
     return nxt, dr.select(active, w, 0.0), ray, active
 
 
+def _train_guide(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, guiding: int, mode: str,
+                 static_weight: float) -> GuideGrid:
+    """A guiding grid from a first, unguided pass of ``guiding`` segments per
+    pixel with the training seed (``pathspace_guiding.py``)."""
+    record: list = []
+    size = sensor.film().crop_size()
+    for _ in pathspace_samples(scene, sensor, integrator, mi.UInt32(TRAINING_SEED),
+                               guiding * int(size[0]) * int(size[1]), mode, static_weight, 0, record):
+        pass
+    u0, u1, u2, weight = (np.concatenate([np.asarray(r[k]) for r in record]) for k in range(4))
+    return GuideGrid(accumulate([u0, u1, u2], weight))
+
+
+def _side_rays(si_a: mi.SurfaceInteraction3f, r: mi.Vector3f, dist: mi.Float, n_h: mi.Vector3f,
+               faces: list, horizon: mi.Bool) -> mi.Ray3f:
+    """The two side rays of each segment from x_a, as ``secondary_edges`` builds
+    them: lanes 2i (minus) and 2i + 1 (plus), towards m ∓ ε r n_h, or into
+    an adjacent face that covers that side (``faces``: (a point inside it,
+    whether it is seen from the front, its side)); on x_a's own horizon
+    parallel to its face."""
+    count = dr.width(dist)
+    lane = dr.arange(mi.UInt32, 2 * count)
+    i = lane >> 1
+    sign = dr.select((lane & 1) == 0, -1.0, 1.0)
+    gi = lambda v: dr.gather(type(v), v, i)     # noqa: E731
+    r2 = gi(r) + sign * (SIDE_EPSILON * gi(dist)) * gi(n_h)
+    side_ray = gi(si_a).spawn_ray(dr.normalize(r2))
+    target = gi(si_a.p) + r2
+    for inner, front, side in faces:
+        serves = gi(front) & (gi(side) == sign)
+        target = dr.select(serves, gi(inner), target)
+    side_ray.d = dr.select(gi(horizon), dr.normalize(r2), dr.normalize(target - side_ray.o))
+    return side_ray
+
+
 def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, seed: mi.UInt32,
                       count: int, mode: str, static_weight: float, guiding: int = 0,
                       record: list | None = None) -> Iterator[BoundarySamples]:
@@ -321,15 +356,8 @@ def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
     guide = None
     if guiding > 0:
         key = guide_cache_key(scene, host, depth, mode, static_weight, guiding, tuple(sensor.film().crop_size()))
-        guide = cached_guide(key)
-        if guide is None:
-            record = []
-            size = sensor.film().crop_size()
-            for _ in pathspace_samples(scene, sensor, integrator, mi.UInt32(TRAINING_SEED),
-                                       guiding * int(size[0]) * int(size[1]), mode, static_weight, 0, record):
-                pass
-            u0s, u1s, u2s, ws = (np.concatenate([np.asarray(r[k]) for r in record]) for k in range(4))
-            guide = store_guide(key, GuideGrid(accumulate([u0s, u1s, u2s], ws)))
+        guide = cached_guide(key) or store_guide(key, _train_guide(scene, sensor, integrator, guiding, mode,
+                                                                    static_weight))
 
     with dr.suspend_grad():
         s_edge, s_side = mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(STREAM))
@@ -353,7 +381,7 @@ def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
 
     with dr.suspend_grad():
         md = dr.detach(m)
-        # ω: one-sample MIS of the pencil and light strategies (the mixture density).
+        # ω: one-sample MIS of the pencil and the light or camera strategy (the mixture density).
         frame = _pencil_frame(v1d - v0d, n0, n1)
         # The strategies' shares depend on the edge only: an emitter's own edges are found
         # through the camera (directions towards the emitter lie in its plane), the others
@@ -420,18 +448,7 @@ def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
         active &= pdf_ω > 0
         dr.eval(si_a, r, dist, n_h, active, faces, view.horizon, base)
 
-        # The side rays, as secondary_edges builds them: lanes 2i (minus), 2i + 1 (plus).
-        lane = dr.arange(mi.UInt32, 2 * count)
-        i = lane >> 1
-        sign = dr.select((lane & 1) == 0, -1.0, 1.0)
-        gi = lambda v: dr.gather(type(v), v, i)     # noqa: E731
-        r2 = gi(r) + sign * (SIDE_EPSILON * gi(dist)) * gi(n_h)
-        side_ray = gi(si_a).spawn_ray(dr.normalize(r2))
-        target = gi(pd) + r2
-        for inner, front, side in faces:
-            serves = gi(front) & (gi(side) == sign)
-            target = dr.select(serves, gi(inner), target)
-        side_ray.d = dr.select(gi(view.horizon), dr.normalize(r2), dr.normalize(target - side_ray.o))
+        side_ray = _side_rays(si_a, r, dist, n_h, faces, view.horizon)
         dr.eval(side_ray)
 
     def c_p(d_side: mi.Float) -> mi.Float:
@@ -481,7 +498,8 @@ def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
 class PathSpaceEdges(BoundaryTerm):
     """The path-space boundary term (this module's docstring): ``pathspace``,
     ``spp_pathspace`` (boundary segments per pixel of the image; default the
-    interior spp) and ``pathspace_directions``."""
+    interior spp), ``pathspace_directions``, ``pathspace_guiding`` and
+    ``pathspace_static``."""
 
     name = "pathspace"
     spp_divisor = 1
