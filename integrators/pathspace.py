@@ -25,11 +25,15 @@ the part seen from the camera and boundary segments deeper in the path:
   importance to it and the two side paths the radiance jump
   (``integrators/boundary/pathspace.py``). It estimates the same integral as
   ``pbdr_edge``'s secondary edges, sampled from the edge rather than from
-  the camera path's vertices.
+  the camera path's vertices;
+- the shading terminators of smooth-shaded meshes seen from shading points
+  (arcs inside triangles, on no edge) are ``pbdr_edge``'s estimator on
+  camera paths of their own (``integrators/boundary/vertex_terminators.py``);
+  seen from the camera they are part of the primary term.
 
 The class is ``with_boundary_terms(InteriorIntegrator)``
-(``integrators/composite.py``) with the terms ``PrimaryEdges`` and
-``PathSpaceEdges``.
+(``integrators/composite.py``) with the terms ``PrimaryEdges``,
+``PathSpaceEdges`` and ``VertexTerminators``.
 
 Plugin parameters
 -----------------
@@ -53,17 +57,23 @@ Plugin parameters
 - ``pathspace_guiding`` (int, default 0): segments per pixel of a first
   pass that learns a grid over the boundary sample space, from which the
   term then draws (cached while the geometry is unchanged); 0: no guiding.
-- ``primary``, ``pathspace`` (bool, default true), ``interior`` (bool,
-  default true): diagnostic switches, to measure one term alone.
+- ``spp_terminators`` (int, default -1): camera paths per pixel for the
+  terminator arcs seen from their vertices (smooth-shaded meshes only);
+  -1 uses a 32nd of the interior spp. ``terminator_candidates`` (int,
+  default 32) and ``terminator_fraction`` (float, default 1) as
+  ``pbdr_edge``'s.
+- ``primary``, ``pathspace``, ``terminators`` (bool, default true),
+  ``interior`` (bool, default true): diagnostic switches, to measure one
+  term alone.
 
-Limits: shading terminators of smooth-shaded meshes are sampled from the
-camera (primary term) but not along boundary segments; the camera walk
-stops at delta BSDFs; surfaces only; perspective sensors.
+Limits: the camera walk of the boundary segments stops at delta BSDFs;
+surfaces only; perspective sensors.
 """
 from __future__ import annotations
 
 from pbdr.integrators.boundary.pathspace import PathSpaceEdges
 from pbdr.integrators.boundary.primary_edges import PrimaryEdges
+from pbdr.integrators.boundary.vertex_terminators import VertexTerminators
 from pbdr.integrators.composite import with_boundary_terms
 from pbdr.integrators.interior import InteriorIntegrator
 
@@ -71,4 +81,5 @@ from pbdr.integrators.interior import InteriorIntegrator
 class PathSpaceIntegrator(with_boundary_terms(InteriorIntegrator)):
     __doc__ = __doc__
     plugin_name = "pbdr_pathspace"
-    term_types = (PrimaryEdges, PathSpaceEdges)
+    samples_terminators = True
+    term_types = (PrimaryEdges, PathSpaceEdges, VertexTerminators)

@@ -7,5 +7,8 @@ image in forward mode or to the parameters' gradients in reverse mode):
 - ``secondary_edges``: silhouettes seen from path vertices (with
   ``secondary_terminators``, ``edge_sampling`` for the per-point edge
   distribution, ``medium_vertices`` for paths through media);
+- ``pathspace``: boundary segments drawn from the edges (with
+  ``pathspace_guiding``), and ``vertex_terminators``: the secondary
+  terminators as a term of their own (``pbdr_pathspace``);
 - ``sides``: tracing the two sides of a sample.
 """

@@ -103,7 +103,8 @@ pencil's sample space and the edge position (``pathspace_guiding.py``)
 and the pencil strategy draws from it.
 
 Limits: shading terminators of smooth meshes are not sampled along
-boundary segments; the camera walk stops at delta BSDFs (mirrors, glass);
+boundary segments (``vertex_terminators.py`` samples them from camera-path
+vertices); the camera walk stops at delta BSDFs (mirrors, glass);
 surfaces only; perspective sensors (``sample_direction``), and a shading
 point that projects outside the image is dropped, so pixels at the film's
 border miss what wide filters reach from beyond it.
