@@ -51,6 +51,8 @@ Plugin parameters
   sphere (``sphere``, the baseline); either is combined by MIS with
   directions towards the emitter triangles (edges of non-emitters) or
   through the first hits of camera rays (an emitter's own edges).
+- ``pathspace_walks`` (int, default 1): camera walks from each segment's
+  shading point, each weighted 1/K; they share its side paths.
 - ``pathspace_static`` (float, default 0.25): how often a static mesh's
   edge is drawn relative to a moving one of the same measure (static edges
   count where the shading point behind them moves; 0 leaves them out).

@@ -46,23 +46,27 @@ def test_plugin_is_registered_with_its_terms_and_settings() -> None:
         pathspace(3, pathspace_directions="cone")
     with pytest.raises(Exception, match="pathspace_static"):
         pathspace(3, pathspace_static=-1.0)
+    with pytest.raises(Exception, match="pathspace_walks"):
+        pathspace(3, pathspace_walks=0)
     with pytest.raises(Exception, match="terminator_fraction"):
         pathspace(3, terminator_fraction=0.0)
 
 
 # ---- the same integral as pbdr_edge's secondary term ----
 
-@pytest.mark.parametrize("path,key,depth,spp", [
-    ("shadow.xml", "cube.vertex_positions", 3, 256),     # shadows: direct light, contact points
-    ("cbox.xml", "box.vertex_positions", 4, 128),        # indirect occlusion: camera walks of 1-2 bounces
-    ("shadow.xml", "light.to_world", 3, 128),            # a moving light's own edges: the camera strategy
+@pytest.mark.parametrize("path,key,depth,spp,options", [
+    ("shadow.xml", "cube.vertex_positions", 3, 256, {}),     # shadows: direct light, contact points
+    ("cbox.xml", "box.vertex_positions", 4, 128, {}),        # indirect occlusion: camera walks of 1-2 bounces
+    ("cbox.xml", "box.vertex_positions", 4, 128, {"pathspace_walks": 4}),   # four walks share the sides
+    ("shadow.xml", "light.to_world", 3, 128, {}),            # a moving light's own edges: the camera strategy
 ])
-def test_boundary_term_equals_the_secondary_edge_term(path: str, key: str, depth: int, spp: int) -> None:
+def test_boundary_term_equals_the_secondary_edge_term(path: str, key: str, depth: int, spp: int,
+                                                      options: dict) -> None:
     """The path-space term alone and pbdr_edge's secondary term alone are
     unbiased estimates of one integral (the secondary boundary term): their
     images agree within their measured noise, block by block."""
     scene, p = _case(path, key, (1, 0, 0))
-    ours = pbdr.derivative_estimate(scene, p, spp, 8, pathspace(depth, interior=False, primary=False))
+    ours = pbdr.derivative_estimate(scene, p, spp, 8, pathspace(depth, interior=False, primary=False, **options))
     theirs = pbdr.derivative_estimate(scene, p, spp, 8, mi.load_dict(
         {"type": "pbdr_edge", "max_depth": depth, "interior": False, "primary": False}), first_seed=2000)
     assert _signal(theirs) > 16

@@ -53,6 +53,10 @@ direction :math:`\omega_{\text{in}}`) to direction :math:`\omega_o` weighs
 :math:`f_s(y;\, \omega_o, \omega_{\text{in}}) |\cos_g \omega_o| /
 (|\cos_g \omega_{\text{in}}|\, p(\omega_o))`, the radiance-mode BSDF in the
 camera path's order, so the estimate is the camera paths' own integral.
+With ``pathspace_walks`` = K, K independent walks leave :math:`x_a`, each
+weighted 1/K; at each :math:`j` they share :math:`x_a`'s two side paths,
+which cost more than a walk step and a sensor connection (splitting: the
+camera side's noise falls where :math:`x_a` is out of view).
 
 The motion of :math:`x_a` follows ``pbdr_interior``'s parameterization: it
 slides along the (fixed) ray from the camera, or from the next walk
@@ -330,12 +334,12 @@ def _side_rays(si_a: mi.SurfaceInteraction3f, r: mi.Vector3f, dist: mi.Float, n_
 
 def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, seed: mi.UInt32,
                       count: int, mode: str, static_weight: float, guiding: int = 0,
-                      record: list | None = None) -> Iterator[BoundarySamples]:
+                      record: list | None = None, walks: int = 1) -> Iterator[BoundarySamples]:
     """``count`` boundary segments (m, ω); per camera-walk vertex j a batch of
     samples whose boundary value is A_m·(n_h·m) + A_p·(n_h·x_a). ``guiding``:
     training segments per pixel of a guiding grid (0: none); ``record``: a
     list that receives each segment's (u0, u1, u2, magnitude) after the last
-    batch (the training pass)."""
+    batch (the training pass); ``walks``: camera walks per segment."""
     depth = integrator.max_depth if integrator.max_depth > 0 else UNBOUNDED_DEPTH
     if depth < 2:
         return
@@ -458,37 +462,45 @@ def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
 
     magnitude = mi.Float(0.0)
     # The camera side: walk vertex j connects to the sensor; x_a is then camera-path vertex j.
-    y, ω_light, β, walk_active = si_a, mi.Vector3f(ω), mi.Spectrum(1.0), mi.Bool(active)
-    slide_ray = None
+    # ``walks`` walks leave x_a, each weighted 1/walks; they share x_a's sides at each j.
+    states = [(si_a, mi.Vector3f(ω), mi.Spectrum(1.0), mi.Bool(active), None) for _ in range(walks)]
     for j in range(depth - 1):
         with dr.suspend_grad():
-            if j > 0:
-                y, w, ray, walk_active = _walk_step(scene, y, ω_light, sampler.next_1d(), sampler.next_2d(),
-                                                    walk_active)
-                β = β * w
-                ω_light = -ray.d
-                if j == 1:      # x_a slides along the ray from walk vertex 1
-                    slide_ray = mi.Ray3f(y.p, dr.normalize(pd - y.p))
-            cam = cam0 if j == 0 else _Connection(scene, sensor, y, ω_light, sampler.next_2d(), walk_active)
-            weight = cam.weight * β
-            on = cam.active & walk_active & dr.any(mi.unpolarized_spectrum(weight) != 0)
-            dr.eval(weight, on, cam.pos, cam.origin, y, β, walk_active, ω_light)
+            conns, on_any = [], mi.Bool(False)
+            for w_i in range(1 if j == 0 else walks):
+                y, ω_light, β, walk_active, slide_ray = states[w_i]
+                if j > 0:
+                    y, w, ray, walk_active = _walk_step(scene, y, ω_light, sampler.next_1d(), sampler.next_2d(),
+                                                        walk_active)
+                    β = β * w
+                    ω_light = -ray.d
+                    if j == 1:      # x_a slides along the ray from walk vertex 1
+                        slide_ray = mi.Ray3f(y.p, dr.normalize(pd - y.p))
+                    states[w_i] = (y, ω_light, β, walk_active, slide_ray)
+                cam = cam0 if j == 0 else _Connection(scene, sensor, y, ω_light, sampler.next_2d(), walk_active)
+                weight = cam.weight * β * (1.0 if j == 0 else 1.0 / walks)
+                on = cam.active & walk_active & dr.any(mi.unpolarized_spectrum(weight) != 0)
+                dr.eval(weight, on, cam.pos, cam.origin, y, β, walk_active, ω_light)
+                conns.append((cam, weight, on, slide_ray))
+                on_any |= on
             L_minus, L_plus, d_minus, d_plus = trace_side_pairs(sensor, integrator, _SideVertex(j, scene, integrator),
-                                                                s_side, STREAM, side_ray, on)
-            scale = weight * base
-            A_m = dr.select(on, (L_minus - L_plus) * scale, 0.0)
-            A_p = dr.select(on, (L_minus * c_p(d_minus) - L_plus * c_p(d_plus)) * (scale * dist), 0.0)
-            on &= dr.any(mi.unpolarized_spectrum(A_m) != 0) | dr.any(mi.unpolarized_spectrum(A_p) != 0)
-            ray_p = mi.Ray3f(cam.origin, dr.normalize(pd - cam.origin)) if j == 0 else slide_ray
-            si_slide = mi.SurfaceInteraction3f(si_a)
-            si_slide.t = dr.norm(pd - ray_p.o)
-            dr.eval(A_m, A_p, on)
-            if record is not None:
-                magnitude += mi.luminance(dr.abs(A_m)) + mi.luminance(dr.abs(A_p)) if mi.is_rgb else \
-                    dr.abs(A_m[0]) + dr.abs(A_p[0])
-        with dr.resume_grad():
-            p = sliding_point(scene, si_slide, ray_p, on)
-        yield BoundarySamples(cam.pos, [(A_m, dr.dot(n_h, m)), (A_p, dr.dot(n_h, p))], on)
+                                                                s_side, STREAM, side_ray, on_any)
+        for cam, weight, on, slide_ray in conns:
+            with dr.suspend_grad():
+                scale = weight * base
+                A_m = dr.select(on, (L_minus - L_plus) * scale, 0.0)
+                A_p = dr.select(on, (L_minus * c_p(d_minus) - L_plus * c_p(d_plus)) * (scale * dist), 0.0)
+                on &= dr.any(mi.unpolarized_spectrum(A_m) != 0) | dr.any(mi.unpolarized_spectrum(A_p) != 0)
+                ray_p = mi.Ray3f(cam.origin, dr.normalize(pd - cam.origin)) if j == 0 else slide_ray
+                si_slide = mi.SurfaceInteraction3f(si_a)
+                si_slide.t = dr.norm(pd - ray_p.o)
+                dr.eval(A_m, A_p, on)
+                if record is not None:
+                    magnitude += mi.luminance(dr.abs(A_m)) + mi.luminance(dr.abs(A_p)) if mi.is_rgb else \
+                        dr.abs(A_m[0]) + dr.abs(A_p[0])
+            with dr.resume_grad():
+                p = sliding_point(scene, si_slide, ray_p, on)
+            yield BoundarySamples(cam.pos, [(A_m, dr.dot(n_h, m)), (A_p, dr.dot(n_h, p))], on)
     if record is not None:
         with dr.suspend_grad():
             magnitude = dr.select(in_arc, magnitude, 0.0)
@@ -513,6 +525,10 @@ class PathSpaceEdges(BoundaryTerm):
                 "training segments per pixel of a learned grid over the boundary sample space "
                 "(pathspace_guiding.py); 0: no guiding",
                 lambda v: None if v >= 0 else "must be >= 0"),
+        Setting("pathspace_walks", 1,
+                "camera walks from each segment's shading point beyond its sensor connection (each "
+                "weighted 1/walks; they share its side paths)",
+                lambda v: None if v >= 1 else "must be >= 1"),
         Setting("pathspace_static", 0.25,
                 "weight of static meshes' edges in the edge distribution, relative to moving ones (they "
                 "count only where the segment's shading point moves; 0 leaves them out, biased)",
@@ -522,4 +538,5 @@ class PathSpaceEdges(BoundaryTerm):
     def samples(self, scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
                 seed: mi.UInt32, count: int) -> Iterator[BoundarySamples]:
         yield from pathspace_samples(scene, sensor, integrator, seed, count, self.values["pathspace_directions"],
-                                     self.values["pathspace_static"], self.values["pathspace_guiding"])
+                                     self.values["pathspace_static"], self.values["pathspace_guiding"],
+                                     walks=self.values["pathspace_walks"])

@@ -1,0 +1,147 @@
+"""Benchmark: pbdr_pathspace (unguided and guided), pbdr_edge and Mitsuba's
+prb_projective side by side, whole integrators at the same spp.
+
+The cases are ``pbdr bench`` cases scored against their cached FD references
+(``pbdr bench refs``): the indirect-dominated gap room (``suite.toml``'s
+``indirect_occluder``), the contact cases and the 20,480-face smooth blob of
+``real_geometry.toml``. Per case and integrator: one warm-up gradient (JIT;
+for ``guided`` it also trains the grid, which is cached while the geometry
+is unchanged), then ``--seeds`` timed gradients, the integrators taking
+turns seed by seed so that a load on the machine falls on all of them
+alike. Scored with ``pbdr.bench.score`` as ``pbdr bench run`` scores (block
+error and its noise, z, block chi2, s.e. of the total; efficiency 1 /
+(block variance x seconds per gradient); ``eff_total`` the same with the
+variance of the total). ``guided`` (``guided16``: trained on 16 segments per pixel) is timed with
+its grid cached (as within one ``pbdr check``); ``guided+train`` charges
+every gradient one training pass (an optimization that moves the mesh
+trains a new grid at every step), and ``train`` is that pass's seconds as
+a fraction of one guided gradient's. ``walks4``: ``pathspace_walks`` 4.
+
+    python scripts/bench_pathspace_equal_time.py [--spp 64] [--seeds 8] [--only indirect_occluder,...]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pbdr  # noqa: E402
+
+# (manifest, case name)
+CASES = [
+    ("scenes/bench/suite.toml", "indirect_occluder"),
+    ("scenes/bench/real_geometry.toml", "resting_glossy_box"),
+    ("scenes/bench/real_geometry.toml", "stacked_boxes"),
+    ("scenes/bench/real_geometry.toml", "box_against_wall"),
+    ("scenes/bench/real_geometry.toml", "resting_sphere"),
+    ("scenes/bench/real_geometry.toml", "smooth_mesh_20k"),
+]
+GUIDING = 32     # training segments per pixel of the guided variant
+INTEGRATORS = {  # label: (plugin, props)
+    "pbdr_edge": ("pbdr_edge", {}),
+    "pbdr_pathspace": ("pbdr_pathspace", {}),
+    "guided": ("pbdr_pathspace", {"pathspace_guiding": GUIDING}),
+    "guided16": ("pbdr_pathspace", {"pathspace_guiding": 16}),
+    "walks4": ("pbdr_pathspace", {"pathspace_walks": 4}),
+    "prb_projective": ("prb_projective", {}),
+}
+FIRST_SEED, WARMUP_SEED = 1000, 999      # as pbdr bench's workers
+
+
+class TrainingClock:
+    """Seconds spent in the path-space term's guiding pre-pass (wraps its training function)."""
+
+    def __init__(self) -> None:
+        import pbdr.integrators.boundary.pathspace as ps
+        self.module, self.train, self.seconds = ps, ps._train_guide, []
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            grid = self.train(*args, **kwargs)
+            self.seconds.append(time.perf_counter() - start)
+            return grid
+        ps._train_guide = timed
+
+    def retrain(self) -> None:
+        """Empty the grid cache, so that the next guided gradient trains again."""
+        from pbdr.integrators.boundary import pathspace_guiding
+        pathspace_guiding._CACHE.clear()
+
+
+def run_case(manifest: str, name: str, spp: int, seeds: int, labels: list[str], clock: TrainingClock) -> None:
+    from pbdr.bench.manifest import load_manifest
+    from pbdr.bench.refs import default_cache, load_reference
+    from pbdr.bench.score import score
+    from pbdr.scene import make_integrator
+
+    case = load_manifest(ROOT / manifest).select([name])[0]
+    ref = load_reference(default_cache(str(ROOT / manifest)), case)
+    scene, p = case.load()
+    integrators = {k: make_integrator(scene, INTEGRATORS[k][0], props=INTEGRATORS[k][1] or None) for k in labels}
+
+    def gradient(label: str, seed: int) -> tuple[np.ndarray, float]:
+        start = time.perf_counter()
+        image = pbdr.derivative(scene, p, spp, seed=seed, integrator=integrators[label])
+        return image, time.perf_counter() - start
+
+    for label in labels:
+        gradient(label, WARMUP_SEED)
+    images = {k: [] for k in labels}
+    times = {k: [] for k in labels}
+    for s in range(seeds):
+        for label in labels:
+            image, seconds = gradient(label, FIRST_SEED + s)
+            images[label].append(image)
+            times[label].append(seconds)
+    rows = {label: (score(ref.fd, statistics.median(times[label]),
+                          grad=pbdr.Estimate(np.stack(images[label]))), statistics.median(times[label]))
+            for label in labels}
+    train = {}
+    for label in [k for k in labels if "pathspace_guiding" in INTEGRATORS[k][1]]:
+        seconds = []        # the pre-pass alone, timed on its own (JIT done by the warm-up)
+        for _ in range(3):
+            clock.retrain()
+            clock.seconds.clear()
+            gradient(label, WARMUP_SEED)
+            seconds += clock.seconds
+        train[label] = statistics.median(seconds)
+        sec = rows[label][1] + train[label]
+        rows[f"{label}+train"] = (score(ref.fd, sec, grad=pbdr.Estimate(np.stack(images[label]))), sec)
+    base = rows["pbdr_edge"][0] if "pbdr_edge" in rows else None
+    print(f"{name}: FD total {ref.fd.total:+.3f} ± {ref.fd.total_se:.3f}", flush=True)
+    for label, (sc, sec) in rows.items():
+        rel = (f"  eff/edge {sc.efficiency / base.efficiency:6.2f}x  eff_total/edge "
+               f"{sc.total_efficiency / base.total_efficiency:6.2f}x" if base and sc.efficiency and base.efficiency
+               else "")
+        print(f"  {label:15s} {sc.total:+10.3f} ± {sc.total_se:8.3f}  z {sc.z:+6.2f}  block {sc.block_error:7.1%} "
+              f"({sc.block_noise:6.1%})  chi2 {sc.block_chi2:6.2f}  {sec:7.3f} s  eff {sc.efficiency:9.3g}  "
+              f"eff_total {sc.total_efficiency:9.3g}{rel}  {'AGREE' if sc.passed else 'DISAGREE'}", flush=True)
+    for label, t in train.items():
+        print(f"  {label} pre-pass {t:.3f} s = {t / rows[label][1]:.0%} of one {label} gradient", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spp", type=int, default=64)
+    ap.add_argument("--seeds", type=int, default=8)
+    ap.add_argument("--only", default=",".join(name for _, name in CASES))
+    ap.add_argument("--integrators", default=",".join(INTEGRATORS))
+    args = ap.parse_args()
+    pbdr.set_variant()
+    pbdr.errors.set_quiet(True)
+    clock = TrainingClock()
+    labels = args.integrators.split(",")
+    for manifest, name in CASES:
+        if name in args.only.split(","):
+            run_case(manifest, name, args.spp, args.seeds, labels, clock)
+
+
+if __name__ == "__main__":
+    main()
