@@ -229,16 +229,20 @@ class Optimization:
     def step(self, it: int) -> tuple[float, list[mi.TensorXf]]:
         """One iteration; returns its loss and the rendered (detached) images."""
         c, total, images = self.config, 0.0, []
+        # The scene is written once (large-steps solve, BVH rebuild) and every
+        # sensor's loss goes back through it in one backward pass.
+        self.set_scene(grad=True)
+        loss_sum = mi.Float(0.0)
         for j, s in enumerate(self.sensors):
-            self.set_scene(grad=True)
             k = 2 * (it * len(self.sensors) + j) + c.seed
             image = mi.render(self.scene, self.params, sensor=s, integrator=self.integrator,
                               spp=c.spp, spp_grad=c.spp_grad or c.spp,
                               seed=opaque_seed(k % 2**32), seed_grad=opaque_seed((k + 1) % 2**32))
             loss = self.loss_fn(image, self.target_tensors[j]) / len(self.sensors)
-            dr.backward(loss)
+            loss_sum = loss_sum + loss
             total += float(loss[0])
             images.append(dr.detach(image))
+        dr.backward(loss_sum)
         for var, term in self.regularizers:
             dr.enable_grad(var.latent)
             penalty = term(var.scene_value())
