@@ -67,7 +67,7 @@ from pbdr.geometry.moving import hit_distance, moving_meshes
 from pbdr.geometry.drag import Anchor, anchor_weight, drag
 from pbdr.integrators.boundary.medium_vertices import event_anchor, volumetric_path
 from pbdr.integrators.boundary.secondary_edges import trace_sides
-from pbdr.integrators.boundary.term import BoundarySamples, BoundaryTerm
+from pbdr.integrators.boundary.term import BoundarySamples, BoundaryTerm, walk_depth
 
 
 def medium_in_front(medium: mi.MediumPtr, si: mi.SurfaceInteraction3f, ray: mi.Ray3f,
@@ -95,7 +95,7 @@ def in_front(si: mi.SurfaceInteraction3f, ray: mi.Ray3f) -> mi.Point3f:
 def flight_end_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
                        seed: mi.UInt32, count: int) -> Iterator[BoundarySamples]:
     """The term's samples, one batch per path depth (the module's docstring)."""
-    depth = integrator.max_depth if integrator.max_depth > 0 else 8
+    depth = walk_depth(integrator)
     with dr.suspend_grad():
         sampler = sensor.sampler().clone()
         sampler.seed(mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(0xF117))[0], count)

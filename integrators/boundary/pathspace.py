@@ -127,13 +127,12 @@ from pbdr.integrators.boundary.edge_sampling import edge_view
 from pbdr.integrators.boundary.pathspace_guiding import (TRAINING_SEED, GuideGrid, accumulate, cached as cached_guide,
                                                           cache_key as guide_cache_key, store as store_guide)
 from pbdr.integrators.boundary.primary_edges import sample_by_length
-from pbdr.integrators.boundary.secondary_edges import NEAR_TOLERANCE, SIDE_EPSILON, trace_sides
-from pbdr.integrators.boundary.sides import inside_face, trace_side_pairs
-from pbdr.integrators.boundary.term import BoundarySamples, BoundaryTerm, Setting
+from pbdr.integrators.boundary.secondary_edges import adjacent_faces, side_rays, trace_sides, velocity_coefficient
+from pbdr.integrators.boundary.sides import trace_side_pairs
+from pbdr.integrators.boundary.term import BoundarySamples, BoundaryTerm, Setting, walk_depth
 
 DIRECTIONS = ("pencil", "sphere")
 STREAM = 0x9A75   # the term's random stream (seeded with the call's seed)
-UNBOUNDED_DEPTH = 8   # camera-walk length when max_depth is -1 (as secondary_edges)
 LIGHT_FRACTION = 0.5     # share of directions towards the emitter triangles (edges of non-emitters)
 CAMERA_FRACTION = 0.5    # share of directions through the first hits of camera rays (emitters' own edges)
 GRAZING = 1e-3           # the camera strategy leaves out shading points seen from m at |cos| below this
@@ -310,28 +309,6 @@ def _train_guide(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, 
     return GuideGrid(accumulate([u0, u1, u2], weight))
 
 
-def _side_rays(si_a: mi.SurfaceInteraction3f, r: mi.Vector3f, dist: mi.Float, n_h: mi.Vector3f,
-               faces: list, horizon: mi.Bool) -> mi.Ray3f:
-    """The two side rays of each segment from x_a, as ``secondary_edges`` builds
-    them: lanes 2i (minus) and 2i + 1 (plus), towards m ∓ ε r n_h, or into
-    an adjacent face that covers that side (``faces``: (a point inside it,
-    whether it is seen from the front, its side)); on x_a's own horizon
-    parallel to its face."""
-    count = dr.width(dist)
-    lane = dr.arange(mi.UInt32, 2 * count)
-    i = lane >> 1
-    sign = dr.select((lane & 1) == 0, -1.0, 1.0)
-    gi = lambda v: dr.gather(type(v), v, i)     # noqa: E731
-    r2 = gi(r) + sign * (SIDE_EPSILON * gi(dist)) * gi(n_h)
-    side_ray = gi(si_a).spawn_ray(dr.normalize(r2))
-    target = gi(si_a.p) + r2
-    for inner, front, side in faces:
-        serves = gi(front) & (gi(side) == sign)
-        target = dr.select(serves, gi(inner), target)
-    side_ray.d = dr.select(gi(horizon), dr.normalize(r2), dr.normalize(target - side_ray.o))
-    return side_ray
-
-
 def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, seed: mi.UInt32,
                       count: int, mode: str, static_weight: float, guiding: int = 0,
                       record: list | None = None, walks: int = 1) -> Iterator[BoundarySamples]:
@@ -340,7 +317,7 @@ def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
     training segments per pixel of a guiding grid (0: none); ``record``: a
     list that receives each segment's (u0, u1, u2, magnitude) after the last
     batch (the training pass); ``walks``: camera walks per segment."""
-    depth = integrator.max_depth if integrator.max_depth > 0 else UNBOUNDED_DEPTH
+    depth = walk_depth(integrator)
     if depth < 2:
         return
     edges = scene_edges(scene)
@@ -441,11 +418,7 @@ def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
         active &= view.candidate
         n_h = dr.normalize(dr.cross(v0d - pd, v1d - pd))
         e = v1d - v0d
-        faces = []
-        for c_k, front in ((edges.c1, view.front[1]), (edges.c0, view.front[0])):
-            c_k = g(c_k)
-            side = dr.sign(dr.dot(n_h, c_k - pd))
-            faces.append((inside_face(md, c_k, dr.normalize(e)), front & (side != 0), side))
+        faces = adjacent_faces((g(edges.c0), g(edges.c1)), view.front, n_h, pd, md, e)
         # sin α / (N pdf), the pdf p(e, m) p(ω | m) with p(e, m) = share · 2Φ / T per unit length
         # (guided: the edge point's density times g0(u0))
         base = dr.select(pdf_ω > 0, sin_α * total * inv_share / (4 * half * g0 * dr.select(pdf_ω > 0, pdf_ω, 1.0)
@@ -453,12 +426,9 @@ def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
         active &= pdf_ω > 0
         dr.eval(si_a, r, dist, n_h, active, faces, view.horizon, base)
 
-        side_ray = _side_rays(si_a, r, dist, n_h, faces, view.horizon)
+        side_ray = side_rays(lambda i, d: dr.gather(mi.SurfaceInteraction3f, si_a, i).spawn_ray(d),
+                             r, dist, n_h, pd, faces, view.horizon)
         dr.eval(side_ray)
-
-    def c_p(d_side: mi.Float) -> mi.Float:
-        near = dr.abs(d_side - dist) < NEAR_TOLERANCE * dist
-        return dr.select(near, 0.0, dr.select(dr.isinf(d_side), 0.0, dr.rcp(d_side)) - dr.rcp(dist))
 
     magnitude = mi.Float(0.0)
     # The camera side: walk vertex j connects to the sensor; x_a is then camera-path vertex j.
@@ -489,7 +459,8 @@ def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
             with dr.suspend_grad():
                 scale = weight * base
                 A_m = dr.select(on, (L_minus - L_plus) * scale, 0.0)
-                A_p = dr.select(on, (L_minus * c_p(d_minus) - L_plus * c_p(d_plus)) * (scale * dist), 0.0)
+                A_p = dr.select(on, (L_minus * velocity_coefficient(d_minus, dist)
+                                      - L_plus * velocity_coefficient(d_plus, dist)) * (scale * dist), 0.0)
                 on &= dr.any(mi.unpolarized_spectrum(A_m) != 0) | dr.any(mi.unpolarized_spectrum(A_p) != 0)
                 ray_p = mi.Ray3f(cam.origin, dr.normalize(pd - cam.origin)) if j == 0 else slide_ray
                 si_slide = mi.SurfaceInteraction3f(si_a)

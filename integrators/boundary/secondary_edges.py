@@ -68,7 +68,7 @@ from pbdr.geometry.moving import on_moving_mesh, sliding_point
 from pbdr.integrators.boundary.sides import inside_face, trace_side_pairs
 from pbdr.integrators.boundary.edge_sampling import (DEFAULT_CANDIDATES, DEFAULT_TERMINATOR_CANDIDATES,
                                                       DEFAULT_TERMINATOR_FRACTION, EdgeSampler, SamplingOptions)
-from pbdr.integrators.boundary.term import BoundarySamples, BoundaryTerm, Setting
+from pbdr.integrators.boundary.term import BoundarySamples, BoundaryTerm, Setting, walk_depth
 from pbdr.integrators.boundary.secondary_terminators import TerminatorSampler, smooth_face_set, terminator_samples_at
 
 SIDE_EPSILON = 1e-4     # angular offset of the side rays (radians)
@@ -184,6 +184,59 @@ def surface_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrat
             dr.eval(pi, ray, β, active)
 
 
+def adjacent_faces(c: tuple[mi.Point3f, mi.Point3f], front: tuple[mi.Bool, mi.Bool], n_h: mi.Vector3f,
+                   pd: mi.Point3f, md: mi.Point3f, e: mi.Vector3f) -> list[tuple[mi.Point3f, mi.Bool, mi.Float]]:
+    """For each face adjacent to the edge (direction ``e``; ``c``: the faces'
+    centroids, ``front``: seen from the front, as ``EdgeView.front``) sampled at
+    m = ``md`` from p = ``pd`` (``n_h``: the normal of the plane through p and
+    the edge): a point inside the face near m, whether it covers a side (seen
+    from the front, not edge-on) and which side of that plane it lies on.
+    (If p is on one of the edge's faces, the sample is on p's own horizon,
+    and the sides are above and below that face: ``EdgeView.horizon``.)"""
+    faces = []
+    for c_k, front_k in ((c[1], front[1]), (c[0], front[0])):
+        side = dr.sign(dr.dot(n_h, c_k - pd))
+        faces.append((inside_face(md, c_k, dr.normalize(e)), front_k & (side != 0), side))
+    return faces
+
+
+def side_rays(spawn: Callable[[mi.UInt32, mi.Vector3f], mi.Ray3f], r: mi.Vector3f, dist: mi.Float,
+              n_h: mi.Vector3f, pd: mi.Point3f, faces: list, horizon: mi.Bool) -> mi.Ray3f:
+    """The two side rays of each sample from p = ``pd`` towards m = p + ``r``
+    (``dist`` = |r|): lanes 2i (minus) and 2i + 1 (plus), towards
+    m ∓ ε |r| n_h, or into an adjacent face that covers that side
+    (``adjacent_faces``); on p's own horizon parallel to its face.
+    ``spawn(i, d)`` is the ray from sample i's point in direction d."""
+    count = dr.width(dist)
+    lane = dr.arange(mi.UInt32, 2 * count)
+    i = lane >> 1
+    sign = dr.select((lane & 1) == 0, -1.0, 1.0)
+    g = lambda v: dr.gather(type(v), v, i)     # noqa: E731
+    r2 = g(r) + sign * (SIDE_EPSILON * g(dist)) * g(n_h)
+    side_ray = spawn(i, dr.normalize(r2))
+    # Aim from the offset origin: spawn_ray's offset (~1e-4 |p|) can exceed
+    # the side offset and put both rays on one side of the edge.
+    target = g(pd) + r2
+    # A side covered by an adjacent face seen from the front aims into that
+    # face: a face seen edge-on is thinner than the angular offset.
+    for inner, front, side in faces:
+        serves = g(front) & (g(side) == sign)
+        target = dr.select(serves, g(inner), target)
+    # On p's horizon the offset origins are already above and below the
+    # face: aimed from there at a point 1e-4 rad off an edge closer than
+    # the offset, both rays would cross the face's plane and hit the mesh
+    # next to the edge (fireflies on smooth meshes).
+    side_ray.d = dr.select(g(horizon), dr.normalize(r2), dr.normalize(target - side_ray.o))
+    return side_ray
+
+
+def velocity_coefficient(d_side: mi.Float, dist: mi.Float) -> mi.Float:
+    """A side's coefficient c_p of n_h·ṗ in its velocity v = c_m (n_h·ṁ) + c_p (n_h·ṗ)
+    (``d_side``: the distance to the side's first hit, ``dist`` = |m - p|)."""
+    near = dr.abs(d_side - dist) < NEAR_TOLERANCE * dist
+    return dr.select(near, 0.0, dr.select(dr.isinf(d_side), 0.0, dr.rcp(d_side)) - dr.rcp(dist))
+
+
 def edge_samples_at(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, edges,
                     edge_sampler: EdgeSampler, sampler: mi.Sampler, seed: mi.UInt32, count: int,
                     vertex: Vertex):
@@ -220,52 +273,21 @@ def edge_samples_at(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
         active &= dr.any(mi.unpolarized_spectrum(f) != 0) & (dist > 0)
         scale = vertex.β * f * (sin_α / dist * inv_pdf)
 
-        # For each adjacent face: a point inside it near m, and whether it
-        # covers a side (seen from the front, on side ``side`` of the plane).
-        # (``view.front``: not a face that holds p, seen edge-on; if p is on
-        # one of the edge's faces, the sample is on p's own horizon, and the
-        # sides are above and below that face: ``view.horizon``.)
-        faces = []
-        for c_k, front in ((edges.c1, view.front[1]), (edges.c0, view.front[0])):
-            c_k = dr.detach(dr.gather(mi.Point3f, c_k, idx))
-            side = dr.sign(dr.dot(n_h, c_k - pd))
-            faces.append((inside_face(md, c_k, dr.normalize(e)), front & (side != 0), side))
+        c = tuple(dr.detach(dr.gather(mi.Point3f, c_k, idx)) for c_k in (edges.c0, edges.c1))
+        faces = adjacent_faces(c, view.front, n_h, pd, md, e)
         horizon = view.horizon
         # One kernel for everything the side lanes gather: gathered lazily,
         # each source would be a kernel of its own that recomputes the rest.
         dr.eval(r, dist, n_h, pd, scale, active, faces, horizon)
 
         # The two sides, traced with the remaining depth.
-        lane = dr.arange(mi.UInt32, 2 * count)
-        i = lane >> 1
-        sign = dr.select((lane & 1) == 0, -1.0, 1.0)
-        g = lambda v, cls: dr.gather(type(v), v, i)     # noqa: E731
-        r2 = g(r, mi.Vector3f) + sign * (SIDE_EPSILON * g(dist, mi.Float)) * g(n_h, mi.Vector3f)
-        side_ray = vertex.spawn(i, dr.normalize(r2))
-        # Aim from the offset origin: spawn_ray's offset (~1e-4 |p|) can exceed
-        # the side offset and put both rays on one side of the edge.
-        target = g(pd, mi.Point3f) + r2
-        # A side covered by an adjacent face seen from the front aims into that
-        # face: a face seen edge-on is thinner than the angular offset.
-        for inner, front, side in faces:
-            serves = g(front, mi.Bool) & (g(side, mi.Float) == sign)
-            target = dr.select(serves, g(inner, mi.Point3f), target)
-        # On p's horizon the offset origins are already above and below the
-        # face: aimed from there at a point 1e-4 rad off an edge closer than
-        # the offset, both rays would cross the face's plane and hit the mesh
-        # next to the edge (fireflies on smooth meshes).
-        side_ray.d = dr.select(g(horizon, mi.Bool), dr.normalize(r2), dr.normalize(target - side_ray.o))
+        side_ray = side_rays(vertex.spawn, r, dist, n_h, pd, faces, horizon)
         L_minus, L_plus, d_minus, d_plus = trace_side_pairs(sensor, integrator, vertex, seed, 0x5EC0,
                                                             side_ray, active)
 
-        def c_p(d_side: mi.Float) -> mi.Float:
-            """A side's coefficient of n_h·ṗ in its velocity v = c_m (n_h·ṁ) + c_p (n_h·ṗ)."""
-            near = dr.abs(d_side - dist) < NEAR_TOLERANCE * dist
-            return dr.select(near, 0.0, dr.select(dr.isinf(d_side), 0.0, dr.rcp(d_side)) - dr.rcp(dist))
-
         # L_- v_- - L_+ v_+, with c_m = 1 / |m - p| on both sides
         A_m = (L_minus - L_plus) * (scale * dr.rcp(dist))
-        A_p = (L_minus * c_p(d_minus) - L_plus * c_p(d_plus)) * scale
+        A_p = (L_minus * velocity_coefficient(d_minus, dist) - L_plus * velocity_coefficient(d_plus, dist)) * scale
         A_m = dr.select(active, A_m, 0.0)
         A_p = dr.select(active, A_p, 0.0)
         area = float(size[0] * size[1]) / count   # pixel-area weight of one camera sample
@@ -282,7 +304,7 @@ def samples_per_vertex(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integr
     terminator sample when the scene has smooth-shaded meshes
     (``secondary_terminators.py``). Each is (pixel position, [(A, q)], valid)
     with boundary value Σ A·q (A detached, q attached)."""
-    depth = integrator.max_depth if integrator.max_depth > 0 else 8
+    depth = walk_depth(integrator)
     if depth < 2:
         return
     edges = scene_edges(scene)

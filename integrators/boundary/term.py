@@ -39,6 +39,14 @@ import numpy as np
 
 from pbdr.geometry.moving import moving_meshes
 
+UNBOUNDED_DEPTH = 8     # camera-path vertices a term walks when max_depth is -1 (unbounded)
+
+
+def walk_depth(integrator: mi.Integrator) -> int:
+    """How many path segments a boundary term's camera paths span: the
+    integrator's ``max_depth``, or ``UNBOUNDED_DEPTH`` when that is unbounded."""
+    return integrator.max_depth if integrator.max_depth > 0 else UNBOUNDED_DEPTH
+
 
 @dataclass
 class BoundarySamples:

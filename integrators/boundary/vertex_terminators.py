@@ -40,10 +40,9 @@ from pbdr.geometry.terminators import is_smooth_shaded
 from pbdr.integrators.boundary.edge_sampling import DEFAULT_TERMINATOR_CANDIDATES
 from pbdr.integrators.boundary.secondary_edges import surface_vertices
 from pbdr.integrators.boundary.secondary_terminators import TerminatorSampler, smooth_face_set, terminator_samples_at
-from pbdr.integrators.boundary.term import BoundarySamples, BoundaryTerm, Setting
+from pbdr.integrators.boundary.term import BoundarySamples, BoundaryTerm, Setting, walk_depth
 
 STREAM = 0x7E41     # the camera paths' random stream (seeded with the call's seed)
-UNBOUNDED_DEPTH = 8     # camera-path length when max_depth is -1 (as secondary_edges)
 
 
 class VertexTerminators(BoundaryTerm):
@@ -69,7 +68,7 @@ class VertexTerminators(BoundaryTerm):
 
     def samples(self, scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator,
                 seed: mi.UInt32, count: int) -> Iterator[BoundarySamples]:
-        depth = integrator.max_depth if integrator.max_depth > 0 else UNBOUNDED_DEPTH
+        depth = walk_depth(integrator)
         faces = smooth_face_set(scene)
         if faces is None:
             return
