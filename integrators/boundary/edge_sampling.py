@@ -288,6 +288,21 @@ def _behind(line: _Line, tri: _TriangleView) -> tuple[mi.Float, mi.Float]:
     return lo, dr.select(empty, lo, hi)
 
 
+def emitter_triangles(scene: mi.Scene) -> tuple[np.ndarray, np.ndarray]:
+    """The world-space triangles of the scene's mesh area emitters (T x 3 x 3,
+    detached, float32) and the index in ``scene.shapes()`` of each one's shape."""
+    tris, shapes = [], []
+    for index, shape in enumerate(scene.shapes()):
+        if shape.emitter() is None or not shape.is_mesh():
+            continue
+        pos = np.array(dr.detach(shape.vertex_positions_buffer()), dtype=np.float32).reshape(-1, 3)
+        faces = np.array(shape.faces_buffer(), dtype=np.int64).reshape(-1, 3)
+        tris.append(pos[faces])
+        shapes += [index] * len(faces)
+    tris = np.concatenate(tris) if tris else np.zeros((0, 3, 3), np.float32)
+    return tris, np.array(shapes, dtype=np.int64)
+
+
 def stream_step(W: mi.Float, total: mi.Float, j: mi.UInt32, chosen: mi.UInt32,
                  u: mi.Float) -> tuple[mi.UInt32, mi.Float]:
     """One step of the streaming inversion: edge ``j`` (weight ``W``, running
@@ -424,22 +439,13 @@ class EdgeSampler:
     def _emitter_triangles(self, scene: mi.Scene) -> np.ndarray:
         """World-space triangles of mesh area emitters (detached); returns
         which shapes emit (host bools per shape)."""
-        tris, shapes, emitting = [], [], []
-        for index, shape in enumerate(scene.shapes()):
-            if shape.emitter() is None or not shape.is_mesh():
-                continue
-            emitting.append(index)
-            pos = np.array(dr.detach(shape.vertex_positions_buffer()), dtype=np.float32).reshape(-1, 3)
-            faces = np.array(shape.faces_buffer(), dtype=np.int64).reshape(-1, 3)
-            tris.append(pos[faces])
-            shapes += [index] * len(faces)
-        tris = np.concatenate(tris) if tris else np.zeros((0, 3, 3), np.float32)
+        tris, shapes = emitter_triangles(scene)
         self.tri_count = len(tris) if len(tris) <= MAX_EMITTER_TRIANGLES else 0
         self.q = LIGHT_FRACTION if self.tri_count else 0.0
         self.tri = [mi.Point3f(*(mi.Float(tris[:, k, i]) for i in range(3))) for k in range(3)]
-        self.tri_shape = mi.UInt32(np.array(shapes, dtype=np.uint32))
+        self.tri_shape = mi.UInt32(shapes.astype(np.uint32))
         flag = np.zeros(len(scene.shapes()), dtype=bool)
-        flag[emitting] = True
+        flag[shapes] = True
         return flag
 
     # ---- per edge ----

@@ -123,7 +123,7 @@ import numpy as np
 
 from pbdr.geometry.edges import scene_edges
 from pbdr.geometry.moving import moving_meshes, ray_triangle, sliding_point
-from pbdr.integrators.boundary.edge_sampling import edge_view
+from pbdr.integrators.boundary.edge_sampling import edge_view, emitter_triangles
 from pbdr.integrators.boundary.pathspace_guiding import (TRAINING_SEED, GuideGrid, accumulate, cached as cached_guide,
                                                           cache_key as guide_cache_key, store as store_guide)
 from pbdr.integrators.boundary.primary_edges import sample_by_length
@@ -199,14 +199,7 @@ class EmitterTriangles:
     ``MAX_EMITTER_TRIANGLES`` triangles (its density loops over them)."""
 
     def __init__(self, scene: mi.Scene) -> None:
-        tris = []
-        for shape in scene.shapes():
-            if shape.emitter() is None or not shape.is_mesh():
-                continue
-            pos = np.array(dr.detach(shape.vertex_positions_buffer()), dtype=np.float64).reshape(-1, 3)
-            faces = np.array(shape.faces_buffer(), dtype=np.int64).reshape(-1, 3)
-            tris.append(pos[faces])
-        tris = np.concatenate(tris) if tris else np.zeros((0, 3, 3))
+        tris = emitter_triangles(scene)[0].astype(np.float64)
         area = 0.5 * np.linalg.norm(np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0]), axis=1)
         keep = area > 0
         self.tris, self.area = tris[keep], area[keep]
