@@ -59,7 +59,7 @@ PIN_DEPTH_TOLERANCE = 1e-3   # relative: a hit nearer than (1 - this) of the dis
 
 
 def pinned_hits(scene: mi.Scene, cam: Camera, point: FacePoint, aim: mi.Point3f, pin: mi.Bool,
-                ray: mi.Ray3f, judge: mi.Point3f) -> tuple[mi.Ray3f, mi.PreliminaryIntersection3f]:
+                ray: mi.Ray3f, judge: mi.Point3f | None = None) -> tuple[mi.Ray3f, mi.PreliminaryIntersection3f]:
     """Camera rays and their first intersections for sides that are limits of
     the radiance on a known face at a known point (where ``pin`` is set;
     other lanes keep ``ray`` and trace it).
@@ -70,8 +70,9 @@ def pinned_hits(scene: mi.Scene, cam: Camera, point: FacePoint, aim: mi.Point3f,
     away along the face, so rays aimed just inside a face seen nearly edge-on
     miss it. So the hit is ``point`` itself (its triangle, barycentrics and
     distance), unless a ray towards the boundary point ``judge`` (an edge
-    point, or a terminator arc's point) meets something clearly in front
-    (nearer than ``(1 - PIN_DEPTH_TOLERANCE)`` of the distance): then it is
+    point, or a terminator arc's point; default: ``point``) meets something
+    clearly in front (nearer than ``(1 - PIN_DEPTH_TOLERANCE)`` of the
+    distance): then it is
     hidden and the side sees that occluder, at the very hit the other side
     sees. Visibility is decided at the boundary point, once for both sides:
     a side point a little off it, on a face seen nearly edge-on, can lie
@@ -80,6 +81,7 @@ def pinned_hits(scene: mi.Scene, cam: Camera, point: FacePoint, aim: mi.Point3f,
     the path, which must then find the face itself: that ray aims at
     ``aim``, inside the face.
     """
+    judge = point.p if judge is None else judge
     towards = cam.ray_towards(point.p)
     towards_judge = cam.ray_towards(judge)
     t = dr.norm(point.p - towards.o)
