@@ -56,9 +56,10 @@ Plugin parameters
 - ``pathspace_static`` (float, default 0.25): how often a static mesh's
   edge is drawn relative to a moving one of the same measure (static edges
   count where the shading point behind them moves; 0 leaves them out).
-- ``pathspace_guiding`` (int, default 0): segments per pixel of a first
-  pass that learns a grid over the boundary sample space, from which the
-  term then draws (cached while the geometry is unchanged); 0: no guiding.
+- ``pathspace_guiding`` (int, default 0): segments per pixel drawn
+  uniformly before a grid over the boundary sample space, learned from the
+  term's own samples and refined by every call, guides the rest; 0: no
+  guiding.
 - ``spp_terminators`` (int, default -1): camera paths per pixel for the
   terminator arcs seen from their vertices (smooth-shaded meshes only);
   -1 uses a 32nd of the interior spp. ``terminator_candidates`` (int,

@@ -10,9 +10,9 @@ gradient), seconds per gradient (median after a JIT warm-up), and the
 efficiency 1 / (variance x seconds) relative to the secondary term;
 ``agrees`` is ``pbdr.compare`` with the secondary term's images (block chi2
 within its tolerance). ``guided`` is the path-space term with a guiding
-grid trained on ``GUIDING`` segments per pixel; the warm-up call trains it
-(the grid is cached), so its seconds leave training out: a training pass
-costs about GUIDING / spp of one gradient.
+grid (``pathspace_guiding`` = ``GUIDING``), learned from its own samples
+from the warm-up call on: its timed calls draw from a grid the calls
+before them refined, with no pass of its own.
 
     python scripts/bench_pathspace.py [--spp 64] [--res 32] [--seeds 8] [--only shadow,cbox]
 """
@@ -49,7 +49,7 @@ TERMS = {   # each draws ``spp`` samples per pixel of its kind (not its default 
     "guided": lambda depth, spp: {"type": "pbdr_pathspace", "max_depth": depth, "interior": False, "primary": False,
                                   "spp_pathspace": spp, "pathspace_guiding": GUIDING},
 }
-GUIDING = 32     # training segments per pixel of the guided variant
+GUIDING = 32     # uniform segments per pixel before the guided variant's grid guides
 
 
 def run(name: str, spp: int, res: int, seeds: int) -> None:

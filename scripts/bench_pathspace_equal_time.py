@@ -11,11 +11,13 @@ turns seed by seed so that a load on the machine falls on all of them
 alike. Scored with ``pbdr.bench.score`` as ``pbdr bench run`` scores (block
 error and its noise, z, block chi2, s.e. of the total; efficiency 1 /
 (block variance x seconds per gradient); ``eff_total`` the same with the
-variance of the total). ``guided`` (``guided16``: trained on 16 segments per pixel) is timed with
-its grid cached (as within one ``pbdr check``); ``guided+train`` charges
-every gradient one training pass (an optimization that moves the mesh
-trains a new grid at every step), and ``train`` is that pass's seconds as
-a fraction of one guided gradient's. ``walks4``: ``pathspace_walks`` 4.
+variance of the total). ``guided`` (``pathspace_guiding`` 16) learns its
+grid from its own samples over the calls (as over one ``pbdr check`` or an
+optimization); ``guided-1st`` forgets the grid before every gradient, so
+each is a first call (16 segments per pixel uniform, the rest from the
+grid they build). ``learn`` is the seconds spent folding samples into the
+grid and building it, as a fraction of one guided gradient.
+``walks4``: ``pathspace_walks`` 4.
 
     python scripts/bench_pathspace_equal_time.py [--spp 64] [--seeds 8] [--only indirect_occluder,...]
 """
@@ -27,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+import drjit as dr
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,39 +46,42 @@ CASES = [
     ("scenes/bench/real_geometry.toml", "resting_sphere"),
     ("scenes/bench/real_geometry.toml", "smooth_mesh_20k"),
 ]
-GUIDING = 32     # training segments per pixel of the guided variant
+GUIDING = 16     # uniform segments per pixel before the grid guides
 INTEGRATORS = {  # label: (plugin, props)
     "pbdr_edge": ("pbdr_edge", {}),
     "pbdr_pathspace": ("pbdr_pathspace", {}),
     "guided": ("pbdr_pathspace", {"pathspace_guiding": GUIDING}),
-    "guided16": ("pbdr_pathspace", {"pathspace_guiding": 16}),
+    "guided-1st": ("pbdr_pathspace", {"pathspace_guiding": GUIDING}),
     "walks4": ("pbdr_pathspace", {"pathspace_walks": 4}),
     "prb_projective": ("prb_projective", {}),
 }
+FORGETS = {"guided-1st"}     # labels whose grid is dropped before every gradient
 FIRST_SEED, WARMUP_SEED = 1000, 999      # as pbdr bench's workers
 
 
-class TrainingClock:
-    """Seconds spent in the path-space term's guiding pre-pass (wraps its training function)."""
+class LearningClock:
+    """Seconds spent learning the guiding grid: folding a batch's samples into
+    it and building its distribution (wraps those functions)."""
 
     def __init__(self) -> None:
-        import pbdr.integrators.boundary.pathspace as ps
-        self.module, self.train, self.seconds = ps, ps._train_guide, []
+        from pbdr.integrators.boundary import pathspace, pathspace_guiding
+        self.seconds = 0.0
 
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            grid = self.train(*args, **kwargs)
-            self.seconds.append(time.perf_counter() - start)
-            return grid
-        ps._train_guide = timed
+        def timed(f):
+            def wrapper(*args, **kwargs):
+                dr.sync_thread()        # the kernels queued before are not the learning's
+                start = time.perf_counter()
+                try:
+                    return f(*args, **kwargs)
+                finally:
+                    self.seconds += time.perf_counter() - start
+            return wrapper
+        pathspace.accumulate = timed(pathspace.accumulate)
+        pathspace_guiding.RunningGrid.add = timed(pathspace_guiding.RunningGrid.add)
+        pathspace_guiding.RunningGrid.grid = timed(pathspace_guiding.RunningGrid.grid)
 
-    def retrain(self) -> None:
-        """Empty the grid cache, so that the next guided gradient trains again."""
-        from pbdr.integrators.boundary import pathspace_guiding
-        pathspace_guiding._CACHE.clear()
 
-
-def run_case(manifest: str, name: str, spp: int, seeds: int, labels: list[str], clock: TrainingClock) -> None:
+def run_case(manifest: str, name: str, spp: int, seeds: int, labels: list[str], clock: LearningClock) -> None:
     from pbdr.bench.manifest import load_manifest
     from pbdr.bench.refs import default_cache, load_reference
     from pbdr.bench.score import score
@@ -86,10 +92,19 @@ def run_case(manifest: str, name: str, spp: int, seeds: int, labels: list[str], 
     scene, p = case.load()
     integrators = {k: make_integrator(scene, INTEGRATORS[k][0], props=INTEGRATORS[k][1] or None) for k in labels}
 
+    from pbdr.integrators.boundary import pathspace_guiding
+    learning = {k: [] for k in labels}
+
     def gradient(label: str, seed: int) -> tuple[np.ndarray, float]:
+        if label in FORGETS:
+            pathspace_guiding.forget(integrators[label])
+        clock.seconds = 0.0
         start = time.perf_counter()
         image = pbdr.derivative(scene, p, spp, seed=seed, integrator=integrators[label])
+        learning[label].append(clock.seconds)
         return image, time.perf_counter() - start
+
+    pathspace_guiding.forget()
 
     for label in labels:
         gradient(label, WARMUP_SEED)
@@ -103,17 +118,6 @@ def run_case(manifest: str, name: str, spp: int, seeds: int, labels: list[str], 
     rows = {label: (score(ref.fd, statistics.median(times[label]),
                           grad=pbdr.Estimate(np.stack(images[label]))), statistics.median(times[label]))
             for label in labels}
-    train = {}
-    for label in [k for k in labels if "pathspace_guiding" in INTEGRATORS[k][1]]:
-        seconds = []        # the pre-pass alone, timed on its own (JIT done by the warm-up)
-        for _ in range(3):
-            clock.retrain()
-            clock.seconds.clear()
-            gradient(label, WARMUP_SEED)
-            seconds += clock.seconds
-        train[label] = statistics.median(seconds)
-        sec = rows[label][1] + train[label]
-        rows[f"{label}+train"] = (score(ref.fd, sec, grad=pbdr.Estimate(np.stack(images[label]))), sec)
     base = rows["pbdr_edge"][0] if "pbdr_edge" in rows else None
     print(f"{name}: FD total {ref.fd.total:+.3f} ± {ref.fd.total_se:.3f}", flush=True)
     for label, (sc, sec) in rows.items():
@@ -123,8 +127,10 @@ def run_case(manifest: str, name: str, spp: int, seeds: int, labels: list[str], 
         print(f"  {label:15s} {sc.total:+10.3f} ± {sc.total_se:8.3f}  z {sc.z:+6.2f}  block {sc.block_error:7.1%} "
               f"({sc.block_noise:6.1%})  chi2 {sc.block_chi2:6.2f}  {sec:7.3f} s  eff {sc.efficiency:9.3g}  "
               f"eff_total {sc.total_efficiency:9.3g}{rel}  {'AGREE' if sc.passed else 'DISAGREE'}", flush=True)
-    for label, t in train.items():
-        print(f"  {label} pre-pass {t:.3f} s = {t / rows[label][1]:.0%} of one {label} gradient", flush=True)
+    for label in [k for k in labels if "pathspace_guiding" in INTEGRATORS[k][1]]:
+        t = statistics.median(learning[label][1:])
+        print(f"  {label} learning {t:.4f} s = {t / rows[label][1]:.1%} of one gradient (no pass of its own)",
+              flush=True)
 
 
 def main() -> None:
@@ -136,7 +142,7 @@ def main() -> None:
     args = ap.parse_args()
     pbdr.set_variant()
     pbdr.errors.set_quiet(True)
-    clock = TrainingClock()
+    clock = LearningClock()
     labels = args.integrators.split(",")
     for manifest, name in CASES:
         if name in args.only.split(","):

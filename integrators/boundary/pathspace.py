@@ -102,9 +102,9 @@ one of two other strategies, chosen by the edge:
   area density of camera rays' first hits, the sensor's weight at
   :math:`x_a` times its cosine towards the sensor.
 
-With ``pathspace_guiding`` > 0, a first pass learns a grid over the
-pencil's sample space and the edge position (``pathspace_guiding.py``)
-and the pencil strategy draws from it.
+With ``pathspace_guiding`` > 0, a grid over the pencil's sample space and
+the edge position, learned from the term's own earlier samples
+(``pathspace_guiding.py``), guides the pencil strategy.
 
 Limits: shading terminators of smooth meshes are not sampled along
 boundary segments (``vertex_terminators.py`` samples them from camera-path
@@ -124,8 +124,7 @@ import numpy as np
 from pbdr.geometry.edges import scene_edges
 from pbdr.geometry.moving import moving_meshes, ray_triangle, sliding_point
 from pbdr.integrators.boundary.edge_sampling import edge_view, emitter_triangles
-from pbdr.integrators.boundary.pathspace_guiding import (TRAINING_SEED, GuideGrid, accumulate, cached as cached_guide,
-                                                          cache_key as guide_cache_key, store as store_guide)
+from pbdr.integrators.boundary.pathspace_guiding import GuideGrid, RunningGrid, accumulate, running_grid
 from pbdr.integrators.boundary.primary_edges import sample_by_length
 from pbdr.integrators.boundary.secondary_edges import adjacent_faces, side_rays, trace_sides, velocity_coefficient
 from pbdr.integrators.boundary.sides import trace_side_pairs
@@ -289,27 +288,23 @@ def _walk_step(scene: mi.Scene, si: mi.SurfaceInteraction3f, ω_light: mi.Vector
     return nxt, dr.select(active, w, 0.0), ray, active
 
 
-def _train_guide(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, guiding: int, mode: str,
-                 static_weight: float) -> GuideGrid:
-    """A guiding grid from a first, unguided pass of ``guiding`` segments per
-    pixel with the training seed (``pathspace_guiding.py``)."""
-    record: list = []
-    size = sensor.film().crop_size()
-    for _ in pathspace_samples(scene, sensor, integrator, mi.UInt32(TRAINING_SEED),
-                               guiding * int(size[0]) * int(size[1]), mode, static_weight, 0, record):
-        pass
-    u0, u1, u2, weight = (np.concatenate([np.asarray(r[k]) for r in record]) for k in range(4))
-    return GuideGrid(accumulate([u0, u1, u2], weight))
+def guided_batches(run: RunningGrid, guiding: int, count: int, pixels: int) -> list[tuple[int, bool]]:
+    """(segments, drawn from the grid) per batch of a guided call: uniform
+    until the running grid has seen ``guiding`` segments per pixel, from the
+    grid after (``pathspace_guiding.py``)."""
+    if run.seen >= guiding:
+        return [(count, True)]
+    uniform = min(count, int(np.ceil((guiding - run.seen) * pixels)))
+    return [(uniform, False), (count - uniform, True)]
 
 
 def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, seed: mi.UInt32,
                       count: int, mode: str, static_weight: float, guiding: int = 0,
-                      record: list | None = None, walks: int = 1) -> Iterator[BoundarySamples]:
+                      walks: int = 1) -> Iterator[BoundarySamples]:
     """``count`` boundary segments (m, ω); per camera-walk vertex j a batch of
     samples whose boundary value is A_m·(n_h·m) + A_p·(n_h·x_a). ``guiding``:
-    training segments per pixel of a guiding grid (0: none); ``record``: a
-    list that receives each segment's (u0, u1, u2, magnitude) after the last
-    batch (the training pass); ``walks``: camera walks per segment."""
+    segments per pixel the running grid sees before it guides (0: no
+    guiding; ``pathspace_guiding.py``); ``walks``: camera walks per segment."""
     depth = walk_depth(integrator)
     if depth < 2:
         return
@@ -328,17 +323,34 @@ def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
     lights = EmitterTriangles(scene)
     shapes = scene.shapes()
     emitter_edge = mi.Bool(np.array([shapes[i].emitter() is not None for i in host["shape"]], dtype=bool))
-    guide = None
-    if guiding > 0:
-        key = guide_cache_key(scene, host, depth, mode, static_weight, guiding, tuple(sensor.film().crop_size()))
-        guide = cached_guide(key) or store_guide(key, _train_guide(scene, sensor, integrator, guiding, mode,
-                                                                    static_weight))
+    size = sensor.film().crop_size()
+    pixels = int(size[0]) * int(size[1])
+    run = (running_grid(integrator, scene, len(edges), depth, mode, static_weight, walks, tuple(size))
+           if guiding > 0 else None)
+    batches = guided_batches(run, guiding, count, pixels) if run is not None else [(count, False)]
+    for batch, (lanes, from_grid) in enumerate(batches):
+        if lanes == 0:
+            continue
+        record = [] if run is not None else None
+        yield from _segments(scene, sensor, integrator, seed, batch, lanes, count, depth, edges, movers, host, measure,
+                             Φ, static_weight, lights, emitter_edge, run.grid() if from_grid else None, record, walks)
+        if record:
+            # each batch's magnitudes, scaled to a whole estimate of the cells' integrals
+            run.add(accumulate(record[:3], record[3] * (count / lanes)), lanes / pixels)
 
+
+def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, seed: mi.UInt32, batch: int, lanes: int,
+              count: int, depth: int, edges, movers: list, host: dict, measure: np.ndarray, Φ: np.ndarray,
+              static_weight: float, lights: EmitterTriangles, emitter_edge: mi.Bool, guide: GuideGrid | None,
+              record: list | None, walks: int) -> Iterator[BoundarySamples]:
+    """``lanes`` of the call's ``count`` segments (their values are weighted
+    1/count), drawn uniformly or from ``guide``; ``record`` receives each
+    segment's (u0, u1, u2, magnitude). ``batch`` picks the random stream."""
     with dr.suspend_grad():
-        s_edge, s_side = mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(STREAM))
+        s_edge, s_side = mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(STREAM + batch))
         sampler = sensor.sampler().clone()
-        sampler.seed(s_edge, count)
-        u = (mi.Float(dr.arange(mi.UInt32, count)) + sampler.next_1d()) * (1.0 / count)
+        sampler.seed(s_edge, lanes)
+        u = (mi.Float(dr.arange(mi.UInt32, lanes)) + sampler.next_1d()) * (1.0 / lanes)
         v, u_1, u_2, u_s, u_3 = (sampler.next_1d() for _ in range(5))
         if guide is not None:       # u = (u0, u1, u2) from the learned grid (pathspace_guiding.py)
             u0, u1, u2 = guide.draw(u, v, u_1, u_2)
@@ -469,7 +481,7 @@ def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
         with dr.suspend_grad():
             magnitude = dr.select(in_arc, magnitude, 0.0)
             dr.eval(u0, u1_ω, u2_ω, magnitude)
-            record.append((np.array(u0), np.array(u1_ω), np.array(u2_ω), np.array(magnitude)))
+            record += [u0, u1_ω, u2_ω, magnitude]
 
 
 class PathSpaceEdges(BoundaryTerm):
@@ -486,8 +498,8 @@ class PathSpaceEdges(BoundaryTerm):
                 "pencil where it can be a discontinuity) or the baseline sphere (uniform)",
                 lambda v: None if v in DIRECTIONS else f"must be one of {', '.join(DIRECTIONS)}"),
         Setting("pathspace_guiding", 0,
-                "training segments per pixel of a learned grid over the boundary sample space "
-                "(pathspace_guiding.py); 0: no guiding",
+                "segments per pixel drawn uniformly before a grid over the boundary sample space, learned "
+                "from the term's own samples, guides the rest (pathspace_guiding.py); 0: no guiding",
                 lambda v: None if v >= 0 else "must be >= 0"),
         Setting("pathspace_walks", 1,
                 "camera walks from each segment's shading point beyond its sensor connection (each "

@@ -7,12 +7,12 @@ The boundary segments of ``pathspace.py`` are drawn from three uniforms
 end to end (edge and point), :math:`u_1` the cosine of the angle to the
 edge and :math:`u_2` the angle on the edge's plane-pencil arc. Most of that
 cube contributes nothing (the shading point behind the edge is not seen,
-the line beyond it sees no jump). As psdr-jit does (Zhang et al. 2020,
-sec. 6: "a preprocessing pass ... to build a piecewise-constant
-distribution over the boundary sample space"), a first pass estimates, per
+the line beyond it sees no jump). As in psdr-jit (Zhang et al. 2020,
+sec. 6: "a piecewise-constant distribution over the boundary sample
+space", built there in a preprocessing pass), the term estimates, per
 cell of an :math:`N_0 \times N_1 \times N_2` grid over :math:`u`, the
 integral of the samples' magnitude (:math:`\sum |A_m| + |A_p|` of the
-samples whose :math:`u` falls in it, luminance), and the term then draws
+samples whose :math:`u` falls in it, luminance), and then draws
 :math:`u` from the grid's piecewise-constant density
 
 .. math::
@@ -21,23 +21,30 @@ samples whose :math:`u` falls in it, luminance), and the term then draws
     \qquad N = N_0 N_1 N_2,
 
 (:math:`\epsilon` = ``DEFENSIVE``: every cell keeps some density, so the
-estimate stays unbiased wherever the first pass saw nothing). :math:`u_0`
+estimate stays unbiased wherever no sample has landed yet). :math:`u_0`
 is drawn from the marginal :math:`g_0` by a stratified uniform (as the
 baseline), then the :math:`(u_1, u_2)` cell from the conditional within
 its slice. The light strategy's directions keep their own density; the
 mixture's pencil part is weighted by :math:`g(u)/g_0(u_0)` and the edge
 point's density by :math:`g_0(u_0)` (``pathspace.py``).
 
-The first pass uses a seed of its own (``TRAINING_SEED``), so the grid does
-not depend on the random numbers of the estimate it guides: each estimate
-is unbiased for any grid. Grids are cached per scene and geometry (a hash
-of the edge table's positions) and settings, so the seeds of one check
-share one; an optimization that moves the mesh trains a new grid at every
-step.
+The grid is learned from the term's own samples, with no pass of its own.
+Every guided call records each segment's :math:`u` and magnitude (the
+estimate :math:`|f(u)| / p(u)` of its cell's integral, whatever density
+drew it) and folds them into a running grid kept per integrator, scene
+and settings:
+the next call draws from it. A grid therefore never depends on the random
+numbers of the estimate it guides, and each estimate is unbiased for any
+grid. Until ``pathspace_guiding`` segments per pixel have been recorded,
+segments are drawn uniformly; in the call that reaches that count the rest
+of its segments are drawn from the grid just built (two batches, each an
+estimate of the whole term, averaged by their sample counts). Later calls
+weigh their own samples by at least ``RECENT``, so that the grid follows
+geometry that moves during an optimization; it is dropped when the edge
+table changes size. :func:`forget` drops an integrator's grids (its next
+call's result then no longer depends on the calls before it).
 """
 from __future__ import annotations
-
-import hashlib
 
 import drjit as dr
 import mitsuba as mi
@@ -45,7 +52,7 @@ import numpy as np
 
 GRID = (64, 8, 8)          # cells along u0 (edges), u1 (cos α), u2 (pencil angle)
 DEFENSIVE = 0.5            # the share of the density spread uniformly over the cube
-TRAINING_SEED = 0x6A1DE    # the first pass's seed (its own: the grid is independent of the estimate)
+RECENT = 0.25             # the least weight of one call's samples in the running grid
 
 
 class GuideGrid:
@@ -98,31 +105,52 @@ class GuideGrid:
         return dr.gather(mi.Float, self.marginal_density, dr.clip(mi.UInt32(dr.floor(u0 * n0)), 0, n0 - 1))
 
 
-def accumulate(u: list[np.ndarray], weight: np.ndarray, shape: tuple = GRID) -> np.ndarray:
-    """Cell weights: the sum of ``weight`` over the samples whose u = (u0, u1, u2) falls in each cell."""
-    idx = [np.clip((np.asarray(x) * n).astype(np.int64), 0, n - 1) for x, n in zip(u, shape)]
-    grid = np.zeros(shape)
-    ok = np.isfinite(weight)
-    np.add.at(grid, (idx[0][ok], idx[1][ok], idx[2][ok]), weight[ok])
-    return grid
+def accumulate(u: tuple[mi.Float, mi.Float, mi.Float], weight: mi.Float, shape: tuple = GRID) -> np.ndarray:
+    """Cell weights: the sum of ``weight`` over the samples whose u = (u0, u1, u2)
+    falls in each cell (summed on the device: one small array comes back)."""
+    n0, n1, n2 = shape
+    i = [dr.clip(mi.UInt32(dr.floor(x * n)), 0, n - 1) for x, n in zip(u, shape)]
+    cells = dr.zeros(mi.Float, n0 * n1 * n2)
+    dr.scatter_reduce(dr.ReduceOp.Add, cells, weight, (i[0] * n1 + i[1]) * n2 + i[2], dr.isfinite(weight))
+    return np.array(cells, dtype=np.float64).reshape(shape)
 
 
-_CACHE: dict[tuple, GuideGrid] = {}
+class RunningGrid:
+    """Cell weights learned over calls: ``seen`` segments per pixel so far."""
+
+    def __init__(self, shape: tuple = GRID) -> None:
+        self.weights = np.zeros(shape)
+        self.seen = 0.0
+        self._grid: GuideGrid | None = None
+
+    def add(self, weights: np.ndarray, per_pixel: float) -> None:
+        """Fold in one batch's cell weights (each batch estimates the cells' integrals)."""
+        λ = max(per_pixel / (self.seen + per_pixel), RECENT)
+        self.weights = (1 - λ) * self.weights + λ * weights
+        self.seen += per_pixel
+        self._grid = None
+
+    def grid(self) -> GuideGrid:
+        if self._grid is None:
+            self._grid = GuideGrid(self.weights)
+        return self._grid
 
 
-def cache_key(scene: mi.Scene, edges_host: dict, *settings) -> tuple:
-    """Scene, geometry (the edge table's positions) and settings: a grid is reused while they hold."""
-    h = hashlib.blake2b(np.ascontiguousarray(edges_host["p0"]).tobytes(), digest_size=16)
-    h.update(np.ascontiguousarray(edges_host["p1"]).tobytes())
-    return (id(scene), h.digest(), *settings)
+_GRIDS: dict[tuple, RunningGrid] = {}
 
 
-def cached(key: tuple) -> GuideGrid | None:
-    return _CACHE.get(key)
+def running_grid(integrator: mi.Integrator, scene: mi.Scene, edge_count: int, *settings) -> RunningGrid:
+    """The running grid of this integrator, scene, edge count and settings (created empty)."""
+    key = (id(integrator), id(scene), edge_count, *settings)
+    if key not in _GRIDS:
+        if len(_GRIDS) > 16:
+            _GRIDS.clear()
+        _GRIDS[key] = RunningGrid()
+    return _GRIDS[key]
 
 
-def store(key: tuple, grid: GuideGrid) -> GuideGrid:
-    if len(_CACHE) > 16:
-        _CACHE.clear()
-    _CACHE[key] = grid
-    return grid
+def forget(integrator: mi.Integrator | None = None) -> None:
+    """Drop the learned grids (of one integrator, or all): the next guided
+    calls learn again from uniform segments."""
+    for key in [k for k in _GRIDS if integrator is None or k[0] == id(integrator)]:
+        del _GRIDS[key]
