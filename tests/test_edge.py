@@ -526,3 +526,76 @@ def test_material_derivatives_need_no_boundary_term(kind: str) -> None:
     dr.backward(dr.sum(mi.render(scene, params, integrator=integrator, spp=4, seed=1), axis=None))
     grad = np.array(dr.grad(params[key]))
     assert np.isfinite(grad).all() and np.abs(grad).sum() > 0
+
+
+def test_side_rays_enter_small_faces_seen_nearly_edge_on() -> None:
+    """The covered side of a silhouette edge of a fine mesh, seen from a
+    shading point 1 away: folds of two faces 0.005 across, seen 0.3° off
+    edge-on, in random orientations, the rays leaving an offset origin (as
+    ``spawn_ray``'s). A ray aimed a thousandth of the way into such a face
+    passes 1e-8 rad off the edge, below float rounding, and slipped past
+    both faces on a 82k-face blob (a fifth of the jumps of its floor shadow
+    lost, the shadow's derivative 27% short of FD); it must hit the face,
+    and the open side's ray must miss the mesh."""
+    from pbdr.integrators.boundary.secondary_edges import adjacent_faces, side_rays
+    rng = np.random.default_rng(5)
+    K, a, γ = 512, 0.005, np.radians(0.3)
+    # A fold: edge along z through the origin, face 0 at γ off the line of
+    # sight (the x axis, from p at x = -1) towards -y, face 1 behind it.
+    fold = np.array([[0, 0, -a], [0, 0, a], [a * np.cos(γ), -a * np.sin(γ), 0],
+                     [a * np.cos(3 * γ), a * np.sin(3 * γ), 0]])
+    q = rng.normal(size=(K, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    w, x, y, z = q.T
+    R = np.stack([np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+                  np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+                  np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1)], 1)
+    T = rng.uniform(-30, 30, size=(K, 3))
+    V = np.einsum("kij,vj->kvi", R, fold) + T[:, None]                          # K x 4 x 3
+    p = np.einsum("kij,j->ki", R, [-1.0, 0, 0]) + T
+    n_p = rng.normal(size=(K, 3))
+    n_p /= np.linalg.norm(n_p, axis=1, keepdims=True)
+    mesh = mi.Mesh("folds", 4 * K, 2 * K)
+    params = mi.traverse(mesh)
+    params["vertex_positions"] = mi.Float(V.astype(np.float32).ravel())
+    params["faces"] = mi.UInt32((np.array([[0, 1, 2], [1, 0, 3]])[None] + 4 * np.arange(K)[:, None, None])
+                                .astype(np.uint32).ravel())
+    params.update()
+    scene = mi.load_dict({"type": "scene", "mesh": mesh})
+    P = lambda x: mi.Point3f(*(mi.Float(np.asarray(x[:, k], dtype=np.float32)) for k in range(3)))  # noqa: E731
+    s_ = rng.uniform(0.05, 0.95, K)[:, None]
+    pd, md = P(p), P(V[:, 0] + s_ * (V[:, 1] - V[:, 0]))
+    v0, v1 = P(V[:, 0]), P(V[:, 1])
+    n_h = dr.normalize(dr.cross(v0 - pd, v1 - pd))
+    front = (dr.full(mi.Bool, True, K), dr.full(mi.Bool, False, K))      # face 0 seen from the front
+    faces = adjacent_faces((P(V[:, [0, 1, 2]].mean(1)), P(V[:, [0, 1, 3]].mean(1))), front, n_h, pd, md, v1 - v0)
+    assert np.array(faces[1][1]).all()
+    covered = np.where(np.array(faces[1][2]) < 0, 0, 1)        # the lane of each sample's covered side
+    origin = P(p + 1e-4 * (1 + np.abs(p).max(axis=1, keepdims=True)) * n_p)     # as spawn_ray offsets it
+    rays = side_rays(lambda i, d: mi.Ray3f(dr.gather(mi.Point3f, origin, i), d), md - pd, dr.norm(md - pd), n_h,
+                     pd, faces, mi.Bool(False))
+    hit = np.array(scene.ray_intersect_preliminary(rays).is_valid()).reshape(K, 2)
+    rows = np.arange(K)
+    assert hit[rows, covered].all(), f"{(~hit[rows, covered]).sum()} of {K} covered-side rays missed the fold"
+    assert not hit[rows, 1 - covered].any()
+
+
+def test_fine_meshes_count_as_smooth_shaded() -> None:
+    """Vertex normals 0.05° off the face normal (a mesh of a million faces
+    has about that) make a mesh smooth-shaded; normals equal to the face's
+    up to float rounding leave it flat. With a threshold of 2.6° an 82k-face
+    blob counted as flat: its terminators were left out and its silhouette
+    derivative came out at half of FD."""
+    from pbdr.geometry.terminators import face_normals, smooth_faces
+    rng = np.random.default_rng(2)
+    positions = rng.normal(size=(3, 3))
+    faces = np.array([[0, 1, 2]])
+    n = face_normals(positions, faces)[0]
+    flat = np.tile(n.astype(np.float32).astype(np.float64), (3, 1))
+    assert not smooth_faces(positions, flat, faces)
+    axis = np.cross(n, [1.0, 0, 0])
+    axis /= np.linalg.norm(axis)
+    θ = np.radians(0.05)
+    tilted = flat.copy()
+    tilted[0] = n * np.cos(θ) + np.cross(axis, n) * np.sin(θ)
+    assert smooth_faces(positions, tilted, faces)

@@ -65,7 +65,7 @@ import mitsuba as mi
 
 from pbdr.geometry.edges import scene_edges
 from pbdr.geometry.moving import on_moving_mesh, sliding_point
-from pbdr.integrators.boundary.sides import inside_face, trace_side_pairs
+from pbdr.integrators.boundary.sides import trace_side_pairs
 from pbdr.integrators.boundary.edge_sampling import (DEFAULT_CANDIDATES, DEFAULT_TERMINATOR_CANDIDATES,
                                                       DEFAULT_TERMINATOR_FRACTION, EdgeSampler, SamplingOptions)
 from pbdr.integrators.boundary.term import BoundarySamples, BoundaryTerm, Setting, walk_depth
@@ -73,6 +73,9 @@ from pbdr.integrators.boundary.secondary_terminators import TerminatorSampler, s
 
 SIDE_EPSILON = 1e-4     # angular offset of the side rays (radians)
 NEAR_TOLERANCE = 1e-2   # a side hit within this relative distance of m is "at the edge"
+INNER_DEPTH = 1e-3      # how far towards an adjacent face's centroid its side ray aims, at least
+INNER_DEPTH_MAX = 0.1   # ... and at most
+INNER_ANGLE = 1e-5      # ... so that the aim is this angle off the plane (p, edge) (``adjacent_faces``)
 
 
 def trace_sides(integrator: mi.Integrator, scene: mi.Scene, sampler: mi.Sampler, p_ray: mi.Ray3f,
@@ -192,11 +195,22 @@ def adjacent_faces(c: tuple[mi.Point3f, mi.Point3f], front: tuple[mi.Bool, mi.Bo
     the edge): a point inside the face near m, whether it covers a side (seen
     from the front, not edge-on) and which side of that plane it lies on.
     (If p is on one of the edge's faces, the sample is on p's own horizon,
-    and the sides are above and below that face: ``EdgeView.horizon``.)"""
+    and the sides are above and below that face: ``EdgeView.horizon``.)
+
+    The point lies a thousandth of the way across the face, or deeper where
+    the face is seen so nearly edge-on that this would be nearer the plane
+    than the outer side's offset (``SIDE_EPSILON`` |m - p|): the small
+    faces of a fine mesh seen at its silhouette, where a ray aimed at a
+    point that close to the edge slips past both faces (rounding) and the
+    jump is lost."""
     faces = []
+    dist = dr.norm(md - pd)
     for c_k, front_k in ((c[1], front[1]), (c[0], front[0])):
         side = dr.sign(dr.dot(n_h, c_k - pd))
-        faces.append((inside_face(md, c_k, dr.normalize(e)), front_k & (side != 0), side))
+        to_c = c_k - md                               # (m + f to_c is in the face for f in [0, 1])
+        rise = dr.abs(dr.dot(n_h, to_c))              # its distance from the plane (p, edge)
+        depth = dr.clip(INNER_ANGLE * dist / dr.maximum(rise, 1e-30), INNER_DEPTH, INNER_DEPTH_MAX)
+        faces.append((md + depth * to_c, front_k & (side != 0), side))
     return faces
 
 

@@ -33,6 +33,8 @@ import drjit as dr
 import mitsuba as mi
 import numpy as np
 
+SMOOTH_TOLERANCE = 1e-8   # 1 - cos between vertex and face normals above which a mesh is smooth-shaded
+
 from .edges import face_normals, mesh_topology
 
 # Barycentric (b1, b2) of the three corners; edge k runs from corner k to k+1.
@@ -127,11 +129,16 @@ def _bent_edges(h: np.ndarray, P: np.ndarray, N: np.ndarray, origin: np.ndarray)
 
 
 def smooth_faces(positions: np.ndarray, normals: np.ndarray, faces: np.ndarray,
-                 tolerance: float = 1e-3) -> bool:
+                 tolerance: float = SMOOTH_TOLERANCE) -> bool:
     """Whether vertex normals differ from the face normals somewhere (interpolated
-    shading; the built-in ``cube`` splits its normals per face and is flat)."""
+    shading; the built-in ``cube`` splits its normals per face and is flat).
+    ``tolerance`` is on 1 - cos: the normals of a fine mesh differ from its
+    faces' by about half its dihedral angles (1 - cos ~ 1e-6 at a million
+    faces), flat normals by float rounding only."""
     n_f = face_normals(positions, faces)
-    return bool((np.einsum("fkj,fj->fk", normals[faces], n_f) < 1 - tolerance).any())
+    # normalized: float32 normals are unit to ~1e-7 only, far above the tolerance
+    n_v = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
+    return bool((np.einsum("fkj,fj->fk", n_v[faces], n_f) < 1 - tolerance).any())
 
 
 def mesh_arrays(mesh: mi.Mesh) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
