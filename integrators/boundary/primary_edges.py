@@ -72,7 +72,12 @@ from pbdr.integrators.boundary.sides import FacePoint, inside_face, pinned_hits
 from pbdr.integrators.boundary.term import BoundarySamples, BoundaryTerm, filter_footprint
 from pbdr.integrators.boundary.primary_terminators import TerminatorTable
 
-SIDE_EPSILON = 1e-3   # pixels; offset of the two radiance samples from the edge
+SIDE_EPSILON = 1e-3   # pixels; how far a terminator arc's side points lie from the arc, at most
+# A traced side's offset from the edge, per pixel of the film's width (1e-3 px
+# at 1024, some 16 float ulps of the film position at any size): an offset
+# fixed in pixels reaches further at low resolution, past the thin slivers
+# where a fine mesh's contour passes over another of its own sheets.
+TRACED_SIDE_OFFSET = 1e-6
 
 
 @dataclass
@@ -163,8 +168,8 @@ def _side_radiance(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator
     # Sides are evaluated wherever they fall (``footprint`` decides whether a
     # sample counts): masking a side outside the film would make a jump of
     # every edge that crosses its border.
-    xs = x + sign * SIDE_EPSILON * n
     size = mi.ScalarVector2f(cam.size)
+    xs = x + sign * (TRACED_SIDE_OFFSET * dr.max(size)) * n
     sampler = sensor.sampler().clone()
     sampler.seed(seed, count)
     wavelength = sampler.next_1d() if mi.is_spectral else 0.0
