@@ -32,8 +32,7 @@ The grid is learned from the term's own samples, with no pass of its own.
 Every guided call records each segment's :math:`u` and magnitude (the
 estimate :math:`|f(u)| / p(u)` of its cell's integral, whatever density
 drew it) and folds them into a running grid kept per integrator, scene
-and settings:
-the next call draws from it. A grid therefore never depends on the random
+and settings: the next call draws from it. A grid therefore never depends on the random
 numbers of the estimate it guides, and each estimate is unbiased for any
 grid. Until ``pathspace_guiding`` segments per pixel have been recorded,
 segments are drawn uniformly; in the call that reaches that count the rest
@@ -141,6 +140,8 @@ _GRIDS: dict[tuple, RunningGrid] = {}
 
 def running_grid(integrator: mi.Integrator, scene: mi.Scene, edge_count: int, *settings) -> RunningGrid:
     """The running grid of this integrator, scene, edge count and settings (created empty)."""
+    # Object ids: a scene created at a freed one's address with the same edge
+    # count inherits its grid, a poor guide at worst (estimates stay unbiased).
     key = (id(integrator), id(scene), edge_count, *settings)
     if key not in _GRIDS:
         if len(_GRIDS) > 16:
