@@ -197,12 +197,12 @@ def adjacent_faces(c: tuple[mi.Point3f, mi.Point3f], front: tuple[mi.Bool, mi.Bo
     (If p is on one of the edge's faces, the sample is on p's own horizon,
     and the sides are above and below that face: ``EdgeView.horizon``.)
 
-    The point lies a thousandth of the way across the face, or deeper where
-    the face is seen so nearly edge-on that this would be nearer the plane
-    than the outer side's offset (``SIDE_EPSILON`` |m - p|): the small
-    faces of a fine mesh seen at its silhouette, where a ray aimed at a
-    point that close to the edge slips past both faces (rounding) and the
-    jump is lost."""
+    The point lies a thousandth of the way towards the face's centroid, or
+    deeper (up to ``INNER_DEPTH_MAX``) where the face is seen so nearly
+    edge-on that this would lie within ``INNER_ANGLE`` |m - p| of the plane:
+    the small faces of a fine mesh seen at its silhouette, where a ray aimed
+    at a point that close to the edge slips past both faces (rounding) and
+    the jump is lost."""
     faces = []
     dist = dr.norm(md - pd)
     for c_k, front_k in ((c[1], front[1]), (c[0], front[0])):

@@ -33,9 +33,9 @@ import drjit as dr
 import mitsuba as mi
 import numpy as np
 
-SMOOTH_TOLERANCE = 1e-8   # 1 - cos between vertex and face normals above which a mesh is smooth-shaded
-
 from .edges import face_normals, mesh_topology
+
+SMOOTH_TOLERANCE = 1e-8   # 1 - cos between vertex and face normals above which a mesh is smooth-shaded
 
 # Barycentric (b1, b2) of the three corners; edge k runs from corner k to k+1.
 CORNERS = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
