@@ -68,7 +68,7 @@ import numpy as np
 from pbdr.geometry.camera import Camera, clip_edges, clipped_point
 from pbdr.geometry.edges import edge_barycentrics, scene_edges, silhouette_mask
 from pbdr.geometry.moving import moving_shapes
-from pbdr.integrators.boundary.sides import FacePoint, inside_face, pinned_hits
+from pbdr.integrators.boundary.sides import FacePoint, inside_face, judge_rays, pinned_hits
 from pbdr.integrators.boundary.term import BoundarySamples, BoundaryTerm, filter_footprint
 from pbdr.integrators.boundary.primary_terminators import TerminatorTable
 
@@ -143,9 +143,10 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
         arc_sides = arc.sides if len(terminators) else ()
         # The boundary point, whose visibility decides both sides' (``pinned_hits``).
         at = (dr.select(on_edge, X, arc.p) if len(terminators) else X) if E > 0 else arc.p
-        dr.eval(xd, n, on_edge, faces, arc_sides, at)
+        judged = judge_rays(scene, cam, at, mi.Bool(True))     # both sides' visibility test, traced once
+        dr.eval(xd, n, on_edge, faces, arc_sides, at, judged)
         L_minus, L_plus = (_side_radiance(scene, sensor, integrator, cam, s_side, xd, n, sign, on_edge,
-                                          faces, arc_sides, at) for sign in (-1.0, 1.0))
+                                          faces, arc_sides, at, judged) for sign in (-1.0, 1.0))
         ΔL = L_minus - L_plus
         ΔL_w = ΔL * (weight * total / count)
         active = dr.any(ΔL != 0) & (weight != 0)
@@ -154,9 +155,10 @@ def sample_primary_edges(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Inte
 
 def _side_radiance(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, cam: Camera,
                    seed: mi.UInt32, x: mi.Point2f, n: mi.Vector2f, sign: float, on_edge: mi.Bool,
-                   faces: list, arc_sides: tuple, at: mi.Point3f) -> mi.Spectrum:
+                   faces: list, arc_sides: tuple, at: mi.Point3f,
+                   judged: tuple[mi.Ray3f, mi.PreliminaryIntersection3f]) -> mi.Spectrum:
     """The radiance on side ``sign`` (±1 along ``n``) of each sample (boundary
-    point ``at``).
+    point ``at``, seen from the camera as ``judged``: ``sides.judge_rays``).
 
     Both sides draw the same random numbers (a sampler with the same seed
     and width): what counts is their difference, and at a contour of a
@@ -187,7 +189,7 @@ def _side_radiance(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator
         target = dr.select(on_edge, target, arc_side)
         aim = dr.select(on_edge, aim, arc_side.p)
         pin |= ~on_edge
-    ray, first = pinned_hits(scene, cam, target, aim, pin, ray, judge=at)
+    ray, first = pinned_hits(scene, cam, target, aim, pin, ray, judge=at, judged=judged)
     dr.eval(ray, ray_weight, first)
     L, _, _, _ = integrator.sample(dr.ADMode.Primal, scene, sampler, ray, None, None, mi.Bool(True), first=first)
     L = L * ray_weight

@@ -58,8 +58,18 @@ def inside_face(x: mi.Point3f, c: mi.Point3f, ê: mi.Vector3f) -> mi.Point3f:
 PIN_DEPTH_TOLERANCE = 1e-3   # relative: a hit nearer than (1 - this) of the distance hides a pinned point
 
 
+def judge_rays(scene: mi.Scene, cam: Camera, judge: mi.Point3f,
+               active: mi.Bool) -> tuple[mi.Ray3f, mi.PreliminaryIntersection3f]:
+    """Camera rays towards boundary points ``judge`` and their first hits:
+    ``pinned_hits``' visibility test, traced once for both sides of a sample."""
+    towards = cam.ray_towards(judge)
+    return towards, scene.ray_intersect_preliminary(towards, coherent=True, reorder=False, active=active)
+
+
 def pinned_hits(scene: mi.Scene, cam: Camera, point: FacePoint, aim: mi.Point3f, pin: mi.Bool,
-                ray: mi.Ray3f, judge: mi.Point3f | None = None) -> tuple[mi.Ray3f, mi.PreliminaryIntersection3f]:
+                ray: mi.Ray3f, judge: mi.Point3f | None = None,
+                judged: tuple[mi.Ray3f, mi.PreliminaryIntersection3f] | None = None
+                ) -> tuple[mi.Ray3f, mi.PreliminaryIntersection3f]:
     """Camera rays and their first intersections for sides that are limits of
     the radiance on a known face at a known point (where ``pin`` is set;
     other lanes keep ``ray`` and trace it).
@@ -79,14 +89,14 @@ def pinned_hits(scene: mi.Scene, cam: Camera, point: FacePoint, aim: mi.Point3f,
     millimetres deeper, behind an occluder the boundary point clears. An
     occluder that is a null interface (a medium's boundary) is crossed by
     the path, which must then find the face itself: that ray aims at
-    ``aim``, inside the face.
+    ``aim``, inside the face. ``judged``: ``judge_rays(scene, cam, judge,
+    ...)`` already traced (for every lane where ``pin`` may be set).
     """
     judge = point.p if judge is None else judge
     towards = cam.ray_towards(point.p)
-    towards_judge = cam.ray_towards(judge)
+    towards_judge, pi_x = judge_rays(scene, cam, judge, pin) if judged is None else judged
     t = dr.norm(point.p - towards.o)
     t_judge = dr.norm(judge - towards_judge.o)
-    pi_x = scene.ray_intersect_preliminary(towards_judge, coherent=True, reorder=False, active=pin)
     hidden = pin & pi_x.is_valid() & (pi_x.t < t_judge * (1 - PIN_DEPTH_TOLERANCE))
     use = pin & ~hidden
     si = pi_x.compute_surface_interaction(towards_judge, mi.RayFlags.Minimal, hidden)
