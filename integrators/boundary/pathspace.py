@@ -115,13 +115,14 @@ border miss what wide filters reach from beyond it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 import drjit as dr
 import mitsuba as mi
 import numpy as np
 
-from pbdr.geometry.edges import scene_edges
+from pbdr.geometry.edges import EdgeSet, scene_edges
 from pbdr.geometry.moving import moving_meshes, ray_triangle, sliding_point
 from pbdr.integrators.boundary.edge_sampling import edge_view, emitter_triangles
 from pbdr.integrators.boundary.pathspace_guiding import GuideGrid, RunningGrid, accumulate, running_grid
@@ -328,24 +329,41 @@ def pathspace_samples(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integra
     run = (running_grid(integrator, scene, len(edges), depth, mode, static_weight, walks, tuple(size))
            if guiding > 0 else None)
     batches = guided_batches(run, guiding, count, pixels) if run is not None else [(count, False)]
+    draw = _EdgeDraw(edges, movers, measure, Φ, static_weight, lights, emitter_edge, depth, walks)
     for batch, (lanes, from_grid) in enumerate(batches):
         if lanes == 0:
             continue
         record = [] if run is not None else None
-        yield from _segments(scene, sensor, integrator, seed, batch, lanes, count, depth, edges, movers, host, measure,
-                             Φ, static_weight, lights, emitter_edge, run.grid() if from_grid else None, record, walks)
+        yield from _segments(scene, sensor, integrator, draw, seed, batch, lanes, count,
+                             run.grid() if from_grid else None, record)
         if record:
             # each batch's magnitudes, scaled to a whole estimate of the cells' integrals
             run.add(accumulate(record[:3], record[3] * (count / lanes)), lanes / pixels)
 
 
-def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, seed: mi.UInt32, batch: int, lanes: int,
-              count: int, depth: int, edges, movers: list, host: dict, measure: np.ndarray, Φ: np.ndarray,
-              static_weight: float, lights: EmitterTriangles, emitter_edge: mi.Bool, guide: GuideGrid | None,
-              record: list | None, walks: int) -> Iterator[BoundarySamples]:
+@dataclass
+class _EdgeDraw:
+    """What every batch of a call draws its segments from."""
+
+    edges: EdgeSet
+    movers: list                # the moving meshes
+    measure: np.ndarray         # per edge: ∫ dℓ ∫ dω over its sampled set, weighted (the edge draw's density)
+    Φ: np.ndarray               # per edge: its pencil arc
+    static_weight: float        # ``pathspace_static``
+    lights: EmitterTriangles
+    emitter_edge: mi.Bool       # per edge: an emitter's own
+    depth: int                  # ``walk_depth``
+    walks: int                  # ``pathspace_walks``
+
+
+def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, draw: _EdgeDraw, seed: mi.UInt32,
+              batch: int, lanes: int, count: int, guide: GuideGrid | None,
+              record: list | None) -> Iterator[BoundarySamples]:
     """``lanes`` of the call's ``count`` segments (their values are weighted
     1/count), drawn uniformly or from ``guide``; ``record`` receives each
     segment's (u0, u1, u2, magnitude). ``batch`` picks the random stream."""
+    edges, movers, measure, Φ, static_weight = draw.edges, draw.movers, draw.measure, draw.Φ, draw.static_weight
+    lights, emitter_edge, depth, walks = draw.lights, draw.emitter_edge, draw.depth, draw.walks
     with dr.suspend_grad():
         s_edge, s_side = mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(STREAM + batch))
         sampler = sensor.sampler().clone()
