@@ -33,6 +33,10 @@ class Estimate:
     """K independent derivative images (one per seed) and their statistics."""
 
     samples: np.ndarray                     # K x H x W x C
+    # Per-pixel standard deviation of one sample's float rounding (H x W x C),
+    # where known: finite differences of images that agree to the last bit
+    # differ by rounding alone, which the spread over K seeds can miss.
+    rounding: np.ndarray | None = None
 
     @property
     def mean(self) -> np.ndarray:
@@ -67,6 +71,18 @@ class Estimate:
         padded = np.zeros((k, hb * size, wb * size, c), dtype=np.float64)
         padded[:, :h, :w] = self.samples
         return padded.reshape(k, hb, size, wb, size, c).sum(axis=(2, 4))
+
+    def block_rounding_var(self, size: int = BLOCK) -> np.ndarray:
+        """The variance that rounding adds to the mean of each block sum over
+        the K seeds, zeros where unknown. Not divided by K: renders of the
+        same values in the same thread layout round alike, seed after seed."""
+        _, h, w, c = self.samples.shape
+        hb, wb = -(-h // size), -(-w // size)
+        if self.rounding is None:
+            return np.zeros((hb, wb, c))
+        padded = np.zeros((hb * size, wb * size, c), dtype=np.float64)
+        padded[:h, :w] = np.square(self.rounding, dtype=np.float64)
+        return padded.reshape(hb, size, wb, size, c).sum(axis=(1, 3))
 
 
 def fd_integrator(scene: mi.Scene, max_depth: int | None = None,
@@ -119,6 +135,7 @@ def finite_differences(scene: mi.Scene, perturbation: Perturbation, eps: float, 
     integrator = integrator or fd_integrator(scene)
     params = mi.traverse(scene)
     out = []
+    rounding_var = 0.0
     try:
         for seed in tqdm(seeds_for(seeds, first_seed), desc="finite differences",
                          disable=not show_progress(progress), leave=False):
@@ -128,10 +145,18 @@ def finite_differences(scene: mi.Scene, perturbation: Perturbation, eps: float, 
                 image = to_numpy(mi.render(scene, integrator=integrator, spp=spp, seed=opaque_seed(seed),
                                            sensor=sensor), "finite-difference render")
                 estimate = estimate + (c / eps) * image
+                rounding_var = rounding_var + np.square(c / eps * render_rounding(image, spp), dtype=np.float64)
             out.append(estimate)
     finally:
         perturbation.restore(params)
-    return Estimate(np.stack(out))
+    return Estimate(np.stack(out), rounding=np.sqrt(rounding_var / len(out)))
+
+
+def render_rounding(image: np.ndarray, spp: int) -> np.ndarray:
+    """Standard deviation of a float32 pixel's rounding error: its ``spp``
+    samples summed in an order the threads choose, a random walk of one unit
+    roundoff (2^-24) of the pixel value per addition."""
+    return np.abs(image) * (np.sqrt(spp) * 2.0 ** -24)
 
 
 def derivative_estimate(scene: mi.Scene, perturbation: Perturbation, spp: int, seeds: int = 8,
@@ -206,12 +231,14 @@ def compare(grad: Estimate, fd: Estimate, z_tol: float = 4.0, chi2_tol: float = 
     var_f = bf.var(axis=0, ddof=1) / len(bf) if len(bf) > 1 else np.zeros_like(mf)
     norm_f = float(np.linalg.norm(mf))
     denom = max(norm_f, 1e-12)
-    var = var_g + var_f
-    # Blocks with (numerically) no variance and no difference carry no information.
+    rounding = grad.block_rounding_var() + fd.block_rounding_var()
+    var = var_g + var_f + rounding
+    # Blocks whose spread over seeds is (numerically) nothing or float rounding
+    # carry no information: a difference there must be within rounding.
     scale = max(float(np.abs(mf).max(initial=0.0)), float(np.abs(mg).max(initial=0.0)), 1e-30)
-    informative = var > (1e-6 * scale) ** 2
+    informative = var_g + var_f > np.maximum((1e-6 * scale) ** 2, rounding)
     chi2 = float(np.mean((mg - mf)[informative] ** 2 / var[informative])) if informative.any() else 0.0
-    exact_mismatch = (~informative) & (np.abs(mg - mf) > 1e-4 * scale)
+    exact_mismatch = (~informative) & (np.abs(mg - mf) > np.maximum(1e-4 * scale, 4 * np.sqrt(rounding)))
     if exact_mismatch.any():
         chi2 = float("inf")
     return CheckReport(

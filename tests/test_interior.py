@@ -67,6 +67,28 @@ def test_check_rejects_a_wrong_derivative() -> None:
     assert abs(report.z) < 4 and not report.passed
 
 
+def test_rounding_of_finite_differences_is_not_a_disagreement() -> None:
+    """A block where the derivative is exactly 0 and FD is rounding alone
+    (two renders of a static region that sum their samples in other orders)
+    agrees, even where that rounding barely varies over the few seeds and
+    their spread alone would call it significant; the same FD against a
+    derivative that is off by more than rounding there does not."""
+    rng = np.random.default_rng(3)
+    k, spp, eps = 4, 256, 0.005
+    image = np.ones((16, 16, 1))                                # radiance 1 everywhere
+    sd = pbdr.validate.render_rounding(image, spp) / eps        # per pixel, both renders
+    live = np.zeros((k, 16, 16, 1))
+    live[:, :8] = 0.05 + rng.normal(0.0, 0.005, (k, 8, 16, 1))  # blocks with a derivative
+    offset = rng.normal(0.0, 1.0, (16, 16, 1)) * sd             # rounding in the silent half,
+    fd_samples = live + offset * (1 + 0.05 * rng.normal(0.0, 1.0, live.shape))  # nearly repeated
+    fd = Estimate(fd_samples, rounding=np.sqrt(2.0) * sd)
+    grad = Estimate(np.where(np.arange(16)[:, None, None] < 8, live[::-1], 0.0))
+    assert pbdr.compare(grad, fd).passed
+    assert not pbdr.compare(grad, Estimate(fd_samples)).passed   # without the rounding model
+    grad.samples[:, 8:] += 10 * sd[8:]
+    assert not pbdr.compare(grad, fd).passed
+
+
 def test_geometry_without_boundary_term_disagrees() -> None:
     """Interior alone misses the silhouette term of a moving cube: check must say so."""
     scene = load("shadow.xml")
