@@ -39,6 +39,12 @@ CASES = {
     "cbox": ("scenes/cbox.xml", {}, "box.vertex_positions", (1, 0, 0), None, 4),
     "icosphere": ("scenes/edge/icosphere.xml", {}, "sphere.vertex_positions", (1, 0, 0), None, 3),
     "gap-room": ("scenes/bench/gap_room.xml", {}, "occluder.vertex_positions", (0, 0, 1), None, 5),
+    # the contact and 20k-face cases of scenes/bench/real_geometry.toml
+    "resting-box": ("scenes/edge/resting_box.xml", {}, "box.vertex_positions", (1, 0, 0), None, 4),
+    "stacked-boxes": ("scenes/edge/contact.xml", {}, "top.vertex_positions", (1, 0, 0), None, 3),
+    "box-against-wall": ("scenes/edge/contact.xml", {}, "wallbox.vertex_positions", (1, 0, 0), None, 3),
+    "resting-sphere": ("scenes/edge/contact.xml", {}, "ball.vertex_positions", (1, 0, 0), None, 3),
+    "blob-20k": ("scenes/bench/blob.xml", {}, "blob.vertex_positions", (1, 0, 0), None, 2),
 }
 
 TERMS = {   # each draws ``spp`` samples per pixel of its kind (not its default share of the interior spp)

@@ -17,7 +17,7 @@ optimization); ``guided-1st`` forgets the grid before every gradient, so
 each is a first call (16 segments per pixel uniform, the rest from the
 grid they build). ``learn`` is the seconds spent folding samples into the
 grid and building it, as a fraction of one guided gradient.
-``walks4``: ``pathspace_walks`` 4.
+``walks4``: ``pathspace_walks`` 4; ``guided-walks4`` both.
 
     python scripts/bench_pathspace_equal_time.py [--spp 64] [--seeds 8] [--only indirect_occluder,...]
 """
@@ -53,6 +53,12 @@ INTEGRATORS = {  # label: (plugin, props)
     "guided": ("pbdr_pathspace", {"pathspace_guiding": GUIDING}),
     "guided-1st": ("pbdr_pathspace", {"pathspace_guiding": GUIDING}),
     "walks4": ("pbdr_pathspace", {"pathspace_walks": 4}),
+    "guided-walks4": ("pbdr_pathspace", {"pathspace_guiding": GUIDING, "pathspace_walks": 4}),
+    "ps16": ("pbdr_pathspace", {"spp_pathspace": 16}),
+    "guided-ps16": ("pbdr_pathspace", {"pathspace_guiding": 4, "spp_pathspace": 16}),
+    "edge-sec64": ("pbdr_edge", {"spp_secondary": 64}),
+    "guided-walks4-x4": ("pbdr_pathspace", {"pathspace_guiding": GUIDING, "pathspace_walks": 4,
+                                            "spp_pathspace": 256}),
     "prb_projective": ("prb_projective", {}),
 }
 FORGETS = {"guided-1st"}     # labels whose grid is dropped before every gradient
