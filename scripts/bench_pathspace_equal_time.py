@@ -17,7 +17,11 @@ optimization); ``guided-1st`` forgets the grid before every gradient, so
 each is a first call (16 segments per pixel uniform, the rest from the
 grid they build). ``learn`` is the seconds spent folding samples into the
 grid and building it, as a fraction of one guided gradient.
-``walks4``: ``pathspace_walks`` 4; ``guided-walks4`` both.
+``walks4``: ``pathspace_walks`` 4; ``guided-walks4`` both, and
+``guided-walks4-x4`` at 4x the segments (``spp_pathspace`` 256);
+``ps16`` and ``guided-ps16``: 16 segments per pixel (a quarter of the
+default at 64 spp; guided after 4 uniform); ``edge-sec64``: ``pbdr_edge``
+with ``spp_secondary`` 64 (8x its default at 64 spp).
 
     python scripts/bench_pathspace_equal_time.py [--spp 64] [--seeds 8] [--only indirect_occluder,...]
 """
