@@ -251,6 +251,18 @@ def _fd_signal(result: "pbdr.CheckResult") -> float:
     return float(np.max(mean[large] ** 2 / np.maximum(var[large], 1e-30)))
 
 
+def test_a_box_resting_on_another_agrees_along_the_contact() -> None:
+    """The bottom edges of a box resting on another lie in the lower box's
+    top face, and an edge point can round to just below it. A side of the
+    primary term pinned at the edge point then started its path inside that
+    face: the lit face's side came out black along the contact, 3x FD
+    there (z -4.3, block chi2 7.4 with the pinned point on the edge). Direct
+    light only, where nothing else is heavy-tailed at the contact."""
+    scene = pbdr.load_scene(scene_path("edge/contact.xml"), {"res": "64", "max_depth": "2"})
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), "top.vertex_positions", (1, 0, 0))
+    assert_agrees(pbdr.check(scene, p, eps=0.002, spp=32, fd_spp=256, seeds=16, integrator=edge_integrator(2)))
+
+
 @pytest.mark.parametrize("name", ["shadow", "moving-light"])
 def test_without_secondary_edges_the_check_fails(name: str) -> None:
     """Interior + primary alone miss shadows and the moving light's edges (the test has power)."""

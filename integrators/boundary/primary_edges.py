@@ -78,6 +78,12 @@ SIDE_EPSILON = 1e-3   # pixels; how far a terminator arc's side points lie from 
 # fixed in pixels reaches further at low resolution, past the thin slivers
 # where a fine mesh's contour passes over another of its own sheets.
 TRACED_SIDE_OFFSET = 1e-6
+# How far inside its face a pinned side's point lies, relative to 1 + max|X|
+# (~170 float ulps at unit scale): the edge point itself can round to just
+# inside a surface the mesh rests on, whose plane then stops every ray the
+# side's path leaves by (a box on another box: the lit face's side came out
+# black along the contact, and the term 3x FD there).
+PIN_CLEARANCE = 1e-5
 
 
 @dataclass
@@ -232,10 +238,12 @@ def _face_sides(cam: Camera, edges, idx: mi.UInt32, X: mi.Point3f, s: mi.Float, 
     face near it to aim at.
 
     That side's value is the limit of the radiance on the face at the edge,
-    evaluated at the edge point itself (``pinned_hits``): a ray offset on
-    screen would pass a face seen almost edge-on (a sliver thinner than any
-    offset), and a point a fixed fraction inside the face can lie beyond a
-    terminator arc that runs along the edge. A ray that must be traced to
+    evaluated at a point of the face ``PIN_CLEARANCE`` off the edge point
+    (``pinned_hits``): a ray offset on screen would pass a face seen almost
+    edge-on (a sliver thinner than any offset), a point a fixed fraction
+    inside the face can lie beyond a terminator arc that runs along the
+    edge, and the edge point itself can lie inside a surface the mesh rests
+    on. A ray that must be traced to
     the face (seen through a null interface) aims a thousandth of the face's
     width inside it.
     """
@@ -249,10 +257,15 @@ def _face_sides(cam: Camera, edges, idx: mi.UInt32, X: mi.Point3f, s: mi.Float, 
     ê = dr.normalize(p1 - p0)
     shape_index, corners = g(edges.shape_index), g(edges.corners)
     faces = []
+    clearance = PIN_CLEARANCE * (1 + dr.max(dr.abs(X)))
     for k, c, nk, prim in ((1, g(edges.c1), g(edges.n1), g(edges.prim1)),
                            (0, g(edges.c0), g(edges.n0), g(edges.prim0))):
         front = dr.dot(nk, o - X) > 0
-        point = FacePoint(X, shape_index, prim, edge_barycentrics(corners, k, s))
+        # towards the centroid, ``clearance`` off the edge
+        across = dr.norm((c - X) - dr.dot(c - X, ê) * ê)
+        t = dr.minimum(clearance * dr.rcp(dr.maximum(across, 1e-30)), 0.5)
+        uv = edge_barycentrics(corners, k, s)
+        point = FacePoint(dr.lerp(X, c, t), shape_index, prim, dr.lerp(uv, mi.Point2f(1 / 3, 1 / 3), t))
         faces.append((dr.select(front, dr.sign(dr.dot(N, c - o)) * σ, 0.0), point, inside_face(X, c, ê)))
     return faces
 
