@@ -29,6 +29,13 @@ r_j`, so one pass carries the relative tangent :math:`\rho` of the
 throughput forward. It is the replay's sum in another order (equal to
 rounding for the same seed), traced once instead of twice (primal and replay).
 
+The vertex after a moving point is held fixed in space (the Jacobian
+:math:`|\cos\theta_y|/r^2` carries the motion), or, for the vertex after the
+camera vertex where ``first_bounce`` says so (``pbdr_edge``), in solid
+angle: its ray keeps its direction and starts at the moving camera vertex,
+and a next-event sample keeps its direction and reaches the emitter where
+that ray meets it (``first_bounce_rays``, ``directional_emitter_sample``).
+
 Sampling is detached (directions do not move with :math:`\pi`) and shadow
 rays are plain visibility tests, so edges and silhouettes contribute nothing
 here; ``pbdr_edge`` and ``pbdr_reparam`` add them. The primal image is an
@@ -57,6 +64,7 @@ import mitsuba as mi
 from mitsuba.ad.integrators.common import RBIntegrator, mis_weight
 
 from pbdr.geometry.measure import area_jacobian, attached_emitter_sample
+from pbdr.geometry.terminators import on_smooth_mesh
 from pbdr.integrators.base import PbdrIntegrator
 
 
@@ -86,9 +94,43 @@ def next_2d(state: mi.UInt64, inc: mi.UInt64) -> tuple[mi.Point2f, mi.UInt64]:
     return mi.Point2f(u, v), state
 
 
+def directional_emitter_sample(scene: mi.Scene, si: mi.SurfaceInteraction3f, ds: mi.DirectionSample3f,
+                               em_weight: mi.Spectrum, active: mi.Bool
+                               ) -> tuple[mi.Vector3f, mi.Spectrum, mi.Bool]:
+    """An emitter sample (drawn without AD) held in solid angle from a moving
+    shading point ``si``: its direction stays, and the point it reaches on
+    a surface emitter slides there, its radiance re-evaluated with AD; the
+    weight is that radiance over the detached pdf. Returns (direction,
+    weight, lanes it applies to: visible samples of surface emitters)."""
+    on = active & mi.has_flag(ds.emitter.flags(), mi.EmitterFlags.Surface)
+    on &= dr.any(mi.unpolarized_spectrum(em_weight) != 0)      # visible
+    d = dr.detach(ds.d)
+    ray = dr.detach(si).spawn_ray(d)
+    pi = scene.ray_intersect_preliminary(ray, coherent=False, active=on)
+    ray.o = dr.replace_grad(ray.o, si.p)
+    si_em = pi.compute_surface_interaction(ray, mi.RayFlags.All, on & pi.is_valid())
+    on &= si_em.is_valid() & (si_em.shape.emitter() == ds.emitter)
+    value = ds.emitter.eval(si_em, on)
+    inv_pdf = dr.select(ds.pdf != 0, dr.rcp(ds.pdf), 0.0)
+    return d, dr.replace_grad(em_weight, value * dr.detach(inv_pdf)), on
+
+
 class InteriorIntegrator(PbdrIntegrator):
     __doc__ = __doc__
     plugin_name = "pbdr_interior"
+    #: Where the vertex after the camera vertex is held in solid angle from
+    #: the moving camera vertex (its ray keeps its direction and follows the
+    #: camera vertex) instead of fixed in space: ``area`` nowhere,
+    #: ``direction`` everywhere, ``auto`` where the camera vertex is not on a
+    #: smooth-shaded mesh. ``pbdr_edge``'s ``first_bounce``, whose boundary
+    #: terms match it; see ``first_bounce_mask``.
+    first_bounce: str = "area"
+
+    def first_bounce_mask(self, scene: mi.Scene, shape: mi.ShapePtr, active: mi.Bool) -> mi.Bool:
+        """Lanes whose camera vertex (on ``shape``) holds the next vertex in solid angle."""
+        if self.first_bounce == "auto":
+            return active & ~on_smooth_mesh(scene, shape, active)
+        return active & (self.first_bounce == "direction")
     # Mitsuba's base class reads max_depth, rr_depth and hide_emitters. Subclasses
     # that set ``warps_directions`` (pbdr_reparam) share the path tracer below.
 
@@ -124,6 +166,22 @@ class InteriorIntegrator(PbdrIntegrator):
         """Re-attach an emitter sample drawn without AD (``attached_emitter_sample``);
         ``pbdr_reparam`` also warps it."""
         return attached_emitter_sample(scene, si, ds, em_weight, active)
+
+    def first_bounce_rays(self, scene: mi.Scene, ray_prev: mi.Ray3f, ray_k: mi.Ray3f,
+                          pi_prev: mi.PreliminaryIntersection3f, pi_cam: mi.PreliminaryIntersection3f,
+                          cam_ray: mi.Ray3f, depth: mi.UInt32, active: mi.Bool) -> tuple[mi.Ray3f, mi.Ray3f]:
+        """The rays to the previous and the current vertex with the first
+        bounce held in solid angle: the ray to vertex 1 starts at the moving
+        camera vertex (its direction detached); at vertex 2, the previous
+        ray does, so that vertex 1 (the previous vertex) moves with it."""
+        at1, at2 = active & (depth == 1), active & (depth == 2)
+        x_cam = pi_cam.compute_surface_interaction(cam_ray, mi.RayFlags.Minimal, at2)
+        ray_prev = mi.Ray3f(ray_prev)
+        ray_prev.o = dr.select(at2, dr.replace_grad(ray_prev.o, x_cam.p), ray_prev.o)
+        x_prev = pi_prev.compute_surface_interaction(ray_prev, mi.RayFlags.Minimal, at1)
+        ray_k = mi.Ray3f(ray_k)
+        ray_k.o = dr.select(at1, dr.replace_grad(ray_k.o, x_prev.p), ray_k.o)
+        return ray_prev, ray_k
 
     def render_forward(self, scene: mi.Scene, params: Any, sensor: int | mi.Sensor = 0,
                        seed: mi.UInt32 = 0, spp: int = 0) -> mi.TensorXf:
@@ -195,6 +253,10 @@ class InteriorIntegrator(PbdrIntegrator):
             si_skip = pi.compute_surface_interaction(ray, mi.RayFlags.Minimal, on_emitter)
             pi[on_emitter] = self.skip_area_emitters(scene, si_skip.spawn_ray(ray.d), True, on_emitter)
 
+        # The camera ray and its hit, for the first bounce held in solid angle.
+        directional = self.first_bounce != "area" and not self.warps_directions and not primal
+        cam_o, cam_d, pi_cam = ray.o, ray.d, mi.PreliminaryIntersection3f(pi)
+        solid_angle = self.first_bounce_mask(scene, pi_cam.shape, pi_cam.is_valid() & directional)
         # The previous vertex, for MIS of emitters hit by BSDF sampling.
         pi_prev = dr.zeros(mi.PreliminaryIntersection3f)
         # The loop carries the rays' origin, direction and extent; their time
@@ -206,7 +268,7 @@ class InteriorIntegrator(PbdrIntegrator):
         pdf_prev = mi.Float(1.0)
         delta_prev = mi.Bool(True)
 
-        while dr.hint(active, max_iterations=self.max_depth, exclude=[inc, time, wavelengths],
+        while dr.hint(active, max_iterations=self.max_depth, exclude=[inc, time, wavelengths, cam_o, cam_d, pi_cam, solid_angle],
                       label=f"pbdr_interior ({mode.name})"):
             active_next = mi.Bool(active)
             ray_k = mi.Ray3f(o, d, maxt, time, wavelengths)
@@ -220,12 +282,19 @@ class InteriorIntegrator(PbdrIntegrator):
             # warp the ray so that it follows moving discontinuities.
             with dr.resume_grad(when=not primal):
                 ray_ad, det = ray_k, None
+                if dr.hint(directional, mode="scalar"):
+                    # Vertex 1 lies along a ray from the moving camera vertex
+                    # (direction fixed); vertex 2's predecessor is that point.
+                    ray_prev, ray_ad = self.first_bounce_rays(scene, ray_prev, ray_k, pi_prev, pi_cam,
+                                                              mi.Ray3f(cam_o, cam_d, dr.inf, time, wavelengths),
+                                                              depth, active & solid_angle)
                 if dr.hint(warped, mode="scalar"):
                     ray_ad, det = self.warp_ray(scene, key, ray_k, depth, active)
                     Lo_warp = self.warp_terms(L, det, ray_ad, si_prev, depth, active)
                 si = pi.compute_surface_interaction(ray_ad, ray_flags=mi.RayFlags.All)
                 if dr.hint(warped, mode="scalar"):
                     si = self.attach_interaction(si, ray_ad, active)
+                sees_camera_along_ray = solid_angle & (depth == 1)   # (read here: not an if's state)
                 if (not primal) & mi.Bool(depth >= 1):
                     # The incident direction follows the previous vertex's
                     # motion (and the warp of the ray, if any: then si.p
@@ -233,7 +302,9 @@ class InteriorIntegrator(PbdrIntegrator):
                     si_prev_ad = pi_prev.compute_surface_interaction(ray_prev, mi.RayFlags.Minimal)
                     si_prev = dr.replace_grad(si_prev, si_prev_ad)
                     wi = dr.normalize(si_prev.p - (si.p if warped else dr.detach(si.p)))
-                    si.wi = dr.replace_grad(si.wi, dr.detach(si).to_local(wi))
+                    wi = dr.replace_grad(si.wi, dr.detach(si).to_local(wi))
+                    # held in solid angle, vertex 1 sees the camera vertex along -d
+                    si.wi = dr.select(sees_camera_along_ray, si.wi, wi)
             bsdf = si.bsdf(ray_k)
 
             # ---- Emission found by the previous BSDF sample (MIS) ----
@@ -251,10 +322,19 @@ class InteriorIntegrator(PbdrIntegrator):
             ds, em_weight = scene.sample_emitter_direction(si, u_em, True, active_em)
             active_em &= ds.pdf != 0.0
             with dr.resume_grad(when=not primal):
+                if dr.hint(directional, mode="scalar"):
+                    d_em, em_dir, on_em = directional_emitter_sample(scene, si, ds, em_weight,
+                                                                     active_em & (depth == 0) & solid_angle)
                 if dr.hint(not primal, mode="scalar"):
                     ds, em_weight = self.emitter_sample_weight(scene, si, ds, em_weight, active_em, key)
+                if dr.hint(directional, mode="scalar"):
+                    ds.d = dr.select(on_em, d_em, ds.d)
+                    em_weight = dr.select(on_em, em_dir, em_weight)
                 f_em, pdf_em = bsdf.eval_pdf(ctx, si, si.to_local(ds.d), active_em)
                 w_em = dr.select(ds.delta, 1.0, mis_weight(ds.pdf, pdf_em))
+                if dr.hint(directional, mode="scalar"):
+                    # both strategies hold the emitter point in solid angle
+                    w_em = dr.select((depth == 0) & solid_angle, dr.detach(w_em), w_em)
                 Lr_em = β * w_em * f_em * em_weight
 
             # ---- BSDF sampling (detached) ----
@@ -291,7 +371,10 @@ class InteriorIntegrator(PbdrIntegrator):
                 with dr.resume_grad():
                     hit_next = active_next & si_next.is_valid()
                     # Outgoing direction and geometry term follow this vertex's motion.
+                    if dr.hint(directional, mode="scalar"):
+                        hit_next &= (depth != 0) | ~solid_angle     # vertex 1 held in solid angle: no Jacobian
                     J = area_jacobian(si.p, si_next.p, si_next.n, hit_next)
+                    J = dr.select(hit_next, J, 1.0)
                     wo = dr.replace_grad(ray_next.d, dr.select(hit_next, dr.normalize(si_next.p - si.p),
                                                                ray_next.d))
                     f = bsdf.eval(ctx, si, si.to_local(wo), active_next)

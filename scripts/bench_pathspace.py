@@ -49,7 +49,7 @@ CASES = {
 
 TERMS = {   # each draws ``spp`` samples per pixel of its kind (not its default share of the interior spp)
     "secondary": lambda depth, spp: {"type": "pbdr_edge", "max_depth": depth, "interior": False, "primary": False,
-                                     "spp_secondary": spp},
+                                     "spp_secondary": spp, "first_bounce": "area"},   # pathspace's parameterization
     "pathspace": lambda depth, spp: {"type": "pbdr_pathspace", "max_depth": depth, "interior": False,
                                      "primary": False, "spp_pathspace": spp},
     "guided": lambda depth, spp: {"type": "pbdr_pathspace", "max_depth": depth, "interior": False, "primary": False,

@@ -49,6 +49,8 @@ CASES = [
     ("scenes/bench/real_geometry.toml", "box_against_wall"),
     ("scenes/bench/real_geometry.toml", "resting_sphere"),
     ("scenes/bench/real_geometry.toml", "smooth_mesh_20k"),
+    ("scenes/bench/real_geometry.toml", "floating_cube"),
+    ("scenes/bench/real_geometry.toml", "lifted_glossy_box"),
 ]
 GUIDING = 16     # uniform segments per pixel before the grid guides
 INTEGRATORS = {  # label: (plugin, props)
@@ -61,6 +63,9 @@ INTEGRATORS = {  # label: (plugin, props)
     "ps16": ("pbdr_pathspace", {"spp_pathspace": 16}),
     "guided-ps16": ("pbdr_pathspace", {"pathspace_guiding": 4, "spp_pathspace": 16}),
     "edge-sec64": ("pbdr_edge", {"spp_secondary": 64}),
+    "edge-area": ("pbdr_edge", {"first_bounce": "area"}),
+    "edge-dir": ("pbdr_edge", {"first_bounce": "direction"}),
+    "edge-auto": ("pbdr_edge", {"first_bounce": "auto"}),
     "guided-walks4-x4": ("pbdr_pathspace", {"pathspace_guiding": GUIDING, "pathspace_walks": 4,
                                             "spp_pathspace": 256}),
     "prb_projective": ("prb_projective", {}),

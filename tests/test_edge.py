@@ -263,6 +263,39 @@ def test_a_box_resting_on_another_agrees_along_the_contact() -> None:
     assert_agrees(pbdr.check(scene, p, eps=0.002, spp=32, fd_spp=256, seeds=16, integrator=edge_integrator(2)))
 
 
+def test_first_bounce_in_solid_angle_tames_the_contact() -> None:
+    """Held fixed in space, the vertex after a camera vertex on a box resting
+    on another makes the interior term heavy-tailed (its Jacobian's
+    derivative grows as 1/height at the contact); held in solid angle from
+    the moving camera vertex (``first_bounce`` ``auto``, the default, on
+    flat-shaded surfaces) it is not, and the secondary term's velocities
+    follow. Both agree with FD; the block noise falls from 191% to 11%
+    (8 seeds)."""
+    scene, p, depth, spp = _case("stacked-boxes")
+    noise = {}
+    for form in ("area", "auto"):
+        result = pbdr.check(scene, p, eps=0.002, spp=spp, fd_spp=256, seeds=8,
+                            integrator=edge_integrator(depth, first_bounce=form))
+        assert_agrees(result)
+        noise[form] = result.report.block_noise
+    assert noise["auto"] < 0.25 * noise["area"], noise
+
+
+@pytest.mark.parametrize("name", ["stacked-boxes", "smooth-pair", "moving-light"])
+def test_first_bounce_in_solid_angle_everywhere_agrees(name: str) -> None:
+    """``first_bounce`` ``direction`` on smooth meshes too (the terminator
+    term's arcs seen along fixed directions from a moving point) and with a
+    moving light (the emitter point reached in a fixed direction slides
+    over it); reverse mode gives forward mode's total."""
+    scene, p, depth, spp = _case(name)
+    integrator = edge_integrator(depth, first_bounce="direction")
+    assert_agrees(pbdr.check(scene, p, eps=0.002, spp=spp, fd_spp=256, seeds=8, integrator=integrator))
+    w = np.random.default_rng(7).random(pbdr.render(scene, 1, 0).shape).astype(np.float32)
+    forward = float((pbdr.derivative(scene, p, 16, seed=5, integrator=integrator) * w).sum())
+    reverse = pbdr.total_derivative(scene, p, 16, seed=5, integrator=integrator, weights=w)
+    assert reverse == pytest.approx(forward, rel=1e-3, abs=1e-3)
+
+
 @pytest.mark.parametrize("name", ["shadow", "moving-light"])
 def test_without_secondary_edges_the_check_fails(name: str) -> None:
     """Interior + primary alone miss shadows and the moving light's edges (the test has power)."""

@@ -63,12 +63,14 @@ def test_plugin_is_registered_with_its_terms_and_settings() -> None:
 def test_boundary_term_equals_the_secondary_edge_term(path: str, key: str, depth: int, spp: int,
                                                       options: dict) -> None:
     """The path-space term alone and pbdr_edge's secondary term alone are
-    unbiased estimates of one integral (the secondary boundary term): their
-    images agree within their measured noise, block by block."""
+    unbiased estimates of one integral (the secondary boundary term, with
+    the vertex after the camera vertex held in space in both: ``first_bounce``
+    ``area``): their images agree within their measured noise, block by block."""
     scene, p = _case(path, key, (1, 0, 0))
     ours = pbdr.derivative_estimate(scene, p, spp, 8, pathspace(depth, interior=False, primary=False, **options))
     theirs = pbdr.derivative_estimate(scene, p, spp, 8, mi.load_dict(
-        {"type": "pbdr_edge", "max_depth": depth, "interior": False, "primary": False}), first_seed=2000)
+        {"type": "pbdr_edge", "max_depth": depth, "interior": False, "primary": False, "first_bounce": "area"}),
+        first_seed=2000)
     assert _signal(theirs) > 16
     assert_agrees(pbdr.CheckResult(pbdr.compare(ours, theirs), ours, theirs))
 
@@ -93,7 +95,8 @@ def test_boundary_term_in_a_crop_window(tmp_path, key: str) -> None:
     p = pbdr.Perturbation.of(pbdr.scene_params(scene), key, (1, 0, 0))
     ours = pbdr.derivative_estimate(scene, p, 1024, 8, pathspace(3, interior=False, primary=False))
     theirs = pbdr.derivative_estimate(scene, p, 1024, 8, mi.load_dict(
-        {"type": "pbdr_edge", "max_depth": 3, "interior": False, "primary": False, "spp_secondary": 256}),
+        {"type": "pbdr_edge", "max_depth": 3, "interior": False, "primary": False, "spp_secondary": 256,
+         "first_bounce": "area"}),
         first_seed=2000)
     assert _signal(theirs) > 16
     assert_agrees(pbdr.CheckResult(pbdr.compare(ours, theirs), ours, theirs))

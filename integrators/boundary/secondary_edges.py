@@ -34,8 +34,12 @@ point hit along a ray slides along that ray. So
   + n_h \cdot \dot p / d`.
 
 For a static :math:`p` both reduce to Li et al.'s :math:`n_h\cdot\dot m /
-\lVert m-p\rVert`. Edges hidden behind other geometry have equal radiance
-and velocity on both sides and drop out.
+\lVert m-p\rVert`. Where ``pbdr_edge``'s ``first_bounce`` holds the vertex
+after the camera vertex in solid angle (its ray keeps its direction and
+moves with :math:`p`), both sides at the camera vertex move with
+:math:`p`: :math:`v = n_h \cdot (\dot m - \dot p)/\lVert m-p\rVert`, and
+the vertex after it moves with the camera vertex too. Edges hidden behind
+other geometry have equal radiance and velocity on both sides and drop out.
 
 A vertex on a smooth-shaded face sees that face edge-on: its own edges
 bound the vertex's horizon (``edge_sampling.edge_view``), and their
@@ -64,7 +68,7 @@ import drjit as dr
 import mitsuba as mi
 
 from pbdr.geometry.edges import scene_edges
-from pbdr.geometry.moving import on_moving_mesh, sliding_point
+from pbdr.geometry.moving import hit_distance, on_moving_mesh, sliding_point
 from pbdr.integrators.boundary.sides import trace_side_pairs
 from pbdr.integrators.boundary.edge_sampling import (DEFAULT_CANDIDATES, DEFAULT_TERMINATOR_CANDIDATES,
                                                       DEFAULT_TERMINATOR_FRACTION, EdgeSampler, SamplingOptions)
@@ -113,6 +117,10 @@ class Vertex:
     trace: Callable[[mi.Sampler, mi.UInt32, mi.Ray3f, int, mi.Bool], tuple[mi.Spectrum, mi.Float]]
     active: mi.Bool
     moves: mi.Bool                        # the vertex follows the parameters (on a moving mesh)
+    # Lanes where the interior term holds the next vertex in solid angle from
+    # this one rather than fixed in space (``pbdr_edge``'s ``first_bounce``,
+    # at the camera vertex); None: none.
+    next_in_solid_angle: mi.Bool | None = None
 
 
 def camera_sample(sensor: mi.Sensor, sampler: mi.Sampler) -> tuple[mi.Point2f, mi.Ray3f, mi.Spectrum]:
@@ -141,19 +149,26 @@ def surface_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrat
                      sampler: mi.Sampler, count: int, depth: int) -> Iterator[Vertex]:
     """Vertices 0 .. depth - 1 of ``count`` camera paths, walked once by BSDF sampling."""
     ctx = mi.BSDFContext()
+    directional = getattr(integrator, "first_bounce", "area") != "area"
     with dr.suspend_grad():
         pos, ray, β = camera_sample(sensor, sampler)
         active = mi.Bool(True)
         pi = scene.ray_intersect_preliminary(ray, coherent=True, active=active)
+    pi_cam, cam_ray, moves_cam, solid_angle = pi, ray, mi.Bool(False), None
     for k in range(depth):
         with dr.suspend_grad():
             si = pi.compute_surface_interaction(ray, mi.RayFlags.All, active)
             dr.eval(si)     # one kernel for all fields (gathered per field later)
             active &= si.is_valid()
             bsdf = si.bsdf(ray)
-        def position(pi=pi, ray=ray, active=mi.Bool(active)) -> mi.Point3f:
+        def position(pi=pi, ray=ray, active=mi.Bool(active), si=si) -> mi.Point3f:
             with dr.resume_grad():   # slides along the detached ray
-                return sliding_point(scene, pi, ray, active)
+                p = sliding_point(scene, pi, ray, active)
+                if directional and k == 1:
+                    # ... whose origin is the moving camera vertex
+                    o = dr.replace_grad(ray.o, sliding_point(scene, pi_cam, cam_ray, active))
+                    p = dr.select(solid_angle, o + hit_distance(scene, si, o, ray.d, active) * ray.d, p)
+                return p
 
         def f(ω: mi.Vector3f, act: mi.Bool, si=si, bsdf=bsdf) -> mi.Spectrum:
             return bsdf.eval(ctx, si, si.to_local(ω), act)
@@ -174,8 +189,15 @@ def surface_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrat
         # the BSDF can transmit (then edges below the surface count too).
         n_c = si.sh_frame.n * dr.sign(mi.Frame3f.cos_theta(si.wi))
         clip = ~mi.has_flag(bsdf.flags(), mi.BSDFFlags.Transmission)
-        yield Vertex(k, pos, β, si.p, position, n_c, clip, f, spawn, trace, mi.Bool(active),
-                     on_moving_mesh(scene, si.shape, active))
+        moves = on_moving_mesh(scene, si.shape, active)
+        if k == 0:
+            moves_cam = moves
+            if directional:
+                solid_angle = integrator.first_bounce_mask(scene, si.shape, active)
+        elif directional and k == 1:
+            moves |= moves_cam & solid_angle & active        # it moves with the camera vertex
+        yield Vertex(k, pos, β, si.p, position, n_c, clip, f, spawn, trace, mi.Bool(active), moves,
+                     next_in_solid_angle=solid_angle if k == 0 else None)
         if k + 1 == depth:
             return
         with dr.suspend_grad():   # next vertex by BSDF sampling
@@ -302,6 +324,9 @@ def edge_samples_at(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrato
         # L_- v_- - L_+ v_+, with c_m = 1 / |m - p| on both sides
         A_m = (L_minus - L_plus) * (scale * dr.rcp(dist))
         A_p = (L_minus * velocity_coefficient(d_minus, dist) - L_plus * velocity_coefficient(d_plus, dist)) * scale
+        if vertex.next_in_solid_angle is not None:
+            # held in solid angle, both sides' regions move with p: v = n_h·(ṁ - ṗ) / |m - p|
+            A_p = dr.select(vertex.next_in_solid_angle, -A_m, A_p)
         A_m = dr.select(active, A_m, 0.0)
         A_p = dr.select(active, A_p, 0.0)
         area = float(size[0] * size[1]) / count   # pixel-area weight of one camera sample

@@ -264,9 +264,11 @@ class TerminatorSampler:
 
 
 def terminator_height(faces: SmoothFaces, smp: TerminatorSample, p_detached: mi.Point3f,
-                      p_attached: mi.Point3f, moves_p: mi.Bool) -> mi.Float:
+                      p_attached: mi.Point3f, moves_p: mi.Bool, solid_angle: mi.Bool | None = None) -> mi.Float:
     """H at the sample, attached to the parameters as the interior term moves it:
-    along the fixed ray from a static p, at fixed barycentrics from a moving p."""
+    along the fixed ray from a static p, at fixed barycentrics from a moving p;
+    with ``solid_angle`` (the next vertex held in solid angle from p), along
+    the ray in the fixed direction from the moving p."""
     v = [dr.gather(mi.Point3f, x, smp.index) for x in faces.v]
     n = [dr.gather(mi.Vector3f, x, smp.index) for x in faces.n]
 
@@ -276,7 +278,11 @@ def terminator_height(faces: SmoothFaces, smp: TerminatorSample, p_detached: mi.
 
     ω = dr.normalize(smp.x - p_detached)
     _, b1, b2 = ray_triangle(p_detached, ω, *v)
-    return dr.select(moves_p, height(smp.bary.x, smp.bary.y, p_attached), height(b1, b2, p_detached))
+    H = dr.select(moves_p, height(smp.bary.x, smp.bary.y, p_attached), height(b1, b2, p_detached))
+    if solid_angle is not None:
+        _, b1, b2 = ray_triangle(p_attached, ω, *v)
+        H = dr.select(solid_angle, height(b1, b2, p_attached), H)
+    return H
 
 
 def terminator_samples_at(sensor: mi.Sensor, integrator: mi.Integrator, faces: SmoothFaces,
@@ -319,5 +325,6 @@ def terminator_samples_at(sensor: mi.Sensor, integrator: mi.Integrator, faces: S
         A = dr.select(active, (L_lit - L_dark) * scale, 0.0)
         dr.eval(A)
     with dr.resume_grad():
-        H = terminator_height(faces, smp, pd, vertex.position(), vertex.moves)
+        H = terminator_height(faces, smp, pd, vertex.position(), vertex.moves,
+                              getattr(vertex, "next_in_solid_angle", None))
     return vertex.pos, [(A, H)], active

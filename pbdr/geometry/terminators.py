@@ -164,6 +164,15 @@ def is_smooth_shaded(mesh: mi.Shape) -> bool:
     return _SMOOTH[key]
 
 
+def on_smooth_mesh(scene: mi.Scene, shape: mi.ShapePtr, active: mi.Bool) -> mi.Bool:
+    """Whether each lane's ``shape`` is a smooth-shaded mesh (``is_smooth_shaded``)."""
+    result = mi.Bool(False)
+    for mesh in scene.shapes():
+        if is_smooth_shaded(mesh):
+            result |= shape == mi.ShapePtr(mesh)
+    return result & active
+
+
 def face_corners(mesh: mi.Mesh, face_ids: mi.UInt32) -> list:
     """Faces ``face_ids`` of a mesh with vertex normals: their corners (3 Point3f)
     and the normals there (3 Vector3f), attached to the mesh's parameters."""
