@@ -90,10 +90,7 @@ import mitsuba as mi
 from pbdr.integrators.boundary.primary_edges import PrimaryEdges
 from pbdr.integrators.boundary.secondary_edges import SecondaryEdges
 from pbdr.integrators.composite import with_boundary_terms
-from pbdr.integrators.interior import InteriorIntegrator
-
-
-FIRST_BOUNCE = ("area", "direction", "auto")
+from pbdr.integrators.interior import InteriorIntegrator, read_first_bounce
 
 
 class EdgeIntegrator(with_boundary_terms(InteriorIntegrator)):
@@ -104,6 +101,4 @@ class EdgeIntegrator(with_boundary_terms(InteriorIntegrator)):
 
     def __init__(self, props: mi.Properties) -> None:
         super().__init__(props)
-        self.first_bounce = str(props.get("first_bounce", "auto"))
-        if self.first_bounce not in FIRST_BOUNCE:
-            raise ValueError(f"first_bounce must be one of {', '.join(FIRST_BOUNCE)}, got {self.first_bounce}")
+        self.first_bounce = read_first_bounce(props, "auto")

@@ -115,6 +115,18 @@ def directional_emitter_sample(scene: mi.Scene, si: mi.SurfaceInteraction3f, ds:
     return d, dr.replace_grad(em_weight, value * dr.detach(inv_pdf)), on
 
 
+FIRST_BOUNCE = ("area", "direction", "auto")
+
+
+def read_first_bounce(props: mi.Properties, default: str) -> str:
+    """The ``first_bounce`` plugin parameter of integrators whose boundary
+    terms follow it (``InteriorIntegrator.first_bounce``)."""
+    value = str(props.get("first_bounce", default))
+    if value not in FIRST_BOUNCE:
+        raise ValueError(f"first_bounce must be one of {', '.join(FIRST_BOUNCE)}, got {value}")
+    return value
+
+
 class InteriorIntegrator(PbdrIntegrator):
     __doc__ = __doc__
     plugin_name = "pbdr_interior"

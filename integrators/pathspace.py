@@ -65,6 +65,13 @@ Plugin parameters
   -1 uses a 32nd of the interior spp. ``terminator_candidates`` (int,
   default 32) and ``terminator_fraction`` (float, default 1) as
   ``pbdr_edge``'s.
+- ``first_bounce`` (string, default ``auto``): as ``pbdr_edge``'s: the vertex
+  after the camera vertex held fixed in space (``area``), in solid angle
+  from the moving camera vertex (``direction``), or in solid angle where
+  the camera vertex is not on a smooth-shaded mesh (``auto``). The
+  path-space term follows: at a segment whose x_a is the camera vertex
+  both sides move with it, and x_a one bounce behind a camera vertex
+  moves with that vertex.
 - ``primary``, ``pathspace``, ``terminators`` (bool, default true),
   ``interior`` (bool, default true): diagnostic switches, to measure one
   term alone.
@@ -74,11 +81,13 @@ surfaces only; perspective sensors.
 """
 from __future__ import annotations
 
+import mitsuba as mi
+
 from pbdr.integrators.boundary.pathspace import PathSpaceEdges
 from pbdr.integrators.boundary.primary_edges import PrimaryEdges
 from pbdr.integrators.boundary.vertex_terminators import VertexTerminators
 from pbdr.integrators.composite import with_boundary_terms
-from pbdr.integrators.interior import InteriorIntegrator
+from pbdr.integrators.interior import InteriorIntegrator, read_first_bounce
 
 
 class PathSpaceIntegrator(with_boundary_terms(InteriorIntegrator)):
@@ -86,3 +95,7 @@ class PathSpaceIntegrator(with_boundary_terms(InteriorIntegrator)):
     plugin_name = "pbdr_pathspace"
     samples_terminators = True
     term_types = (PrimaryEdges, PathSpaceEdges, VertexTerminators)
+
+    def __init__(self, props: mi.Properties) -> None:
+        super().__init__(props)
+        self.first_bounce = read_first_bounce(props, "auto")

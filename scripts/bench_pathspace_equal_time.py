@@ -66,6 +66,8 @@ INTEGRATORS = {  # label: (plugin, props)
     "edge-area": ("pbdr_edge", {"first_bounce": "area"}),
     "edge-dir": ("pbdr_edge", {"first_bounce": "direction"}),
     "edge-auto": ("pbdr_edge", {"first_bounce": "auto"}),
+    "ps-auto": ("pbdr_pathspace", {"first_bounce": "auto"}),
+    "ps-dir": ("pbdr_pathspace", {"first_bounce": "direction"}),
     "guided-walks4-x4": ("pbdr_pathspace", {"pathspace_guiding": GUIDING, "pathspace_walks": 4,
                                             "spp_pathspace": 256}),
     "prb_projective": ("prb_projective", {}),

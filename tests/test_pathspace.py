@@ -61,18 +61,28 @@ def test_plugin_is_registered_with_its_terms_and_settings() -> None:
     ("shadow.xml", "light.to_world", 3, 128, {}),            # a moving light's own edges: the camera strategy
 ])
 def test_boundary_term_equals_the_secondary_edge_term(path: str, key: str, depth: int, spp: int,
-                                                      options: dict) -> None:
+                                                      options: dict, first_bounce: str = "area") -> None:
     """The path-space term alone and pbdr_edge's secondary term alone are
-    unbiased estimates of one integral (the secondary boundary term, with
-    the vertex after the camera vertex held in space in both: ``first_bounce``
-    ``area``): their images agree within their measured noise, block by block."""
+    unbiased estimates of one integral (the secondary boundary term, for the
+    same ``first_bounce``: how the vertex after the camera vertex follows
+    it): their images agree within their measured noise, block by block."""
     scene, p = _case(path, key, (1, 0, 0))
-    ours = pbdr.derivative_estimate(scene, p, spp, 8, pathspace(depth, interior=False, primary=False, **options))
+    ours = pbdr.derivative_estimate(scene, p, spp, 8, pathspace(depth, interior=False, primary=False,
+                                                                first_bounce=first_bounce, **options))
     theirs = pbdr.derivative_estimate(scene, p, spp, 8, mi.load_dict(
-        {"type": "pbdr_edge", "max_depth": depth, "interior": False, "primary": False, "first_bounce": "area"}),
-        first_seed=2000)
+        {"type": "pbdr_edge", "max_depth": depth, "interior": False, "primary": False,
+         "first_bounce": first_bounce}), first_seed=2000)
     assert _signal(theirs) > 16
     assert_agrees(pbdr.CheckResult(pbdr.compare(ours, theirs), ours, theirs))
+
+
+@pytest.mark.parametrize("path,key,depth", [("shadow.xml", "cube.vertex_positions", 3),
+                                             ("cbox.xml", "box.vertex_positions", 4)])
+def test_boundary_terms_agree_with_the_first_bounce_in_solid_angle(path: str, key: str, depth: int) -> None:
+    """The same with the vertex after the camera vertex held in solid angle
+    in both (``first_bounce`` ``direction``): x_a, or the camera vertex one
+    bounce before it, moves along its camera ray and carries the sides."""
+    test_boundary_term_equals_the_secondary_edge_term(path, key, depth, 256, {}, first_bounce="direction")
 
 
 @pytest.mark.parametrize("key", ["cube.vertex_positions", "light.to_world"])
@@ -93,7 +103,8 @@ def test_boundary_term_in_a_crop_window(tmp_path, key: str) -> None:
     path.write_text(xml)
     scene = pbdr.load_scene(str(path))
     p = pbdr.Perturbation.of(pbdr.scene_params(scene), key, (1, 0, 0))
-    ours = pbdr.derivative_estimate(scene, p, 1024, 8, pathspace(3, interior=False, primary=False))
+    ours = pbdr.derivative_estimate(scene, p, 1024, 8, pathspace(3, interior=False, primary=False,
+                                                                 first_bounce="area"))
     theirs = pbdr.derivative_estimate(scene, p, 1024, 8, mi.load_dict(
         {"type": "pbdr_edge", "max_depth": 3, "interior": False, "primary": False, "spp_secondary": 256,
          "first_bounce": "area"}),

@@ -123,7 +123,7 @@ import mitsuba as mi
 import numpy as np
 
 from pbdr.geometry.edges import EdgeSet, scene_edges
-from pbdr.geometry.moving import moving_meshes, ray_triangle, sliding_point
+from pbdr.geometry.moving import hit_distance, moving_meshes, ray_triangle, sliding_point
 from pbdr.integrators.boundary.edge_sampling import edge_view, emitter_triangles
 from pbdr.integrators.boundary.pathspace_guiding import GuideGrid, RunningGrid, accumulate, running_grid
 from pbdr.integrators.boundary.primary_edges import sample_by_length
@@ -362,6 +362,7 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
     """``lanes`` of the call's ``count`` segments (their values are weighted
     1/count), drawn uniformly or from ``guide``; ``record`` receives each
     segment's (u0, u1, u2, magnitude). ``batch`` picks the random stream."""
+    solid_angle_bounce = getattr(integrator, "first_bounce", "area") != "area"
     edges, movers, measure, Φ, static_weight = draw.edges, draw.movers, draw.measure, draw.Φ, draw.static_weight
     lights, emitter_edge, depth, walks = draw.lights, draw.emitter_edge, draw.depth, draw.walks
     with dr.suspend_grad():
@@ -431,7 +432,9 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
         on_mover = mi.Bool(False)
         for mesh in movers:
             on_mover |= si_a.shape == mi.ShapePtr(mesh)
-        active &= moving_edge | on_mover
+        # (held in solid angle from a moving camera vertex, x_a one bounce
+        # behind it moves with it wherever it lies)
+        active &= moving_edge | on_mover | solid_angle_bounce
         pd = si_a.p
         r = md - pd
         dist = dr.norm(r)
@@ -474,16 +477,23 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
                 weight = cam.weight * β * (1.0 if j == 0 else 1.0 / walks)
                 on = cam.active & walk_active & dr.any(mi.unpolarized_spectrum(weight) != 0)
                 dr.eval(weight, on, cam.pos, cam.origin, y, β, walk_active, ω_light)
-                conns.append((cam, weight, on, slide_ray))
+                conns.append((cam, weight, on, slide_ray, y))
                 on_any |= on
             L_minus, L_plus, d_minus, d_plus = trace_side_pairs(sensor, integrator, _SideVertex(j, scene, integrator),
                                                                 s_side, STREAM, side_ray, on_any)
-        for cam, weight, on, slide_ray in conns:
+        for cam, weight, on, slide_ray, y in conns:
             with dr.suspend_grad():
                 scale = weight * base
                 A_m = dr.select(on, (L_minus - L_plus) * scale, 0.0)
                 A_p = dr.select(on, (L_minus * velocity_coefficient(d_minus, dist)
                                       - L_plus * velocity_coefficient(d_plus, dist)) * (scale * dist), 0.0)
+                solid_angle = None
+                if solid_angle_bounce and j < 2:
+                    # ``pbdr_edge``'s ``first_bounce``: where the camera vertex (x_a, or walk
+                    # vertex 1) holds the next vertex in solid angle
+                    solid_angle = integrator.first_bounce_mask(scene, y.shape, on)
+                    if j == 0:      # both sides move with x_a: v = n_h·(ṁ - ṗ) / |m - p|
+                        A_p = dr.select(solid_angle, -A_m, A_p)
                 on &= dr.any(mi.unpolarized_spectrum(A_m) != 0) | dr.any(mi.unpolarized_spectrum(A_p) != 0)
                 ray_p = mi.Ray3f(cam.origin, dr.normalize(pd - cam.origin)) if j == 0 else slide_ray
                 si_slide = mi.SurfaceInteraction3f(si_a)
@@ -494,6 +504,11 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
                         dr.abs(A_m[0]) + dr.abs(A_p[0])
             with dr.resume_grad():
                 p = sliding_point(scene, si_slide, ray_p, on)
+                if solid_angle is not None and j == 1:
+                    # x_a lies along a ray that starts at the moving camera vertex
+                    cam_ray = mi.Ray3f(cam.origin, dr.normalize(y.p - cam.origin))
+                    o = dr.replace_grad(ray_p.o, sliding_point(scene, y, cam_ray, on))
+                    p = dr.select(solid_angle, o + hit_distance(scene, si_a, o, ray_p.d, on) * ray_p.d, p)
             yield BoundarySamples(cam.pos, [(A_m, dr.dot(n_h, m)), (A_p, dr.dot(n_h, p))], on)
     if record is not None:
         with dr.suspend_grad():
