@@ -65,13 +65,15 @@ Plugin parameters
   -1 uses a 32nd of the interior spp. ``terminator_candidates`` (int,
   default 32) and ``terminator_fraction`` (float, default 1) as
   ``pbdr_edge``'s.
-- ``first_bounce`` (string, default ``auto``): as ``pbdr_edge``'s: the vertex
+- ``first_bounce`` (string, default ``area``): as ``pbdr_edge``'s: the vertex
   after the camera vertex held fixed in space (``area``), in solid angle
   from the moving camera vertex (``direction``), or in solid angle where
   the camera vertex is not on a smooth-shaded mesh (``auto``). The
   path-space term follows: at a segment whose x_a is the camera vertex
   both sides move with it, and x_a one bounce behind a camera vertex
-  moves with that vertex.
+  moves with that vertex (static edges then count behind it too). ``auto``
+  is far less noisy for objects resting against others, and noisier for a
+  glossy object away from them (see the integrator docs), hence opt-in.
 - ``primary``, ``pathspace``, ``terminators`` (bool, default true),
   ``interior`` (bool, default true): diagnostic switches, to measure one
   term alone.
@@ -98,4 +100,4 @@ class PathSpaceIntegrator(with_boundary_terms(InteriorIntegrator)):
 
     def __init__(self, props: mi.Properties) -> None:
         super().__init__(props)
-        self.first_bounce = read_first_bounce(props, "auto")
+        self.first_bounce = read_first_bounce(props, "area")

@@ -67,6 +67,8 @@ INTEGRATORS = {  # label: (plugin, props)
     "edge-dir": ("pbdr_edge", {"first_bounce": "direction"}),
     "edge-auto": ("pbdr_edge", {"first_bounce": "auto"}),
     "ps-auto": ("pbdr_pathspace", {"first_bounce": "auto"}),
+    "ps-area": ("pbdr_pathspace", {"first_bounce": "area"}),
+    "guided-area": ("pbdr_pathspace", {"pathspace_guiding": GUIDING, "first_bounce": "area"}),
     "ps-dir": ("pbdr_pathspace", {"first_bounce": "direction"}),
     "guided-walks4-x4": ("pbdr_pathspace", {"pathspace_guiding": GUIDING, "pathspace_walks": 4,
                                             "spp_pathspace": 256}),

@@ -123,7 +123,7 @@ import mitsuba as mi
 import numpy as np
 
 from pbdr.geometry.edges import EdgeSet, scene_edges
-from pbdr.geometry.moving import hit_distance, moving_meshes, ray_triangle, sliding_point
+from pbdr.geometry.moving import hit_distance, moving_meshes, on_moving_mesh, ray_triangle, sliding_point
 from pbdr.integrators.boundary.edge_sampling import edge_view, emitter_triangles
 from pbdr.integrators.boundary.pathspace_guiding import GuideGrid, RunningGrid, accumulate, running_grid
 from pbdr.integrators.boundary.primary_edges import sample_by_length
@@ -432,9 +432,10 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
         on_mover = mi.Bool(False)
         for mesh in movers:
             on_mover |= si_a.shape == mi.ShapePtr(mesh)
-        # (held in solid angle from a moving camera vertex, x_a one bounce
-        # behind it moves with it wherever it lies)
-        active &= moving_edge | on_mover | solid_angle_bounce
+        # Static edges seen from a static x_a count only where x_a is one bounce
+        # behind a moving camera vertex that holds it in solid angle (below).
+        chain_only = ~(moving_edge | on_mover)
+        active &= ~chain_only | solid_angle_bounce
         pd = si_a.p
         r = md - pd
         dist = dr.norm(r)
@@ -476,32 +477,39 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
                 cam = cam0 if j == 0 else _Connection(scene, sensor, y, ω_light, sampler.next_2d(), walk_active)
                 weight = cam.weight * β * (1.0 if j == 0 else 1.0 / walks)
                 on = cam.active & walk_active & dr.any(mi.unpolarized_spectrum(weight) != 0)
+                solid_angle = None
+                if solid_angle_bounce and j < 2:
+                    # ``first_bounce``: where the camera vertex (x_a, or walk vertex 1)
+                    # holds the next vertex in solid angle
+                    solid_angle = integrator.first_bounce_mask(scene, y.shape, on)
+                p_moves = mi.Bool(on_mover)      # x_a moves (guiding's record)
+                if solid_angle_bounce:
+                    chain = solid_angle & on_moving_mesh(scene, y.shape, on) if j == 1 else mi.Bool(False)
+                    on &= ~chain_only | chain
+                    p_moves |= chain
                 dr.eval(weight, on, cam.pos, cam.origin, y, β, walk_active, ω_light)
-                conns.append((cam, weight, on, slide_ray, y))
+                conns.append((cam, weight, on, slide_ray, y, solid_angle, p_moves))
                 on_any |= on
             L_minus, L_plus, d_minus, d_plus = trace_side_pairs(sensor, integrator, _SideVertex(j, scene, integrator),
                                                                 s_side, STREAM, side_ray, on_any)
-        for cam, weight, on, slide_ray, y in conns:
+        for cam, weight, on, slide_ray, y, solid_angle, p_moves in conns:
             with dr.suspend_grad():
                 scale = weight * base
                 A_m = dr.select(on, (L_minus - L_plus) * scale, 0.0)
                 A_p = dr.select(on, (L_minus * velocity_coefficient(d_minus, dist)
                                       - L_plus * velocity_coefficient(d_plus, dist)) * (scale * dist), 0.0)
-                solid_angle = None
-                if solid_angle_bounce and j < 2:
-                    # ``pbdr_edge``'s ``first_bounce``: where the camera vertex (x_a, or walk
-                    # vertex 1) holds the next vertex in solid angle
-                    solid_angle = integrator.first_bounce_mask(scene, y.shape, on)
-                    if j == 0:      # both sides move with x_a: v = n_h·(ṁ - ṗ) / |m - p|
-                        A_p = dr.select(solid_angle, -A_m, A_p)
+                if solid_angle is not None and j == 0:   # both sides move with x_a: v = n_h·(ṁ - ṗ) / r
+                    A_p = dr.select(solid_angle, -A_m, A_p)
                 on &= dr.any(mi.unpolarized_spectrum(A_m) != 0) | dr.any(mi.unpolarized_spectrum(A_p) != 0)
                 ray_p = mi.Ray3f(cam.origin, dr.normalize(pd - cam.origin)) if j == 0 else slide_ray
                 si_slide = mi.SurfaceInteraction3f(si_a)
                 si_slide.t = dr.norm(pd - ray_p.o)
                 dr.eval(A_m, A_p, on)
                 if record is not None:
-                    magnitude += mi.luminance(dr.abs(A_m)) + mi.luminance(dr.abs(A_p)) if mi.is_rgb else \
+                    # segments that can contribute (the edge or x_a moves)
+                    a = mi.luminance(dr.abs(A_m)) + mi.luminance(dr.abs(A_p)) if mi.is_rgb else \
                         dr.abs(A_m[0]) + dr.abs(A_p[0])
+                    magnitude += dr.select(moving_edge | p_moves, a, 0.0)
             with dr.resume_grad():
                 p = sliding_point(scene, si_slide, ray_p, on)
                 if solid_angle is not None and j == 1:
