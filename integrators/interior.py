@@ -137,14 +137,14 @@ class InteriorIntegrator(PbdrIntegrator):
     #: smooth-shaded mesh. ``pbdr_edge``'s ``first_bounce``, whose boundary
     #: terms match it; see ``first_bounce_mask``.
     first_bounce: str = "area"
+    # Mitsuba's base class reads max_depth, rr_depth and hide_emitters. Subclasses
+    # that set ``warps_directions`` (pbdr_reparam) share the path tracer below.
 
     def first_bounce_mask(self, scene: mi.Scene, shape: mi.ShapePtr, active: mi.Bool) -> mi.Bool:
         """Lanes whose camera vertex (on ``shape``) holds the next vertex in solid angle."""
         if self.first_bounce == "auto":
             return active & ~on_smooth_mesh(scene, shape, active)
         return active & (self.first_bounce == "direction")
-    # Mitsuba's base class reads max_depth, rr_depth and hide_emitters. Subclasses
-    # that set ``warps_directions`` (pbdr_reparam) share the path tracer below.
 
     # ---- hooks for estimators that reparameterize directions ----
     def warp_key(self, u: mi.Float) -> mi.UInt32 | None:
@@ -280,7 +280,8 @@ class InteriorIntegrator(PbdrIntegrator):
         pdf_prev = mi.Float(1.0)
         delta_prev = mi.Bool(True)
 
-        while dr.hint(active, max_iterations=self.max_depth, exclude=[inc, time, wavelengths, cam_o, cam_d, pi_cam, solid_angle],
+        while dr.hint(active, max_iterations=self.max_depth,
+                      exclude=[inc, time, wavelengths, cam_o, cam_d, pi_cam, solid_angle],
                       label=f"pbdr_interior ({mode.name})"):
             active_next = mi.Bool(active)
             ray_k = mi.Ray3f(o, d, maxt, time, wavelengths)
