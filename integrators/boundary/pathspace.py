@@ -498,6 +498,7 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
                 A_m = dr.select(on, (L_minus - L_plus) * scale, 0.0)
                 A_p = dr.select(on, (L_minus * velocity_coefficient(d_minus, dist)
                                       - L_plus * velocity_coefficient(d_plus, dist)) * (scale * dist), 0.0)
+                A_p_area = A_p      # the guiding's record: as with first_bounce area
                 if solid_angle is not None and j == 0:   # both sides move with x_a: v = n_h·(ṁ - ṗ) / r
                     A_p = dr.select(solid_angle, -A_m, A_p)
                 on &= dr.any(mi.unpolarized_spectrum(A_m) != 0) | dr.any(mi.unpolarized_spectrum(A_p) != 0)
@@ -507,8 +508,8 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
                 dr.eval(A_m, A_p, on)
                 if record is not None:
                     # segments that can contribute (the edge or x_a moves)
-                    a = mi.luminance(dr.abs(A_m)) + mi.luminance(dr.abs(A_p)) if mi.is_rgb else \
-                        dr.abs(A_m[0]) + dr.abs(A_p[0])
+                    a = mi.luminance(dr.abs(A_m)) + mi.luminance(dr.abs(A_p_area)) if mi.is_rgb else \
+                        dr.abs(A_m[0]) + dr.abs(A_p_area[0])
                     magnitude += dr.select(moving_edge | p_moves, a, 0.0)
             with dr.resume_grad():
                 p = sliding_point(scene, si_slide, ray_p, on)
