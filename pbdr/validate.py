@@ -66,23 +66,25 @@ class Estimate:
 
     def blocks(self, size: int = BLOCK) -> np.ndarray:
         """K x (H/size) x (W/size) x C block sums (edge blocks may be partial)."""
-        k, h, w, c = self.samples.shape
-        hb, wb = -(-h // size), -(-w // size)
-        padded = np.zeros((k, hb * size, wb * size, c), dtype=np.float64)
-        padded[:, :h, :w] = self.samples
-        return padded.reshape(k, hb, size, wb, size, c).sum(axis=(2, 4))
+        return block_sums(self.samples, size)
 
     def block_rounding_var(self, size: int = BLOCK) -> np.ndarray:
         """The variance that rounding adds to the mean of each block sum over
         the K seeds, zeros where unknown. Not divided by K: renders of the
         same values in the same thread layout round alike, seed after seed."""
-        _, h, w, c = self.samples.shape
-        hb, wb = -(-h // size), -(-w // size)
         if self.rounding is None:
-            return np.zeros((hb, wb, c))
-        padded = np.zeros((hb * size, wb * size, c), dtype=np.float64)
-        padded[:h, :w] = np.square(self.rounding, dtype=np.float64)
-        return padded.reshape(hb, size, wb, size, c).sum(axis=(1, 3))
+            return np.zeros_like(block_sums(self.samples[:1], size)[0])
+        return block_sums(np.square(self.rounding, dtype=np.float64)[None], size)[0]
+
+
+def block_sums(images: np.ndarray, size: int = BLOCK) -> np.ndarray:
+    """K x (H/size) x (W/size) x C block sums of K x H x W x C images (float64;
+    edge blocks may be partial)."""
+    k, h, w, c = images.shape
+    hb, wb = -(-h // size), -(-w // size)
+    padded = np.zeros((k, hb * size, wb * size, c), dtype=np.float64)
+    padded[:, :h, :w] = images
+    return padded.reshape(k, hb, size, wb, size, c).sum(axis=(2, 4))
 
 
 def fd_integrator(scene: mi.Scene, max_depth: int | None = None,

@@ -21,7 +21,10 @@ grid and building it, as a fraction of one guided gradient.
 ``guided-walks4-x4`` at 4x the segments (``spp_pathspace`` 256);
 ``ps16`` and ``guided-ps16``: 16 segments per pixel (a quarter of the
 default at 64 spp; guided after 4 uniform); ``edge-sec64``: ``pbdr_edge``
-with ``spp_secondary`` 64 (8x its default at 64 spp).
+with ``spp_secondary`` 64 (8x its default at 64 spp). ``first_bounce``:
+``edge-area``, ``edge-dir``, ``edge-auto`` (``pbdr_edge``'s default);
+``ps-area`` (``pbdr_pathspace``'s default), ``ps-dir``, ``ps-auto``,
+``guided-auto``, ``guided-walks4-auto``.
 
     python scripts/bench_pathspace_equal_time.py [--spp 64] [--seeds 8] [--only indirect_occluder,...]
 """

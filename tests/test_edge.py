@@ -186,9 +186,15 @@ def test_reverse_mode_matches_forward_mode() -> None:
     scene = pbdr.load_scene(scene_path("shadow.xml"))
     p = pbdr.Perturbation.of(pbdr.scene_params(scene), "cube.vertex_positions", (1, 0, 0))
     integrator = edge_integrator(3)
-    w = np.random.default_rng(7).random((32, 32, 3)).astype(np.float32)
-    forward = float((pbdr.derivative(scene, p, 16, seed=5, integrator=integrator) * w).sum())
-    reverse = pbdr.total_derivative(scene, p, 16, seed=5, integrator=integrator, weights=w)
+    assert_reverse_matches_forward(scene, p, integrator, rng_seed=7, seed=5)
+
+
+def assert_reverse_matches_forward(scene: mi.Scene, p: "pbdr.Perturbation", integrator: mi.Integrator,
+                                   rng_seed: int, seed: int) -> None:
+    """Reverse mode's total against forward mode's image summed with random weights."""
+    w = np.random.default_rng(rng_seed).random(pbdr.render(scene, 1, 0).shape).astype(np.float32)
+    forward = float((pbdr.derivative(scene, p, 16, seed=seed, integrator=integrator) * w).sum())
+    reverse = pbdr.total_derivative(scene, p, 16, seed=seed, integrator=integrator, weights=w)
     assert reverse == pytest.approx(forward, rel=1e-3, abs=1e-3)
 
 
@@ -290,10 +296,7 @@ def test_first_bounce_in_solid_angle_everywhere_agrees(name: str) -> None:
     scene, p, depth, spp = _case(name)
     integrator = edge_integrator(depth, first_bounce="direction")
     assert_agrees(pbdr.check(scene, p, eps=0.002, spp=spp, fd_spp=256, seeds=8, integrator=integrator))
-    w = np.random.default_rng(7).random(pbdr.render(scene, 1, 0).shape).astype(np.float32)
-    forward = float((pbdr.derivative(scene, p, 16, seed=5, integrator=integrator) * w).sum())
-    reverse = pbdr.total_derivative(scene, p, 16, seed=5, integrator=integrator, weights=w)
-    assert reverse == pytest.approx(forward, rel=1e-3, abs=1e-3)
+    assert_reverse_matches_forward(scene, p, integrator, rng_seed=7, seed=5)
 
 
 @pytest.mark.parametrize("name", ["shadow", "moving-light"])
@@ -449,10 +452,7 @@ def test_terminator_side_points_lie_on_their_side() -> None:
 def test_reverse_mode_matches_forward_mode_for_lights_and_rotations(name: str) -> None:
     scene, p, depth, _ = _case(name)
     integrator = edge_integrator(depth)
-    w = np.random.default_rng(3).random((32, 32, 3)).astype(np.float32)
-    forward = float((pbdr.derivative(scene, p, 16, seed=9, integrator=integrator) * w).sum())
-    reverse = pbdr.total_derivative(scene, p, 16, seed=9, integrator=integrator, weights=w)
-    assert reverse == pytest.approx(forward, rel=1e-3, abs=1e-3)
+    assert_reverse_matches_forward(scene, p, integrator, rng_seed=3, seed=9)
 
 
 def _secondary_only(scheme: str) -> mi.Integrator:

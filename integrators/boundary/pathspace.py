@@ -127,7 +127,8 @@ from pbdr.geometry.moving import hit_distance, moving_meshes, on_moving_mesh, ra
 from pbdr.integrators.boundary.edge_sampling import edge_view, emitter_triangles
 from pbdr.integrators.boundary.pathspace_guiding import GuideGrid, RunningGrid, accumulate, running_grid
 from pbdr.integrators.boundary.primary_edges import sample_by_length
-from pbdr.integrators.boundary.secondary_edges import adjacent_faces, side_rays, trace_sides, velocity_coefficient
+from pbdr.integrators.boundary.secondary_edges import (adjacent_faces, holds_first_bounce_in_solid_angle, side_rays,
+                                                       trace_sides, velocity_coefficient)
 from pbdr.integrators.boundary.sides import trace_side_pairs
 from pbdr.integrators.boundary.term import BoundarySamples, BoundaryTerm, Setting, walk_depth
 
@@ -362,7 +363,7 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
     """``lanes`` of the call's ``count`` segments (their values are weighted
     1/count), drawn uniformly or from ``guide``; ``record`` receives each
     segment's (u0, u1, u2, magnitude). ``batch`` picks the random stream."""
-    solid_angle_bounce = getattr(integrator, "first_bounce", "area") != "area"
+    solid_angle_bounce = holds_first_bounce_in_solid_angle(integrator)
     edges, movers, measure, Φ, static_weight = draw.edges, draw.movers, draw.measure, draw.Φ, draw.static_weight
     lights, emitter_edge, depth, walks = draw.lights, draw.emitter_edge, draw.depth, draw.walks
     with dr.suspend_grad():

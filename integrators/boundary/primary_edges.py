@@ -81,8 +81,7 @@ TRACED_SIDE_OFFSET = 1e-6
 # How far inside its face a pinned side's point lies, relative to 1 + max|X|
 # (~170 float ulps at unit scale): the edge point itself can round to just
 # inside a surface the mesh rests on, whose plane then stops every ray the
-# side's path leaves by (a box on another box: the lit face's side came out
-# black along the contact, and the term 3x FD there).
+# side's path leaves by.
 PIN_CLEARANCE = 1e-5
 
 

@@ -123,6 +123,13 @@ class Vertex:
     next_in_solid_angle: mi.Bool | None = None
 
 
+def holds_first_bounce_in_solid_angle(integrator: mi.Integrator) -> bool:
+    """Whether the integrator's interior term may hold the vertex after the
+    camera vertex in solid angle (``first_bounce``; see ``first_bounce_mask``
+    for where): the boundary terms' velocities must follow."""
+    return getattr(integrator, "first_bounce", "area") != "area"
+
+
 def camera_sample(sensor: mi.Sensor, sampler: mi.Sampler) -> tuple[mi.Point2f, mi.Ray3f, mi.Spectrum]:
     """A camera ray per lane: its pixel position, the ray and its weight (detached).
 
@@ -149,7 +156,7 @@ def surface_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrat
                      sampler: mi.Sampler, count: int, depth: int) -> Iterator[Vertex]:
     """Vertices 0 .. depth - 1 of ``count`` camera paths, walked once by BSDF sampling."""
     ctx = mi.BSDFContext()
-    directional = getattr(integrator, "first_bounce", "area") != "area"
+    directional = holds_first_bounce_in_solid_angle(integrator)
     with dr.suspend_grad():
         pos, ray, β = camera_sample(sensor, sampler)
         active = mi.Bool(True)

@@ -325,6 +325,5 @@ def terminator_samples_at(sensor: mi.Sensor, integrator: mi.Integrator, faces: S
         A = dr.select(active, (L_lit - L_dark) * scale, 0.0)
         dr.eval(A)
     with dr.resume_grad():
-        H = terminator_height(faces, smp, pd, vertex.position(), vertex.moves,
-                              getattr(vertex, "next_in_solid_angle", None))
+        H = terminator_height(faces, smp, pd, vertex.position(), vertex.moves, vertex.next_in_solid_angle)
     return vertex.pos, [(A, H)], active
