@@ -58,6 +58,10 @@ class EdgeTopology:
     def __len__(self) -> int:
         return len(self.v0)
 
+    def subset(self, keep: np.ndarray) -> "EdgeTopology":
+        """The edges where ``keep`` (E, bool) is true."""
+        return EdgeTopology(*(getattr(self, f)[keep] for f in self.__dataclass_fields__))
+
 
 def weld(positions: np.ndarray, tolerance: float = WELD_TOLERANCE) -> np.ndarray:
     """Welded id per vertex: vertices at the same position get the same id."""
@@ -135,6 +139,8 @@ def edge_barycentrics(corners: mi.UInt32, face: int, s: mi.Float) -> mi.Point2f:
 
 
 _CACHE: dict[int, tuple[bytes, EdgeTopology]] = {}
+# per scene: (key, static tables without shared boundaries, the tables the key names)
+_SHARED: dict[int, tuple[tuple, dict[int, EdgeTopology], list]] = {}
 _GEOMETRY: dict[int, tuple[EdgeTopology, int, tuple]] = {}   # gathered edges of static meshes
 
 
@@ -226,14 +232,61 @@ def _normal(a: mi.Point3f, b: mi.Point3f, c: mi.Point3f) -> mi.Vector3f:
     return mi.Vector3f(dr.normalize(dr.cross(b - a, c - a)))     # Point3f differences cross to a Point3f
 
 
+def without_shared_boundaries(meshes: list[tuple[int, mi.Mesh, EdgeTopology]],
+                              tolerance: float) -> dict[int, EdgeTopology]:
+    """The tables of ``meshes`` (shape index, mesh, table) with every boundary
+    edge that an earlier mesh's boundary edge already lies on dropped.
+
+    Two open meshes that meet along a common edge (the floor and a wall of a
+    room built from rectangles) form one crease, not two boundaries: each
+    boundary edge's side rays see the other mesh beyond it, so each would
+    count the whole jump. Edges match by their end points, welded on a grid
+    of ``tolerance`` (world units); edges that overlap only in part are kept.
+    """
+    seen: set[tuple] = set()
+    out = {}
+    for index, mesh, topo in meshes:
+        if not topo.boundary.any():
+            out[index] = topo
+            continue
+        positions = np.array(dr.detach(mesh.vertex_positions_buffer()), dtype=np.float64).reshape(-1, 3)
+        ends = np.round(positions[np.stack([topo.v0, topo.v1], axis=1)] / tolerance).astype(np.int64)
+        keys = [tuple(sorted((tuple(a), tuple(b)))) for a, b in ends]
+        keep = np.ones(len(topo), dtype=bool)
+        for e in np.nonzero(topo.boundary)[0]:
+            keep[e] = keys[e] not in seen
+        seen.update(keys[e] for e in np.nonzero(topo.boundary)[0])
+        out[index] = topo if keep.all() else topo.subset(keep)
+    return out
+
+
+def static_tables(scene: mi.Scene) -> dict[int, EdgeTopology]:
+    """The edge tables of the meshes of ``scene`` that no parameter moves,
+    without shared boundaries (cached while none of them changes)."""
+    meshes = [(index, shape, mesh_topology(shape)) for index, shape in enumerate(scene.shapes())
+              if shape.is_mesh() and not dr.grad_enabled(shape.vertex_positions_buffer())]
+    key = tuple((index, id(topo)) for index, _, topo in meshes)
+    cached = _SHARED.get(id(scene))
+    if cached is None or cached[0] != key:
+        bbox = scene.bbox()
+        extent = float(dr.norm(bbox.max - bbox.min)) if bbox.valid() else 1.0
+        cached = (key, without_shared_boundaries(meshes, max(extent, 1e-30) * WELD_TOLERANCE * 10),
+                  [topo for _, _, topo in meshes])      # keeps the ids in the key alive
+        _SHARED[id(scene)] = cached
+    return cached[1]
+
+
 def scene_edges(scene: mi.Scene) -> EdgeSet:
     """Every boundary edge and every non-flat interior edge of every mesh of
-    ``scene``: the moving meshes' (vertex positions with gradients) first."""
+    ``scene``: the moving meshes' (vertex positions with gradients) first.
+    A boundary edge that two static meshes share counts once
+    (``without_shared_boundaries``)."""
     moving, static_parts, shape_host, static_host = [], [], [], []
+    static_topo = static_tables(scene)
     for index, shape in enumerate(scene.shapes()):
         if not shape.is_mesh():
             continue  # analytic shapes (sphere, disk, SDF) have no edges to sample
-        topo = mesh_topology(shape)
+        topo = static_topo[index] if index in static_topo else mesh_topology(shape)
         if len(topo) == 0:
             continue
         buf = shape.vertex_positions_buffer()
