@@ -78,7 +78,16 @@ Plugin parameters
   interior term is heavy-tailed; in solid angle it is not. The secondary
   term follows: both sides of an edge seen from the camera vertex move
   with it, v = n_h·(ṁ - ṗ) / |m - p|. On smooth-shaded meshes ``direction``
-  is noisier, hence ``auto``. Later vertices are held in space.
+  is noisier, hence ``auto``.
+- ``solid_angle_after`` (string, default ``moving``): which vertices hold
+  the next one in solid angle where ``first_bounce`` allows it: the camera
+  vertex only (``camera``), or every vertex on a moving mesh (``moving``):
+  a contact seen through a bounce (a box resting on the floor, seen in a
+  wall's reflection) is then not heavy-tailed either. The vertex after one
+  held so moves with it; ``solid_angle_chain`` (int, default 1) is how many
+  vertices in a row may hold (a vertex that moves with its predecessor may
+  hold the next one too, up to that many; path replay recomputes the
+  chain). Other vertices are held in space.
 - ``primary``, ``secondary`` (bool, default true): switch the boundary
   terms on or off; ``interior`` (bool, default true) the interior term
   (diagnostic switches, to measure one term alone).
@@ -90,7 +99,7 @@ import mitsuba as mi
 from pbdr.integrators.boundary.primary_edges import PrimaryEdges
 from pbdr.integrators.boundary.secondary_edges import SecondaryEdges
 from pbdr.integrators.composite import with_boundary_terms
-from pbdr.integrators.interior import InteriorIntegrator, read_first_bounce
+from pbdr.integrators.interior import InteriorIntegrator, read_first_bounce, read_solid_angle_after
 
 
 class EdgeIntegrator(with_boundary_terms(InteriorIntegrator)):
@@ -102,3 +111,7 @@ class EdgeIntegrator(with_boundary_terms(InteriorIntegrator)):
     def __init__(self, props: mi.Properties) -> None:
         super().__init__(props)
         self.first_bounce = read_first_bounce(props, "auto")
+        self.solid_angle_after = read_solid_angle_after(props, "moving")
+        self.solid_angle_chain = int(props.get("solid_angle_chain", 1))
+        if self.solid_angle_chain < 1:
+            raise ValueError(f"solid_angle_chain must be at least 1, got {self.solid_angle_chain}")

@@ -34,7 +34,7 @@ The vertex after a moving point is held fixed in space (the Jacobian
 camera vertex where ``first_bounce`` says so (``pbdr_edge``), in solid
 angle: its ray keeps its direction and starts at the moving camera vertex,
 and a next-event sample keeps its direction and reaches the emitter where
-that ray meets it (``first_bounce_rays``, ``directional_emitter_sample``).
+that ray meets it (``solid_angle_rays``, ``directional_emitter_sample``).
 
 Sampling is detached (directions do not move with :math:`\pi`) and shadow
 rays are plain visibility tests, so edges and silhouettes contribute nothing
@@ -64,6 +64,7 @@ import mitsuba as mi
 from mitsuba.ad.integrators.common import RBIntegrator, mis_weight
 
 from pbdr.geometry.measure import area_jacobian, attached_emitter_sample
+from pbdr.geometry.moving import moving_meshes
 from pbdr.geometry.terminators import on_smooth_mesh
 from pbdr.integrators.base import PbdrIntegrator
 
@@ -116,6 +117,7 @@ def directional_emitter_sample(scene: mi.Scene, si: mi.SurfaceInteraction3f, ds:
 
 
 FIRST_BOUNCE = ("area", "direction", "auto")
+SOLID_ANGLE_AFTER = ("camera", "moving")
 
 
 def read_first_bounce(props: mi.Properties, default: str) -> str:
@@ -124,6 +126,14 @@ def read_first_bounce(props: mi.Properties, default: str) -> str:
     value = str(props.get("first_bounce", default))
     if value not in FIRST_BOUNCE:
         raise ValueError(f"first_bounce must be one of {', '.join(FIRST_BOUNCE)}, got {value}")
+    return value
+
+
+def read_solid_angle_after(props: mi.Properties, default: str) -> str:
+    """The ``solid_angle_after`` plugin parameter (``InteriorIntegrator.solid_angle_after``)."""
+    value = str(props.get("solid_angle_after", default))
+    if value not in SOLID_ANGLE_AFTER:
+        raise ValueError(f"solid_angle_after must be one of {', '.join(SOLID_ANGLE_AFTER)}, got {value}")
     return value
 
 
@@ -137,6 +147,15 @@ class InteriorIntegrator(PbdrIntegrator):
     #: smooth-shaded mesh. ``pbdr_edge``'s ``first_bounce``, whose boundary
     #: terms match it; see ``first_bounce_mask``.
     first_bounce: str = "area"
+    #: Which vertices hold the next one in solid angle where ``first_bounce``
+    #: allows it: the camera vertex only (``camera``), or also every vertex
+    #: on a moving mesh whose own position its predecessor fixes (``moving``:
+    #: not the vertex after one held so, whose motion would chain further).
+    solid_angle_after: str = "camera"
+    #: With ``solid_angle_after`` ``moving``: at most this many vertices in a
+    #: row hold their successor in solid angle (each moves with the one before
+    #: it; path replay recomputes the chain at every vertex).
+    solid_angle_chain: int = 2
     # Mitsuba's base class reads max_depth, rr_depth and hide_emitters. Subclasses
     # that set ``warps_directions`` (pbdr_reparam) share the path tracer below.
 
@@ -145,6 +164,28 @@ class InteriorIntegrator(PbdrIntegrator):
         if self.first_bounce == "auto":
             return active & ~on_smooth_mesh(scene, shape, active)
         return active & (self.first_bounce == "direction")
+
+    def holds_next_in_solid_angle(self, scene: mi.Scene, shape: mi.ShapePtr, depth: mi.UInt32,
+                                  held_before: list, moving: list, active: mi.Bool) -> mi.Bool:
+        """Lanes whose vertex ``depth`` (on ``shape``) holds the next vertex in
+        solid angle: the camera vertex where ``first_bounce_mask`` says so;
+        with ``solid_angle_after`` ``moving``, any vertex that moves (on one
+        of the ``moving`` meshes, or held in solid angle from the previous
+        vertex) where that mask says so, unless the ``solid_angle_chain``
+        vertices before it all hold (``held_before``: whether the previous
+        vertex, the one before it, ... holds its successor). A static vertex
+        holds nothing: held or not, it is the same derivative, and one that
+        held would use up the chain."""
+        held = self.first_bounce_mask(scene, shape, active)
+        if self.solid_angle_after == "camera":
+            return held & (depth == 0)
+        moves = mi.Bool(held_before[0])
+        for mesh in moving:
+            moves |= shape == mi.ShapePtr(mesh)
+        chain_full = mi.Bool(True)
+        for h in held_before[:self.solid_angle_chain]:
+            chain_full &= h
+        return held & moves & ~chain_full
 
     # ---- hooks for estimators that reparameterize directions ----
     def warp_key(self, u: mi.Float) -> mi.UInt32 | None:
@@ -179,21 +220,23 @@ class InteriorIntegrator(PbdrIntegrator):
         ``pbdr_reparam`` also warps it."""
         return attached_emitter_sample(scene, si, ds, em_weight, active)
 
-    def first_bounce_rays(self, scene: mi.Scene, ray_prev: mi.Ray3f, ray_k: mi.Ray3f,
-                          pi_prev: mi.PreliminaryIntersection3f, pi_cam: mi.PreliminaryIntersection3f,
-                          cam_ray: mi.Ray3f, depth: mi.UInt32, active: mi.Bool) -> tuple[mi.Ray3f, mi.Ray3f]:
-        """The rays to the previous and the current vertex with the first
-        bounce held in solid angle: the ray to vertex 1 starts at the moving
-        camera vertex (its direction detached); at vertex 2, the previous
-        ray does, so that vertex 1 (the previous vertex) moves with it."""
-        at1, at2 = active & (depth == 1), active & (depth == 2)
-        x_cam = pi_cam.compute_surface_interaction(cam_ray, mi.RayFlags.Minimal, at2)
-        ray_prev = mi.Ray3f(ray_prev)
-        ray_prev.o = dr.select(at2, dr.replace_grad(ray_prev.o, x_cam.p), ray_prev.o)
-        x_prev = pi_prev.compute_surface_interaction(ray_prev, mi.RayFlags.Minimal, at1)
+    def solid_angle_rays(self, ray_k: mi.Ray3f, back: list) -> tuple[mi.Ray3f, mi.Ray3f]:
+        """The rays to the previous and the current vertex where vertices are
+        held in solid angle. ``back`` lists (ray, hit, holds its successor)
+        of the vertices before this one, the oldest first: a ray after a
+        vertex that holds starts at that vertex, recomputed (attached) from
+        its own ray, itself attached to the vertex before it if that one
+        holds, and so on. The oldest vertex's ray starts at a point fixed in
+        space (no more than ``solid_angle_chain`` vertices in a row hold)."""
+        origin, held = None, None
+        for ray_j, pi_j, held_j in back:
+            ray_j = mi.Ray3f(ray_j)
+            if origin is not None:
+                ray_j.o = dr.select(held, dr.replace_grad(ray_j.o, origin), ray_j.o)
+            origin, held = pi_j.compute_surface_interaction(ray_j, mi.RayFlags.Minimal, held_j).p, held_j
         ray_k = mi.Ray3f(ray_k)
-        ray_k.o = dr.select(at1, dr.replace_grad(ray_k.o, x_prev.p), ray_k.o)
-        return ray_prev, ray_k
+        ray_k.o = dr.select(held, dr.replace_grad(ray_k.o, origin), ray_k.o)
+        return ray_j, ray_k
 
     def render_forward(self, scene: mi.Scene, params: Any, sensor: int | mi.Sensor = 0,
                        seed: mi.UInt32 = 0, spp: int = 0) -> mi.TensorXf:
@@ -265,23 +308,31 @@ class InteriorIntegrator(PbdrIntegrator):
             si_skip = pi.compute_surface_interaction(ray, mi.RayFlags.Minimal, on_emitter)
             pi[on_emitter] = self.skip_area_emitters(scene, si_skip.spawn_ray(ray.d), True, on_emitter)
 
-        # The camera ray and its hit, for the first bounce held in solid angle.
+        # Vertices held in solid angle (``first_bounce``): whether the
+        # previous vertex and the one before it hold their successor so.
         directional = self.first_bounce != "area" and not self.warps_directions and not primal
-        cam_o, cam_d, pi_cam = ray.o, ray.d, mi.PreliminaryIntersection3f(pi)
-        solid_angle = self.first_bounce_mask(scene, pi_cam.shape, pi_cam.is_valid() & directional)
-        # The previous vertex, for MIS of emitters hit by BSDF sampling.
+        with dr.resume_grad(when=directional):
+            moving = moving_meshes(scene) if directional else []
+        prev_held = mi.Bool(False)
+        # The previous vertex (MIS of emitters hit by BSDF sampling) and those
+        # before it, newest first (a vertex held in solid angle moves with its
+        # predecessor, which may move with its own: up to solid_angle_chain).
         pi_prev = dr.zeros(mi.PreliminaryIntersection3f)
+        deep = self.solid_angle_chain if directional and self.solid_angle_after == "moving" else 1
+        deep_pi = [dr.zeros(mi.PreliminaryIntersection3f) for _ in range(deep)]
+        deep_held = [mi.Bool(False) for _ in range(deep)]
         # The loop carries the rays' origin, direction and extent; their time
         # and wavelengths never change along a path and stay out of its state.
         time, wavelengths = ray.time, ray.wavelengths
         o, d, maxt = ray.o, ray.d, ray.maxt
         o_prev, d_prev, maxt_prev = o, d, maxt
+        deep_o, deep_d, deep_maxt = [o] * deep, [d] * deep, [maxt] * deep
         si_prev = dr.zeros(mi.SurfaceInteraction3f)
         pdf_prev = mi.Float(1.0)
         delta_prev = mi.Bool(True)
 
         while dr.hint(active, max_iterations=self.max_depth,
-                      exclude=[inc, time, wavelengths, cam_o, cam_d, pi_cam, solid_angle],
+                      exclude=[inc, time, wavelengths],
                       label=f"pbdr_interior ({mode.name})"):
             active_next = mi.Bool(active)
             ray_k = mi.Ray3f(o, d, maxt, time, wavelengths)
@@ -296,18 +347,19 @@ class InteriorIntegrator(PbdrIntegrator):
             with dr.resume_grad(when=not primal):
                 ray_ad, det = ray_k, None
                 if dr.hint(directional, mode="scalar"):
-                    # Vertex 1 lies along a ray from the moving camera vertex
-                    # (direction fixed); vertex 2's predecessor is that point.
-                    ray_prev, ray_ad = self.first_bounce_rays(scene, ray_prev, ray_k, pi_prev, pi_cam,
-                                                              mi.Ray3f(cam_o, cam_d, dr.inf, time, wavelengths),
-                                                              depth, active & solid_angle)
+                    # After a vertex held in solid angle this one lies along a
+                    # ray from it (direction fixed); one vertex later, the
+                    # predecessor is that point.
+                    back = [(mi.Ray3f(deep_o[j], deep_d[j], deep_maxt[j], time, wavelengths), deep_pi[j],
+                             active & deep_held[j]) for j in reversed(range(deep))]
+                    ray_prev, ray_ad = self.solid_angle_rays(ray_k, back + [(ray_prev, pi_prev, active & prev_held)])
                 if dr.hint(warped, mode="scalar"):
                     ray_ad, det = self.warp_ray(scene, key, ray_k, depth, active)
                     Lo_warp = self.warp_terms(L, det, ray_ad, si_prev, depth, active)
                 si = pi.compute_surface_interaction(ray_ad, ray_flags=mi.RayFlags.All)
                 if dr.hint(warped, mode="scalar"):
                     si = self.attach_interaction(si, ray_ad, active)
-                sees_camera_along_ray = solid_angle & (depth == 1)   # (read here: not an if's state)
+                sees_along_ray = mi.Bool(prev_held)     # (read here: not an if's state)
                 if (not primal) & mi.Bool(depth >= 1):
                     # The incident direction follows the previous vertex's
                     # motion (and the warp of the ray, if any: then si.p
@@ -316,9 +368,13 @@ class InteriorIntegrator(PbdrIntegrator):
                     si_prev = dr.replace_grad(si_prev, si_prev_ad)
                     wi = dr.normalize(si_prev.p - (si.p if warped else dr.detach(si.p)))
                     wi = dr.replace_grad(si.wi, dr.detach(si).to_local(wi))
-                    # held in solid angle, vertex 1 sees the camera vertex along -d
-                    si.wi = dr.select(sees_camera_along_ray, si.wi, wi)
+                    # held in solid angle, it sees the previous vertex along -d
+                    si.wi = dr.select(sees_along_ray, si.wi, wi)
             bsdf = si.bsdf(ray_k)
+            held = mi.Bool(False)
+            if dr.hint(directional, mode="scalar"):
+                held = self.holds_next_in_solid_angle(scene, si.shape, depth, [prev_held] + deep_held, moving,
+                                                      si.is_valid() & active)
 
             # ---- Emission found by the previous BSDF sample (MIS) ----
             if dr.hint(self.hide_emitters, mode="scalar"):
@@ -337,7 +393,7 @@ class InteriorIntegrator(PbdrIntegrator):
             with dr.resume_grad(when=not primal):
                 if dr.hint(directional, mode="scalar"):
                     d_em, em_dir, on_em = directional_emitter_sample(scene, si, ds, em_weight,
-                                                                     active_em & (depth == 0) & solid_angle)
+                                                                     active_em & held)
                 if dr.hint(not primal, mode="scalar"):
                     ds, em_weight = self.emitter_sample_weight(scene, si, ds, em_weight, active_em, key)
                 if dr.hint(directional, mode="scalar"):
@@ -347,7 +403,7 @@ class InteriorIntegrator(PbdrIntegrator):
                 w_em = dr.select(ds.delta, 1.0, mis_weight(ds.pdf, pdf_em))
                 if dr.hint(directional, mode="scalar"):
                     # both strategies hold the emitter point in solid angle
-                    w_em = dr.select((depth == 0) & solid_angle, dr.detach(w_em), w_em)
+                    w_em = dr.select(held, dr.detach(w_em), w_em)
                 Lr_em = β * w_em * f_em * em_weight
 
             # ---- BSDF sampling (detached) ----
@@ -385,7 +441,7 @@ class InteriorIntegrator(PbdrIntegrator):
                     hit_next = active_next & si_next.is_valid()
                     # Outgoing direction and geometry term follow this vertex's motion.
                     if dr.hint(directional, mode="scalar"):
-                        hit_next &= (depth != 0) | ~solid_angle     # vertex 1 held in solid angle: no Jacobian
+                        hit_next &= ~held     # the next vertex held in solid angle: no Jacobian
                     J = area_jacobian(si.p, si_next.p, si_next.n, hit_next)
                     J = dr.select(hit_next, J, 1.0)
                     wo = dr.replace_grad(ray_next.d, dr.select(hit_next, dr.normalize(si_next.p - si.p),
@@ -412,7 +468,9 @@ class InteriorIntegrator(PbdrIntegrator):
 
             depth[si.is_valid()] += 1
             active = active_next
-            pi_prev, o_prev, d_prev, maxt_prev = pi, o, d, maxt
+            deep_pi, deep_held = [pi_prev] + deep_pi[:-1], [prev_held] + deep_held[:-1]
+            deep_o, deep_d, deep_maxt = [o_prev] + deep_o[:-1], [d_prev] + deep_d[:-1], [maxt_prev] + deep_maxt[:-1]
+            pi_prev, o_prev, d_prev, maxt_prev, prev_held = pi, o, d, maxt, held
             pi, o, d, maxt = pi_next, ray_next.o, ray_next.d, ray_next.maxt
 
         return (L if primal else δL), depth != 0, aovs, L

@@ -89,7 +89,7 @@ from pbdr.integrators.boundary.pathspace import PathSpaceEdges
 from pbdr.integrators.boundary.primary_edges import PrimaryEdges
 from pbdr.integrators.boundary.vertex_terminators import VertexTerminators
 from pbdr.integrators.composite import with_boundary_terms
-from pbdr.integrators.interior import InteriorIntegrator, read_first_bounce
+from pbdr.integrators.interior import InteriorIntegrator, read_first_bounce, read_solid_angle_after
 
 
 class PathSpaceIntegrator(with_boundary_terms(InteriorIntegrator)):
@@ -101,3 +101,6 @@ class PathSpaceIntegrator(with_boundary_terms(InteriorIntegrator)):
     def __init__(self, props: mi.Properties) -> None:
         super().__init__(props)
         self.first_bounce = read_first_bounce(props, "area")
+        if read_solid_angle_after(props, "camera") != "camera":
+            raise ValueError("pbdr_pathspace holds only the vertex after the camera vertex in solid angle "
+                             "(solid_angle_after must be camera)")

@@ -22,7 +22,9 @@ grid and building it, as a fraction of one guided gradient.
 ``ps16`` and ``guided-ps16``: 16 segments per pixel (a quarter of the
 default at 64 spp; guided after 4 uniform); ``edge-sec64``: ``pbdr_edge``
 with ``spp_secondary`` 64 (8x its default at 64 spp). ``first_bounce``:
-``edge-area``, ``edge-dir``, ``edge-auto`` (``pbdr_edge``'s default);
+``edge-area``, ``edge-dir``, ``edge-auto`` (``pbdr_edge``'s default),
+``edge-camera``, ``edge-moving`` (``solid_angle_after``), ``edge-chain2``
+(``solid_angle_chain`` 2);
 ``ps-area`` (``pbdr_pathspace``'s default), ``ps-dir``, ``ps-auto``,
 ``guided-auto``, ``guided-walks4-auto``.
 
@@ -69,6 +71,9 @@ INTEGRATORS = {  # label: (plugin, props)
     "edge-area": ("pbdr_edge", {"first_bounce": "area"}),
     "edge-dir": ("pbdr_edge", {"first_bounce": "direction"}),
     "edge-auto": ("pbdr_edge", {"first_bounce": "auto"}),
+    "edge-camera": ("pbdr_edge", {"solid_angle_after": "camera"}),
+    "edge-moving": ("pbdr_edge", {"solid_angle_after": "moving"}),
+    "edge-chain2": ("pbdr_edge", {"solid_angle_after": "moving", "solid_angle_chain": 2}),
     "ps-auto": ("pbdr_pathspace", {"first_bounce": "auto"}),
     "ps-area": ("pbdr_pathspace", {"first_bounce": "area"}),
     "guided-auto": ("pbdr_pathspace", {"pathspace_guiding": GUIDING, "first_bounce": "auto"}),

@@ -122,6 +122,8 @@ def test_malformed_xml(tmp_path, capsys) -> None:
     ('<integer name="edge_candidates" value="-1"/>', "edge_candidates must be >= 0"),
     ('<float name="terminator_fraction" value="1.5"/>', "terminator_fraction must be in (0, 1]"),
     ('<string name="first_bounce" value="solid"/>', "first_bounce must be one of area, direction, auto"),
+    ('<string name="solid_angle_after" value="all"/>', "solid_angle_after must be one of camera, moving"),
+    ('<integer name="solid_angle_chain" value="0"/>', "solid_angle_chain must be at least 1"),
 ])
 def test_bad_plugin_parameter_names_the_reason(tmp_path, capsys, setting: str, reason: str) -> None:
     """A pbdr plugin's own error (wrapped by Mitsuba with its traceback) keeps its message."""

@@ -330,6 +330,28 @@ def test_first_bounce_in_solid_angle_tames_the_contact() -> None:
     assert noise["auto"] < 0.25 * noise["area"], noise
 
 
+@pytest.mark.parametrize("name,chain", [("resting-glossy-box", 2), ("cbox", 1), ("stacked-boxes", 2)])
+def test_vertices_after_moving_ones_held_in_solid_angle(name: str, chain: int) -> None:
+    """``solid_angle_after`` ``moving`` (the default): every vertex on a
+    moving mesh holds the next one in solid angle, not only the camera
+    vertex, so that a contact seen through a bounce (the Cornell box's box
+    resting on the floor, seen in a wall's reflection) is not heavy-tailed;
+    a chain of two such vertices in a row recomputes both at replay. Agrees
+    with FD, and reverse mode gives forward mode's total (the replay's
+    chain state)."""
+    scene, p, depth, spp = _case(name)
+    integrator = edge_integrator(depth, solid_angle_chain=chain)
+    assert integrator.solid_angle_after == "moving"
+    assert_agrees(pbdr.check(scene, p, eps=0.002, spp=spp, fd_spp=256, seeds=8, integrator=integrator))
+    assert_reverse_matches_forward(scene, p, integrator, rng_seed=3, seed=9)
+
+
+def test_pathspace_holds_only_the_first_bounce() -> None:
+    """The path-space term follows the camera vertex only: asked for more, the plugin says so."""
+    with pytest.raises(Exception, match="solid_angle_after must be camera"):
+        mi.load_dict({"type": "pbdr_pathspace", "solid_angle_after": "moving"})
+
+
 @pytest.mark.parametrize("name", ["stacked-boxes", "smooth-pair", "moving-light"])
 def test_first_bounce_in_solid_angle_everywhere_agrees(name: str) -> None:
     """``first_bounce`` ``direction`` on smooth meshes too (the terminator

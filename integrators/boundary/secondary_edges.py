@@ -68,7 +68,7 @@ import drjit as dr
 import mitsuba as mi
 
 from pbdr.geometry.edges import scene_edges
-from pbdr.geometry.moving import hit_distance, on_moving_mesh, sliding_point
+from pbdr.geometry.moving import hit_distance, moving_meshes, on_moving_mesh, sliding_point
 from pbdr.integrators.boundary.sides import trace_side_pairs
 from pbdr.integrators.boundary.edge_sampling import (DEFAULT_CANDIDATES, DEFAULT_TERMINATOR_CANDIDATES,
                                                       DEFAULT_TERMINATOR_FRACTION, EdgeSampler, SamplingOptions)
@@ -118,8 +118,8 @@ class Vertex:
     active: mi.Bool
     moves: mi.Bool                        # the vertex follows the parameters (on a moving mesh)
     # Lanes where the interior term holds the next vertex in solid angle from
-    # this one rather than fixed in space (``pbdr_edge``'s ``first_bounce``,
-    # at the camera vertex); None: none.
+    # this one rather than fixed in space (``pbdr_edge``'s ``first_bounce``
+    # and ``solid_angle_after``); None: none.
     next_in_solid_angle: mi.Bool | None = None
 
 
@@ -161,20 +161,32 @@ def surface_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrat
         pos, ray, β = camera_sample(sensor, sampler)
         active = mi.Bool(True)
         pi = scene.ray_intersect_preliminary(ray, coherent=True, active=active)
-    pi_cam, cam_ray, moves_cam, solid_angle = pi, ray, mi.Bool(False), None
+    with dr.resume_grad():
+        moving = moving_meshes(scene)
+    # the vertices before this one, newest first: (hit, ray, interaction,
+    # holds its successor in solid angle)
+    back: list[tuple] = []
+    chain_length = getattr(integrator, "solid_angle_chain", 1)
+    prev_held, prev_moves = mi.Bool(False), mi.Bool(False)
     for k in range(depth):
         with dr.suspend_grad():
             si = pi.compute_surface_interaction(ray, mi.RayFlags.All, active)
             dr.eval(si)     # one kernel for all fields (gathered per field later)
             active &= si.is_valid()
             bsdf = si.bsdf(ray)
-        def position(pi=pi, ray=ray, active=mi.Bool(active), si=si) -> mi.Point3f:
-            with dr.resume_grad():   # slides along the detached ray
-                p = sliding_point(scene, pi, ray, active)
-                if directional and k == 1:
-                    # ... whose origin is the moving camera vertex
-                    o = dr.replace_grad(ray.o, sliding_point(scene, pi_cam, cam_ray, active))
-                    p = dr.select(solid_angle, o + hit_distance(scene, si, o, ray.d, active) * ray.d, p)
+        def position(pi=pi, ray=ray, active=mi.Bool(active), si=si,
+                     chain=list(reversed(back[:chain_length + 1]))) -> mi.Point3f:
+            with dr.resume_grad():
+                # slides along the detached ray, or, after vertices that hold
+                # their successor in solid angle, along a ray from the moving
+                # previous vertex (recomputed the same way, oldest first)
+                origin, held = None, None
+                for pi_j, ray_j, si_j, held_j in chain + [(pi, ray, si, None)]:
+                    p = sliding_point(scene, pi_j, ray_j, active)
+                    if origin is not None:
+                        o = dr.replace_grad(ray_j.o, origin)
+                        p = dr.select(held, o + hit_distance(scene, si_j, o, ray_j.d, active) * ray_j.d, p)
+                    origin, held = p, held_j
                 return p
 
         def f(ω: mi.Vector3f, act: mi.Bool, si=si, bsdf=bsdf) -> mi.Spectrum:
@@ -197,20 +209,23 @@ def surface_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrat
         n_c = si.sh_frame.n * dr.sign(mi.Frame3f.cos_theta(si.wi))
         clip = ~mi.has_flag(bsdf.flags(), mi.BSDFFlags.Transmission)
         moves = on_moving_mesh(scene, si.shape, active)
-        if k == 0:
-            moves_cam = moves
-            if directional:
-                solid_angle = integrator.first_bounce_mask(scene, si.shape, active)
-        elif directional and k == 1:
-            moves |= moves_cam & solid_angle & active        # it moves with the camera vertex
+        held = None
+        if directional:
+            held = integrator.holds_next_in_solid_angle(scene, si.shape, mi.UInt32(k),
+                                                        [h for *_, h in back] + [mi.Bool(False)] * chain_length,
+                                                        moving, active)
+            # held in solid angle from a moving vertex, it moves with that one
+            moves |= prev_held & prev_moves & active
         yield Vertex(k, pos, β, si.p, position, n_c, clip, f, spawn, trace, mi.Bool(active), moves,
-                     next_in_solid_angle=solid_angle if k == 0 else None)
+                     next_in_solid_angle=held)
         if k + 1 == depth:
             return
         with dr.suspend_grad():   # next vertex by BSDF sampling
             bs, w = bsdf.sample(ctx, si, sampler.next_1d(), sampler.next_2d(), active)
             β = β * w
             active &= dr.any(mi.unpolarized_spectrum(β) != 0)
+            prev_held, prev_moves = (held if held is not None else mi.Bool(False)), moves
+            back = [(pi, ray, si, prev_held)] + back
             ray = si.spawn_ray(si.to_world(bs.wo))
             pi = scene.ray_intersect_preliminary(ray, coherent=False, active=active)
             dr.eval(pi, ray, β, active)
