@@ -155,7 +155,7 @@ class InteriorIntegrator(PbdrIntegrator):
     #: With ``solid_angle_after`` ``moving``: at most this many vertices in a
     #: row hold their successor in solid angle (each moves with the one before
     #: it; path replay recomputes the chain at every vertex).
-    solid_angle_chain: int = 2
+    solid_angle_chain: int = 1
     # Mitsuba's base class reads max_depth, rr_depth and hide_emitters. Subclasses
     # that set ``warps_directions`` (pbdr_reparam) share the path tracer below.
 
@@ -318,7 +318,7 @@ class InteriorIntegrator(PbdrIntegrator):
         # before it, newest first (a vertex held in solid angle moves with its
         # predecessor, which may move with its own: up to solid_angle_chain).
         pi_prev = dr.zeros(mi.PreliminaryIntersection3f)
-        deep = self.solid_angle_chain if directional and self.solid_angle_after == "moving" else 1
+        deep = 0 if not directional else self.solid_angle_chain if self.solid_angle_after == "moving" else 1
         deep_pi = [dr.zeros(mi.PreliminaryIntersection3f) for _ in range(deep)]
         deep_held = [mi.Bool(False) for _ in range(deep)]
         # The loop carries the rays' origin, direction and extent; their time
@@ -468,8 +468,9 @@ class InteriorIntegrator(PbdrIntegrator):
 
             depth[si.is_valid()] += 1
             active = active_next
-            deep_pi, deep_held = [pi_prev] + deep_pi[:-1], [prev_held] + deep_held[:-1]
-            deep_o, deep_d, deep_maxt = [o_prev] + deep_o[:-1], [d_prev] + deep_d[:-1], [maxt_prev] + deep_maxt[:-1]
+            deep_pi, deep_held = ([pi_prev] + deep_pi)[:deep], ([prev_held] + deep_held)[:deep]
+            deep_o, deep_d, deep_maxt = ([o_prev] + deep_o)[:deep], ([d_prev] + deep_d)[:deep], \
+                ([maxt_prev] + deep_maxt)[:deep]
             pi_prev, o_prev, d_prev, maxt_prev, prev_held = pi, o, d, maxt, held
             pi, o, d, maxt = pi_next, ray_next.o, ray_next.d, ray_next.maxt
 

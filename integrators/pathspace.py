@@ -74,6 +74,11 @@ Plugin parameters
   moves with that vertex (static edges then count behind it too). ``auto``
   is far less noisy for objects resting against others, and noisier for a
   glossy object away from them (see the integrator docs), hence opt-in.
+- ``solid_angle_after`` (string, default ``camera``): as ``pbdr_edge``'s
+  (``moving``: every vertex on a moving mesh holds the next one in solid
+  angle; an x_a on a moving mesh holds its sides so at any depth of the
+  camera path, and one behind such a vertex moves with it). Default
+  ``camera`` while ``first_bounce`` defaults to ``area``.
 - ``primary``, ``pathspace``, ``terminators`` (bool, default true),
   ``interior`` (bool, default true): diagnostic switches, to measure one
   term alone.
@@ -101,6 +106,4 @@ class PathSpaceIntegrator(with_boundary_terms(InteriorIntegrator)):
     def __init__(self, props: mi.Properties) -> None:
         super().__init__(props)
         self.first_bounce = read_first_bounce(props, "area")
-        if read_solid_angle_after(props, "camera") != "camera":
-            raise ValueError("pbdr_pathspace holds only the vertex after the camera vertex in solid angle "
-                             "(solid_angle_after must be camera)")
+        self.solid_angle_after = read_solid_angle_after(props, "camera")

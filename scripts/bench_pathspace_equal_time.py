@@ -26,7 +26,8 @@ with ``spp_secondary`` 64 (8x its default at 64 spp). ``first_bounce``:
 ``edge-camera``, ``edge-moving`` (``solid_angle_after``), ``edge-chain2``
 (``solid_angle_chain`` 2);
 ``ps-area`` (``pbdr_pathspace``'s default), ``ps-dir``, ``ps-auto``,
-``guided-auto``, ``guided-walks4-auto``.
+``guided-auto``, ``guided-walks4-auto``; with ``solid_angle_after``
+``moving``: ``ps-moving``, ``guided-walks4-moving``.
 
     python scripts/bench_pathspace_equal_time.py [--spp 64] [--seeds 8] [--only indirect_occluder,...]
 """
@@ -80,6 +81,9 @@ INTEGRATORS = {  # label: (plugin, props)
     "guided-walks4-auto": ("pbdr_pathspace", {"pathspace_guiding": GUIDING, "pathspace_walks": 4,
                                               "first_bounce": "auto"}),
     "ps-dir": ("pbdr_pathspace", {"first_bounce": "direction"}),
+    "ps-moving": ("pbdr_pathspace", {"first_bounce": "auto", "solid_angle_after": "moving"}),
+    "guided-walks4-moving": ("pbdr_pathspace", {"pathspace_guiding": GUIDING, "pathspace_walks": 4,
+                                                "first_bounce": "auto", "solid_angle_after": "moving"}),
     "guided-walks4-x4": ("pbdr_pathspace", {"pathspace_guiding": GUIDING, "pathspace_walks": 4,
                                             "spp_pathspace": 256}),
     "prb_projective": ("prb_projective", {}),

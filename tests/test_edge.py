@@ -346,12 +346,6 @@ def test_vertices_after_moving_ones_held_in_solid_angle(name: str, chain: int) -
     assert_reverse_matches_forward(scene, p, integrator, rng_seed=3, seed=9)
 
 
-def test_pathspace_holds_only_the_first_bounce() -> None:
-    """The path-space term follows the camera vertex only: asked for more, the plugin says so."""
-    with pytest.raises(Exception, match="solid_angle_after must be camera"):
-        mi.load_dict({"type": "pbdr_pathspace", "solid_angle_after": "moving"})
-
-
 @pytest.mark.parametrize("name", ["stacked-boxes", "smooth-pair", "moving-light"])
 def test_first_bounce_in_solid_angle_everywhere_agrees(name: str) -> None:
     """``first_bounce`` ``direction`` on smooth meshes too (the terminator

@@ -87,6 +87,25 @@ def test_boundary_terms_agree_with_the_first_bounce_in_solid_angle(path: str, ke
     test_boundary_term_equals_the_secondary_edge_term(path, key, depth, 256, {}, first_bounce="direction")
 
 
+@pytest.mark.parametrize("after", ["camera", "moving"])
+def test_boundary_terms_agree_where_vertices_move_with_the_camera_vertex(after: str) -> None:
+    """A box against a wall, ``first_bounce`` ``auto``: x_a one bounce behind
+    a camera vertex on the box moves with it, and static edges (the wall's,
+    the floor's) count behind it; with ``solid_angle_after`` ``moving`` any
+    x_a on the box holds its sides in solid angle, and one behind it moves
+    with it. The path-space term alone against pbdr_edge's secondary term
+    alone. (Whether x_a moved was once tested for gradients under
+    suspend_grad, which finds none: the static edges were dropped, and the
+    term came out -38 against -69.)"""
+    scene, p = _case("edge/contact.xml", "wallbox.vertex_positions", (1, 0, 0))
+    options = {"interior": False, "primary": False, "first_bounce": "auto", "solid_angle_after": after}
+    ours = pbdr.derivative_estimate(scene, p, 64, 8, pathspace(3, **options))
+    theirs = pbdr.derivative_estimate(scene, p, 64, 8, mi.load_dict(
+        {"type": "pbdr_edge", "max_depth": 3, "spp_secondary": 64, **options}), first_seed=2000)
+    assert _signal(theirs) > 16
+    assert_agrees(pbdr.CheckResult(pbdr.compare(ours, theirs), ours, theirs))
+
+
 def test_first_bounce_in_solid_angle_at_a_wall() -> None:
     """A box pushed against a wall, sliding along it: with ``first_bounce``
     ``auto`` the interior term stays bounded at the contact and the

@@ -123,7 +123,7 @@ import mitsuba as mi
 import numpy as np
 
 from pbdr.geometry.edges import EdgeSet, scene_edges
-from pbdr.geometry.moving import hit_distance, moving_meshes, on_moving_mesh, ray_triangle, sliding_point
+from pbdr.geometry.moving import hit_distance, moving_meshes, ray_triangle, sliding_point
 from pbdr.integrators.boundary.edge_sampling import edge_view, emitter_triangles
 from pbdr.integrators.boundary.pathspace_guiding import GuideGrid, RunningGrid, accumulate, running_grid
 from pbdr.integrators.boundary.primary_edges import sample_by_length
@@ -430,9 +430,7 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
         own = (si_a.shape == dr.gather(mi.ShapePtr, scene.shapes_dr(), g(edges.shape_index))) & \
             ((si_a.prim_index == g(edges.prim0)) | (si_a.prim_index == g(edges.prim1)))
         active &= ~own          # (rounding: the line leaves the edge's own faces at m)
-        on_mover = mi.Bool(False)
-        for mesh in movers:
-            on_mover |= si_a.shape == mi.ShapePtr(mesh)
+        on_mover = _on_any(si_a.shape, movers, mi.Bool(True))
         # Static edges seen from a static x_a count only where x_a is one bounce
         # behind a moving camera vertex that holds it in solid angle (below).
         chain_only = ~(moving_edge | on_mover)
@@ -462,6 +460,11 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
     # The camera side: walk vertex j connects to the sensor; x_a is then camera-path vertex j.
     # ``walks`` walks leave x_a, each weighted 1/walks; they share x_a's sides at each j.
     states = [(si_a, mi.Vector3f(ω), mi.Spectrum(1.0), mi.Bool(active), None) for _ in range(walks)]
+    # per walk, the shapes of its vertices so far (walk vertex 1 first) and
+    # walk vertices 1 and 2 (x_a's predecessor on the camera path and the one
+    # before it): where vertices hold their successor in solid angle
+    shapes: list[list] = [[] for _ in range(walks)]
+    near: list[list] = [[] for _ in range(walks)]
     for j in range(depth - 1):
         with dr.suspend_grad():
             conns, on_any = [], mi.Bool(False)
@@ -475,33 +478,37 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
                     if j == 1:      # x_a slides along the ray from walk vertex 1
                         slide_ray = mi.Ray3f(y.p, dr.normalize(pd - y.p))
                     states[w_i] = (y, ω_light, β, walk_active, slide_ray)
+                    shapes[w_i].append(y.shape)
+                    if j <= 2:
+                        near[w_i].append(y)
                 cam = cam0 if j == 0 else _Connection(scene, sensor, y, ω_light, sampler.next_2d(), walk_active)
                 weight = cam.weight * β * (1.0 if j == 0 else 1.0 / walks)
                 on = cam.active & walk_active & dr.any(mi.unpolarized_spectrum(weight) != 0)
-                solid_angle = None
-                if solid_angle_bounce and j < 2:
-                    # ``first_bounce``: where the camera vertex (x_a, or walk vertex 1)
-                    # holds the next vertex in solid angle
-                    solid_angle = integrator.first_bounce_mask(scene, y.shape, on)
-                p_moves = mi.Bool(on_mover)      # x_a moves (guiding's record)
+                held_a, chain = None, mi.Bool(False)
                 if solid_angle_bounce:
-                    chain = solid_angle & on_moving_mesh(scene, y.shape, on) if j == 1 else mi.Bool(False)
+                    # whether x_a holds its successor (the sides) in solid angle,
+                    # and whether it moves with its predecessor that holds it
+                    held_a, held_pred = _holds_along(scene, integrator, movers,
+                                                     shapes[w_i][::-1] + [si_a.shape], on)
+                    # (``movers``, found outside suspend_grad: a test for gradients
+                    # here would find none)
+                    chain = held_pred & _on_any(near[w_i][0].shape, movers, on) if j >= 1 else chain
                     on &= ~chain_only | chain
-                    p_moves |= chain
+                p_moves = on_mover | chain       # x_a moves (guiding's record)
                 dr.eval(weight, on, cam.pos, cam.origin, y, β, walk_active, ω_light)
-                conns.append((cam, weight, on, slide_ray, y, solid_angle, p_moves))
+                conns.append((cam, weight, on, slide_ray, near[w_i], held_a, chain, p_moves))
                 on_any |= on
             L_minus, L_plus, d_minus, d_plus = trace_side_pairs(sensor, integrator, _SideVertex(j, scene, integrator),
                                                                 s_side, STREAM, side_ray, on_any)
-        for cam, weight, on, slide_ray, y, solid_angle, p_moves in conns:
+        for cam, weight, on, slide_ray, pred, held_a, chain, p_moves in conns:
             with dr.suspend_grad():
                 scale = weight * base
                 A_m = dr.select(on, (L_minus - L_plus) * scale, 0.0)
                 A_p = dr.select(on, (L_minus * velocity_coefficient(d_minus, dist)
                                       - L_plus * velocity_coefficient(d_plus, dist)) * (scale * dist), 0.0)
                 A_p_area = A_p      # the guiding's record: as with first_bounce area
-                if solid_angle is not None and j == 0:   # both sides move with x_a: v = n_h·(ṁ - ṗ) / r
-                    A_p = dr.select(solid_angle, -A_m, A_p)
+                if held_a is not None:   # both sides move with x_a: v = n_h·(ṁ - ṗ) / r
+                    A_p = dr.select(held_a, -A_m, A_p)
                 on &= dr.any(mi.unpolarized_spectrum(A_m) != 0) | dr.any(mi.unpolarized_spectrum(A_p) != 0)
                 ray_p = mi.Ray3f(cam.origin, dr.normalize(pd - cam.origin)) if j == 0 else slide_ray
                 si_slide = mi.SurfaceInteraction3f(si_a)
@@ -514,17 +521,42 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
                     magnitude += dr.select(moving_edge | p_moves, a, 0.0)
             with dr.resume_grad():
                 p = sliding_point(scene, si_slide, ray_p, on)
-                if solid_angle is not None and j == 1:
-                    # x_a lies along a ray that starts at the moving camera vertex
-                    cam_ray = mi.Ray3f(cam.origin, dr.normalize(y.p - cam.origin))
-                    o = dr.replace_grad(ray_p.o, sliding_point(scene, y, cam_ray, on))
-                    p = dr.select(solid_angle, o + hit_distance(scene, si_a, o, ray_p.d, on) * ray_p.d, p)
+                if held_a is not None and j >= 1:
+                    # x_a lies along a ray that starts at its moving predecessor,
+                    # itself along a ray from a point fixed in space (the camera,
+                    # or the vertex before it)
+                    o_pred = cam.origin if j == 1 else pred[1].p
+                    pred_ray = mi.Ray3f(o_pred, dr.normalize(pred[0].p - o_pred))
+                    o = dr.replace_grad(ray_p.o, sliding_point(scene, pred[0], pred_ray, on))
+                    p = dr.select(chain, o + hit_distance(scene, si_a, o, ray_p.d, on) * ray_p.d, p)
             yield BoundarySamples(cam.pos, [(A_m, dr.dot(n_h, m)), (A_p, dr.dot(n_h, p))], on)
     if record is not None:
         with dr.suspend_grad():
             magnitude = dr.select(in_arc, magnitude, 0.0)
             dr.eval(u0, u1_ω, u2_ω, magnitude)
             record += [u0, u1_ω, u2_ω, magnitude]
+
+
+def _on_any(shape: mi.ShapePtr, meshes: list, active: mi.Bool) -> mi.Bool:
+    """Whether each lane's ``shape`` is one of ``meshes``."""
+    result = mi.Bool(False)
+    for mesh in meshes:
+        result |= shape == mi.ShapePtr(mesh)
+    return result & active
+
+
+def _holds_along(scene: mi.Scene, integrator: mi.Integrator, movers: list, path: list,
+                 active: mi.Bool) -> tuple[mi.Bool, mi.Bool]:
+    """Along a camera path given by its vertices' shapes (the camera vertex
+    first, x_a last), whether x_a holds its successor in solid angle and
+    whether its predecessor holds x_a (``holds_next_in_solid_angle``)."""
+    held, held_pred = mi.Bool(False), mi.Bool(False)
+    back = [mi.Bool(False)] * integrator.solid_angle_chain
+    for k, shape in enumerate(path):
+        held_pred = held
+        held = integrator.holds_next_in_solid_angle(scene, shape, mi.UInt32(k), back, movers, active)
+        back = [held] + back[:-1]
+    return held, held_pred
 
 
 class PathSpaceEdges(BoundaryTerm):
