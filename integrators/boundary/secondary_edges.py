@@ -68,7 +68,7 @@ import drjit as dr
 import mitsuba as mi
 
 from pbdr.geometry.edges import scene_edges
-from pbdr.geometry.moving import hit_distance, moving_meshes, on_moving_mesh, sliding_point
+from pbdr.geometry.moving import hit_distance, moving_meshes, sliding_point
 from pbdr.integrators.boundary.sides import trace_side_pairs
 from pbdr.integrators.boundary.edge_sampling import (DEFAULT_CANDIDATES, DEFAULT_TERMINATOR_CANDIDATES,
                                                       DEFAULT_TERMINATOR_FRACTION, EdgeSampler, SamplingOptions)
@@ -208,7 +208,10 @@ def surface_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrat
         # the BSDF can transmit (then edges below the surface count too).
         n_c = si.sh_frame.n * dr.sign(mi.Frame3f.cos_theta(si.wi))
         clip = ~mi.has_flag(bsdf.flags(), mi.BSDFFlags.Transmission)
-        moves = on_moving_mesh(scene, si.shape, active)
+        moves = mi.Bool(False)     # (``moving`` was found where gradients are visible)
+        for mesh in moving:
+            moves |= si.shape == mi.ShapePtr(mesh)
+        moves &= active
         held = None
         if directional:
             held = integrator.holds_next_in_solid_angle(scene, si.shape, mi.UInt32(k),
