@@ -30,11 +30,12 @@ throughput forward. It is the replay's sum in another order (equal to
 rounding for the same seed), traced once instead of twice (primal and replay).
 
 The vertex after a moving point is held fixed in space (the Jacobian
-:math:`|\cos\theta_y|/r^2` carries the motion), or, for the vertex after the
-camera vertex where ``first_bounce`` says so (``pbdr_edge``), in solid
-angle: its ray keeps its direction and starts at the moving camera vertex,
-and a next-event sample keeps its direction and reaches the emitter where
-that ray meets it (``solid_angle_rays``, ``directional_emitter_sample``).
+:math:`|\cos\theta_y|/r^2` carries the motion), or, where ``first_bounce``
+says so (``pbdr_edge``), in solid angle: after the camera vertex, or with
+``solid_angle_after`` ``moving`` after any vertex on a moving mesh, its ray
+keeps its direction and starts at the moving vertex, and a next-event
+sample keeps its direction and reaches the emitter where that ray meets it
+(``solid_angle_rays``, ``directional_emitter_sample``).
 
 Sampling is detached (directions do not move with :math:`\pi`) and shadow
 rays are plain visibility tests, so edges and silhouettes contribute nothing
@@ -148,9 +149,8 @@ class InteriorIntegrator(PbdrIntegrator):
     #: terms match it; see ``first_bounce_mask``.
     first_bounce: str = "area"
     #: Which vertices hold the next one in solid angle where ``first_bounce``
-    #: allows it: the camera vertex only (``camera``), or also every vertex
-    #: on a moving mesh whose own position its predecessor fixes (``moving``:
-    #: not the vertex after one held so, whose motion would chain further).
+    #: allows it: the camera vertex only (``camera``), or every vertex on a
+    #: moving mesh (``moving``; see ``holds_next_in_solid_angle``).
     solid_angle_after: str = "camera"
     #: With ``solid_angle_after`` ``moving``: at most this many vertices in a
     #: row hold their successor in solid angle (each moves with the one before
@@ -308,8 +308,8 @@ class InteriorIntegrator(PbdrIntegrator):
             si_skip = pi.compute_surface_interaction(ray, mi.RayFlags.Minimal, on_emitter)
             pi[on_emitter] = self.skip_area_emitters(scene, si_skip.spawn_ray(ray.d), True, on_emitter)
 
-        # Vertices held in solid angle (``first_bounce``): whether the
-        # previous vertex and the one before it hold their successor so.
+        # Vertices held in solid angle (``first_bounce``, ``solid_angle_after``):
+        # the moving meshes, and whether the previous vertex holds this one.
         directional = self.first_bounce != "area" and not self.warps_directions and not primal
         with dr.resume_grad(when=directional):
             moving = moving_meshes(scene) if directional else []
