@@ -65,7 +65,7 @@ import mitsuba as mi
 from mitsuba.ad.integrators.common import RBIntegrator, mis_weight
 
 from pbdr.geometry.measure import area_jacobian, attached_emitter_sample
-from pbdr.geometry.moving import moving_meshes
+from pbdr.geometry.moving import moving_meshes, on_meshes
 from pbdr.geometry.terminators import on_smooth_mesh
 from pbdr.integrators.base import PbdrIntegrator
 
@@ -179,9 +179,7 @@ class InteriorIntegrator(PbdrIntegrator):
         held = self.first_bounce_mask(scene, shape, active)
         if self.solid_angle_after == "camera":
             return held & (depth == 0)
-        moves = mi.Bool(held_before[0])
-        for mesh in moving:
-            moves |= shape == mi.ShapePtr(mesh)
+        moves = held_before[0] | on_meshes(shape, moving, active)
         chain_full = mi.Bool(True)
         for h in held_before[:self.solid_angle_chain]:
             chain_full &= h

@@ -37,11 +37,6 @@ sys.path.insert(0, str(ROOT))
 import pbdr  # noqa: E402
 
 
-def mean_se(values: np.ndarray) -> tuple[float, float]:
-    """Mean and its standard error over the first axis."""
-    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
-
-
 def run_case(case, cache: str, args: argparse.Namespace) -> None:
     import mitsuba as mi
 
@@ -58,16 +53,16 @@ def run_case(case, cache: str, args: argparse.Namespace) -> None:
     weights = 2.0 * (image - target)
 
     integrator = make_integrator(scene, args.integrator)
-    grads = np.stack([pbdr.derivative(scene, p, args.spp, seed=1000 + s, integrator=integrator)
-                      for s in range(args.seeds)])
-    fd_loss, fd_loss_se = mean_se((fd.samples * weights).reshape(len(fd.samples), -1).sum(1, dtype=np.float64))
-    loss, loss_se = mean_se((grads * weights).reshape(args.seeds, -1).sum(1, dtype=np.float64))
-    total, total_se = mean_se(grads.reshape(args.seeds, -1).sum(1, dtype=np.float64))
+    grads = pbdr.Estimate(np.stack([pbdr.derivative(scene, p, args.spp, seed=1000 + s, integrator=integrator)
+                                    for s in range(args.seeds)]))
+    # Σ W · dI/dθ per seed: the total of the weighted images
+    fd_loss, loss = pbdr.Estimate(fd.samples * weights), pbdr.Estimate(grads.samples * weights)
     size = float(np.abs(fd.blocks().mean(0)).sum())
-    z = (loss - fd_loss) / np.hypot(loss_se, fd_loss_se)
-    print(f"{case.name:20s} loss gradient {loss:+10.5g} ± {loss_se:8.3g} ({loss_se / abs(fd_loss):6.1%})  "
-          f"FD {fd_loss:+10.5g} ± {fd_loss_se:8.3g}  z {z:+5.2f}  |  total {total:+8.1f} ± {total_se:6.1f}: "
-          f"{total_se / abs(fd.total):6.1%} of |FD total|, {total_se / size:5.1%} of Σ|FD block|  "
+    z = (loss.total - fd_loss.total) / np.hypot(loss.total_se, fd_loss.total_se)
+    print(f"{case.name:20s} loss gradient {loss.total:+10.5g} ± {loss.total_se:8.3g} "
+          f"({loss.total_se / abs(fd_loss.total):6.1%})  FD {fd_loss.total:+10.5g} ± {fd_loss.total_se:8.3g}  "
+          f"z {z:+5.2f}  |  total {grads.total:+8.1f} ± {grads.total_se:6.1f}: "
+          f"{grads.total_se / abs(fd.total):6.1%} of |FD total|, {grads.total_se / size:5.1%} of Σ|FD block|  "
           f"cancellation {size / abs(fd.total):5.1f}", flush=True)
 
 

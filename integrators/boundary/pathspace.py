@@ -123,7 +123,7 @@ import mitsuba as mi
 import numpy as np
 
 from pbdr.geometry.edges import EdgeSet, scene_edges
-from pbdr.geometry.moving import hit_distance, moving_meshes, ray_triangle, sliding_point
+from pbdr.geometry.moving import hit_distance, moving_meshes, on_meshes, ray_triangle, sliding_point
 from pbdr.integrators.boundary.edge_sampling import edge_view, emitter_triangles
 from pbdr.integrators.boundary.pathspace_guiding import GuideGrid, RunningGrid, accumulate, running_grid
 from pbdr.integrators.boundary.primary_edges import sample_by_length
@@ -430,7 +430,7 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
         own = (si_a.shape == dr.gather(mi.ShapePtr, scene.shapes_dr(), g(edges.shape_index))) & \
             ((si_a.prim_index == g(edges.prim0)) | (si_a.prim_index == g(edges.prim1)))
         active &= ~own          # (rounding: the line leaves the edge's own faces at m)
-        on_mover = _on_any(si_a.shape, movers, mi.Bool(True))
+        on_mover = on_meshes(si_a.shape, movers, mi.Bool(True))
         # Static edges seen from a static x_a count only where x_a is one bounce
         # behind a moving camera vertex that holds it in solid angle (below).
         chain_only = ~(moving_edge | on_mover)
@@ -492,7 +492,7 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
                                                      shapes[w_i][::-1] + [si_a.shape], on)
                     # (``movers``, found outside suspend_grad: a test for gradients
                     # here would find none)
-                    chain = held_pred & _on_any(near[w_i][0].shape, movers, on) if j >= 1 else chain
+                    chain = held_pred & on_meshes(near[w_i][0].shape, movers, on) if j >= 1 else chain
                     on &= ~chain_only | chain
                 p_moves = on_mover | chain       # x_a moves (guiding's record)
                 dr.eval(weight, on, cam.pos, cam.origin, y, β, walk_active, ω_light)
@@ -535,14 +535,6 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
             magnitude = dr.select(in_arc, magnitude, 0.0)
             dr.eval(u0, u1_ω, u2_ω, magnitude)
             record += [u0, u1_ω, u2_ω, magnitude]
-
-
-def _on_any(shape: mi.ShapePtr, meshes: list, active: mi.Bool) -> mi.Bool:
-    """Whether each lane's ``shape`` is one of ``meshes``."""
-    result = mi.Bool(False)
-    for mesh in meshes:
-        result |= shape == mi.ShapePtr(mesh)
-    return result & active
 
 
 def _holds_along(scene: mi.Scene, integrator: mi.Integrator, movers: list, path: list,

@@ -68,7 +68,7 @@ import drjit as dr
 import mitsuba as mi
 
 from pbdr.geometry.edges import scene_edges
-from pbdr.geometry.moving import hit_distance, moving_meshes, sliding_point
+from pbdr.geometry.moving import hit_distance, moving_meshes, on_meshes, sliding_point
 from pbdr.integrators.boundary.sides import trace_side_pairs
 from pbdr.integrators.boundary.edge_sampling import (DEFAULT_CANDIDATES, DEFAULT_TERMINATOR_CANDIDATES,
                                                       DEFAULT_TERMINATOR_FRACTION, EdgeSampler, SamplingOptions)
@@ -167,7 +167,7 @@ def surface_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrat
     # holds its successor in solid angle)
     back: list[tuple] = []
     chain_length = getattr(integrator, "solid_angle_chain", 1)
-    prev_held, prev_moves = mi.Bool(False), mi.Bool(False)
+    prev_moves = mi.Bool(False)
     for k in range(depth):
         with dr.suspend_grad():
             si = pi.compute_surface_interaction(ray, mi.RayFlags.All, active)
@@ -208,17 +208,13 @@ def surface_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrat
         # the BSDF can transmit (then edges below the surface count too).
         n_c = si.sh_frame.n * dr.sign(mi.Frame3f.cos_theta(si.wi))
         clip = ~mi.has_flag(bsdf.flags(), mi.BSDFFlags.Transmission)
-        moves = mi.Bool(False)     # (``moving`` was found where gradients are visible)
-        for mesh in moving:
-            moves |= si.shape == mi.ShapePtr(mesh)
-        moves &= active
+        moves = on_meshes(si.shape, moving, active)     # (``moving``: found where gradients are visible)
         held = None
         if directional:
-            held = integrator.holds_next_in_solid_angle(scene, si.shape, mi.UInt32(k),
-                                                        [h for *_, h in back] + [mi.Bool(False)] * chain_length,
-                                                        moving, active)
+            held_before = [h for *_, h in back] + [mi.Bool(False)] * chain_length
+            held = integrator.holds_next_in_solid_angle(scene, si.shape, mi.UInt32(k), held_before, moving, active)
             # held in solid angle from a moving vertex, it moves with that one
-            moves |= prev_held & prev_moves & active
+            moves |= held_before[0] & prev_moves & active
         yield Vertex(k, pos, β, si.p, position, n_c, clip, f, spawn, trace, mi.Bool(active), moves,
                      next_in_solid_angle=held)
         if k + 1 == depth:
@@ -227,8 +223,8 @@ def surface_vertices(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrat
             bs, w = bsdf.sample(ctx, si, sampler.next_1d(), sampler.next_2d(), active)
             β = β * w
             active &= dr.any(mi.unpolarized_spectrum(β) != 0)
-            prev_held, prev_moves = (held if held is not None else mi.Bool(False)), moves
-            back = [(pi, ray, si, prev_held)] + back
+            prev_moves = moves
+            back = [(pi, ray, si, held if held is not None else mi.Bool(False))] + back
             ray = si.spawn_ray(si.to_world(bs.wo))
             pi = scene.ray_intersect_preliminary(ray, coherent=False, active=active)
             dr.eval(pi, ray, β, active)

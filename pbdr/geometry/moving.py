@@ -30,12 +30,19 @@ def moving_shapes(scene: mi.Scene) -> np.ndarray:
     return np.array([moves(s) for s in scene.shapes()], dtype=bool)
 
 
-def on_moving_mesh(scene: mi.Scene, shape: mi.ShapePtr, active: mi.Bool) -> mi.Bool:
-    """Whether each lane's ``shape`` is a moving mesh (its points follow the parameters)."""
+def on_meshes(shape: mi.ShapePtr, meshes: list, active: mi.Bool) -> mi.Bool:
+    """Whether each lane's ``shape`` is one of ``meshes``."""
     result = mi.Bool(False)
-    for mesh in moving_meshes(scene):
+    for mesh in meshes:
         result |= shape == mi.ShapePtr(mesh)
     return result & active
+
+
+def on_moving_mesh(scene: mi.Scene, shape: mi.ShapePtr, active: mi.Bool) -> mi.Bool:
+    """Whether each lane's ``shape`` is a moving mesh (its points follow the
+    parameters). Gradients must be visible here (not under ``suspend_grad``);
+    where they are not, find ``moving_meshes`` first and use ``on_meshes``."""
+    return on_meshes(shape, moving_meshes(scene), active)
 
 
 def ray_triangle(o: mi.Point3f, d: mi.Vector3f, v0: mi.Point3f, v1: mi.Point3f,

@@ -34,6 +34,7 @@ import mitsuba as mi
 import numpy as np
 
 from .edges import face_normals, mesh_topology
+from .moving import on_meshes
 
 SMOOTH_TOLERANCE = 1e-8   # 1 - cos between vertex and face normals above which a mesh is smooth-shaded
 
@@ -166,11 +167,7 @@ def is_smooth_shaded(mesh: mi.Shape) -> bool:
 
 def on_smooth_mesh(scene: mi.Scene, shape: mi.ShapePtr, active: mi.Bool) -> mi.Bool:
     """Whether each lane's ``shape`` is a smooth-shaded mesh (``is_smooth_shaded``)."""
-    result = mi.Bool(False)
-    for mesh in scene.shapes():
-        if is_smooth_shaded(mesh):
-            result |= shape == mi.ShapePtr(mesh)
-    return result & active
+    return on_meshes(shape, [mesh for mesh in scene.shapes() if is_smooth_shaded(mesh)], active)
 
 
 def face_corners(mesh: mi.Mesh, face_ids: mi.UInt32) -> list:
