@@ -138,6 +138,14 @@ def read_solid_angle_after(props: mi.Properties, default: str) -> str:
     return value
 
 
+
+def _cut_paths(L_cut: list, cutoffs: tuple[int, ...], depth: mi.UInt32, Le: mi.Spectrum,
+               Lr_em: mi.Spectrum) -> list:
+    """``L_cut`` with vertex ``depth``'s emission (a path of depth + 1 segments)
+    and next event (depth + 2) added where the path fits under each cutoff."""
+    return [L + dr.select(depth + 1 <= c, Le, 0.0) + dr.select(depth + 2 <= c, Lr_em, 0.0)
+            for L, c in zip(L_cut, cutoffs)]
+
 class InteriorIntegrator(PbdrIntegrator):
     __doc__ = __doc__
     plugin_name = "pbdr_interior"
@@ -261,8 +269,11 @@ class InteriorIntegrator(PbdrIntegrator):
                ray: mi.Ray3f, δL: mi.Spectrum | None, state_in: mi.Spectrum | None,
                active: mi.Bool, first_hit: bool = False, coherent: bool = True,
                first: mi.PreliminaryIntersection3f | None = None, medium: mi.MediumPtr | None = None,
-               **mitsuba_kwargs) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
-        """``PbdrIntegrator.sample`` (surfaces only: ``medium`` is ignored)."""
+               cutoffs: tuple[int, ...] = (), **mitsuba_kwargs) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
+        """``PbdrIntegrator.sample`` (surfaces only: ``medium`` is ignored).
+        ``cutoffs`` (primal only): after the AOVs, also the radiance of the
+        same paths cut to at most c segments, for each c (a path of c
+        segments is one of ``max_depth`` c that draws the same numbers)."""
         # Dr.Jit records a loop a second time when it can drop state variables
         # that never change. Loop-invariant reads are kept out of the state
         # (``exclude``); OptimizeLoops off keeps the constants (zero fields of
@@ -270,15 +281,16 @@ class InteriorIntegrator(PbdrIntegrator):
         # them: one recording instead of two, for a few more registers.
         with dr.scoped_set_flag(dr.JitFlag.OptimizeLoops, False):
             return self.trace_paths(mode, scene, sampler, ray, δL, state_in, active, first_hit, coherent,
-                                    first)
+                                    first, cutoffs)
 
     @dr.syntax
     def trace_paths(self, mode: dr.ADMode, scene: mi.Scene, sampler: mi.Sampler,
                     ray: mi.Ray3f, δL: mi.Spectrum | None, state_in: mi.Spectrum | None,
                     active: mi.Bool, first_hit: bool, coherent: bool = True,
-                    first: mi.PreliminaryIntersection3f | None = None
+                    first: mi.PreliminaryIntersection3f | None = None, cutoffs: tuple[int, ...] = ()
                     ) -> tuple[mi.Spectrum, mi.Bool, list, mi.Spectrum]:
         primal = mode == dr.ADMode.Primal
+        assert primal or not cutoffs
         # Forward mode without a primal state: one pass, the throughput's
         # relative tangent ρ carried forward (see the docstring).
         one_pass = mode == dr.ADMode.Forward and state_in is None and not self.warps_directions
@@ -300,6 +312,7 @@ class InteriorIntegrator(PbdrIntegrator):
         else:
             pi = dr.select(active, first, dr.zeros(mi.PreliminaryIntersection3f))
         aovs = [dr.select(pi.is_valid(), pi.t, dr.inf)] if first_hit else []
+        L_cut = [mi.Spectrum(0) for _ in cutoffs]     # (no loop state without cutoffs)
         if dr.hint(self.hide_emitters, mode="scalar"):
             # Step over directly visible area emitters.
             on_emitter = pi.is_valid() & (pi.shape.emitter() != None) & active
@@ -412,6 +425,8 @@ class InteriorIntegrator(PbdrIntegrator):
                 L = L + dr.detach(Le + Lr_em)
             else:
                 L = L - Le - Lr_em
+            # (vertex ``depth`` ends a path of depth + 1 segments; its next event, of depth + 2)
+            L_cut = _cut_paths(L_cut, cutoffs, depth, Le, Lr_em)
             ray_next = si.spawn_ray(si.to_world(bs.wo))
             η *= bs.eta
             β *= bsdf_weight
@@ -472,4 +487,4 @@ class InteriorIntegrator(PbdrIntegrator):
             pi_prev, o_prev, d_prev, maxt_prev, prev_held = pi, o, d, maxt, held
             pi, o, d, maxt = pi_next, ray_next.o, ray_next.d, ray_next.maxt
 
-        return (L if primal else δL), depth != 0, aovs, L
+        return (L if primal else δL), depth != 0, aovs + L_cut, L

@@ -44,7 +44,7 @@ Plugin parameters
   image; -1 uses a quarter of the interior spp.
 - ``spp_pathspace`` (int, default -1): boundary segments per pixel of the
   image (``spp_pathspace · W · H`` edge points and directions, each with a
-  camera walk and two side paths per walk vertex); -1 uses the interior spp.
+  camera walk and two side paths); -1 uses the interior spp.
 - ``pathspace_directions`` (string, default ``pencil``): the direction
   through an edge point is uniform on the arc of the edge's plane pencil
   where the edge can be a discontinuity (``pencil``), or uniform on the
@@ -56,29 +56,33 @@ Plugin parameters
 - ``pathspace_static`` (float, default 0.25): how often a static mesh's
   edge is drawn relative to a moving one of the same measure (static edges
   count where the shading point behind them moves; 0 leaves them out).
-- ``pathspace_guiding`` (int, default 0): segments per pixel drawn
+- ``pathspace_guiding`` (int, default 16): segments per pixel drawn
   uniformly before a grid over the boundary sample space, learned from the
   term's own samples and refined by every call, guides the rest; 0: no
-  guiding.
+  guiding. A guided call's result depends on the calls before it (each is
+  unbiased); ``pbdr.integrators.boundary.pathspace_guiding.forget`` resets.
 - ``spp_terminators`` (int, default -1): camera paths per pixel for the
   terminator arcs seen from their vertices (smooth-shaded meshes only);
   -1 uses a 32nd of the interior spp. ``terminator_candidates`` (int,
   default 32) and ``terminator_fraction`` (float, default 1) as
   ``pbdr_edge``'s.
-- ``first_bounce`` (string, default ``area``): as ``pbdr_edge``'s: the vertex
+- ``first_bounce`` (string, default ``auto``): as ``pbdr_edge``'s: the vertex
   after the camera vertex held fixed in space (``area``), in solid angle
   from the moving camera vertex (``direction``), or in solid angle where
   the camera vertex is not on a smooth-shaded mesh (``auto``). The
   path-space term follows: at a segment whose x_a is the camera vertex
   both sides move with it, and x_a one bounce behind a camera vertex
-  moves with that vertex (static edges then count behind it too). ``auto``
-  is far less noisy for objects resting against others, and noisier for a
-  glossy object away from them (see the integrator docs), hence opt-in.
-- ``solid_angle_after`` (string, default ``camera``): as ``pbdr_edge``'s
-  (``moving``: every vertex on a moving mesh holds the next one in solid
-  angle; an x_a on a moving mesh holds its sides so at any depth of the
-  camera path, and one behind such a vertex moves with it). Default
-  ``camera`` while ``first_bounce`` defaults to ``area``.
+  moves with that vertex (static edges then count behind it too).
+- ``solid_angle_after`` (string, default ``moving``): as ``pbdr_edge``'s:
+  every vertex on a moving mesh holds the next one in solid angle
+  (``moving``; an x_a on a moving mesh holds its sides so at any depth of
+  the camera path, and one behind such a vertex moves with it), or the
+  camera vertex only (``camera``). With ``first_bounce`` ``area`` and
+  ``solid_angle_after`` ``camera`` every vertex is fixed in space: the
+  least noise for an object away from other surfaces, heavy tails for
+  objects resting on or against others (see the integrator docs).
+  ``solid_angle_chain`` must be 1 (``pbdr_edge``'s longer chains are
+  not followed by the path-space term).
 - ``primary``, ``pathspace``, ``terminators`` (bool, default true),
   ``interior`` (bool, default true): diagnostic switches, to measure one
   term alone.
@@ -105,5 +109,8 @@ class PathSpaceIntegrator(with_boundary_terms(InteriorIntegrator)):
 
     def __init__(self, props: mi.Properties) -> None:
         super().__init__(props)
-        self.first_bounce = read_first_bounce(props, "area")
-        self.solid_angle_after = read_solid_angle_after(props, "camera")
+        self.first_bounce = read_first_bounce(props, "auto")
+        self.solid_angle_after = read_solid_angle_after(props, "moving")
+        if "solid_angle_chain" in props and int(props["solid_angle_chain"]) != 1:
+            raise ValueError(f"pbdr_pathspace: solid_angle_chain must be 1 (the path-space term follows one "
+                             f"vertex held in solid angle), got {props['solid_angle_chain']}")

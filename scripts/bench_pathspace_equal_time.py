@@ -25,9 +25,15 @@ with ``spp_secondary`` 64 (8x its default at 64 spp). ``first_bounce``:
 ``edge-area``, ``edge-dir``, ``edge-auto`` (``pbdr_edge``'s default),
 ``edge-camera``, ``edge-moving`` (``solid_angle_after``), ``edge-chain2``
 (``solid_angle_chain`` 2);
-``ps-area`` (``pbdr_pathspace``'s default), ``ps-dir``, ``ps-auto``,
+``ps-area``, ``ps-dir``, ``ps-auto``,
 ``guided-auto``, ``guided-walks4-auto``; with ``solid_angle_after``
 ``moving``: ``ps-moving``, ``guided-walks4-moving``.
+
+Labels that set a few parameters leave the others at the plugin's current
+defaults (``pbdr_pathspace``: guided, ``first_bounce`` ``auto``,
+``solid_angle_after`` ``moving``); ``unguided``: ``pathspace_guiding`` 0;
+``ps-fixed``: every vertex fixed in space, unguided (``pbdr_pathspace``'s
+defaults before 2026-12-08), ``ps-fixed-guided`` the same guided.
 
     python scripts/bench_pathspace_equal_time.py [--spp 64] [--seeds 8] [--only indirect_occluder,...]
 """
@@ -86,6 +92,9 @@ INTEGRATORS = {  # label: (plugin, props)
                                                 "first_bounce": "auto", "solid_angle_after": "moving"}),
     "guided-walks4-x4": ("pbdr_pathspace", {"pathspace_guiding": GUIDING, "pathspace_walks": 4,
                                             "spp_pathspace": 256}),
+    "unguided": ("pbdr_pathspace", {"pathspace_guiding": 0}),
+    "ps-fixed": ("pbdr_pathspace", {"first_bounce": "area", "solid_angle_after": "camera", "pathspace_guiding": 0}),
+    "ps-fixed-guided": ("pbdr_pathspace", {"first_bounce": "area", "solid_angle_after": "camera"}),
     "prb_projective": ("prb_projective", {}),
 }
 FORGETS = {"guided-1st"}     # labels whose grid is dropped before every gradient

@@ -179,3 +179,33 @@ def test_forward_differences_agree_with_the_derivative() -> None:
                         integrator=pbdr.make_integrator(scene, "pbdr_interior"))
     assert result.report.passed, result.report.summary()
     assert abs(result.report.fd_total) > 10 * result.report.fd_se     # FD sees the derivative
+
+
+def test_paths_cut_to_fewer_segments_are_those_of_a_shorter_max_depth() -> None:
+    """``sample``'s ``cutoffs``: the radiance of the same paths cut to at most
+    c segments is what a ``max_depth`` c trace with the same random numbers
+    returns (path-space side paths traced once for every camera vertex), and
+    the cuts differ from each other (the test sees the depths apart)."""
+    import drjit as dr
+    import mitsuba as mi
+    scene = load("cbox.xml", res="16")
+    integrator = pbdr.make_integrator(scene, "pbdr_interior", max_depth=5)
+    sensor = scene.sensors()[0]
+
+    def trace(max_depth: int, cutoffs: tuple = ()) -> tuple:
+        sampler = sensor.sampler().clone()
+        sampler.seed(7, 16 * 16 * 4)
+        pos = mi.Point2f(sampler.next_1d(), sampler.next_1d())
+        ray, _ = sensor.sample_ray(0.0, 0.5, pos, mi.Point2f(0.5))
+        integrator.max_depth = max_depth
+        L, _, aovs, _ = integrator.sample(dr.ADMode.Primal, scene, sampler, ray, None, None, mi.Bool(True),
+                                          cutoffs=cutoffs)
+        return [np.array(x) for x in [L, *aovs]]
+
+    full, *cut = trace(5, (4, 3, 2, 1))
+    assert len(cut) == 4
+    for c, L_c in zip((4, 3, 2, 1), cut):
+        (alone,) = trace(c)
+        np.testing.assert_allclose(L_c, alone, rtol=1e-5, atol=1e-6)
+    means = [float(full.mean())] + [float(x.mean()) for x in cut]
+    assert all(a > b * 1.01 for a, b in zip(means[:-1], means[1:])), means

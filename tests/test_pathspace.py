@@ -50,6 +50,8 @@ def test_plugin_is_registered_with_its_terms_and_settings() -> None:
         pathspace(3, pathspace_walks=0)
     with pytest.raises(Exception, match="terminator_fraction"):
         pathspace(3, terminator_fraction=0.0)
+    with pytest.raises(Exception, match="solid_angle_chain must be 1"):
+        pathspace(3, solid_angle_chain=2)
 
 
 # ---- the same integral as pbdr_edge's secondary term ----
@@ -70,7 +72,8 @@ def test_boundary_term_equals_the_secondary_edge_term(path: str, key: str, depth
     noise, block by block."""
     scene, p = _case(path, key, (1, 0, 0))
     ours = pbdr.derivative_estimate(scene, p, spp, 8, pathspace(depth, interior=False, primary=False,
-                                                                first_bounce=first_bounce, **options))
+                                                                first_bounce=first_bounce,
+                                                                solid_angle_after="camera", **options))
     theirs = pbdr.derivative_estimate(scene, p, spp, 8, mi.load_dict(
         {"type": "pbdr_edge", "max_depth": depth, "interior": False, "primary": False,
          "first_bounce": first_bounce, "solid_angle_after": "camera"}), first_seed=2000)
@@ -100,7 +103,9 @@ def test_boundary_terms_agree_where_vertices_move_with_the_camera_vertex(after: 
     scene, p = _case("edge/contact.xml", "wallbox.vertex_positions", (1, 0, 0))
     options = {"interior": False, "primary": False, "first_bounce": "auto", "solid_angle_after": after}
     ours = pbdr.derivative_estimate(scene, p, 64, 8, pathspace(3, **options))
-    theirs = pbdr.derivative_estimate(scene, p, 64, 8, mi.load_dict(
+    # 16 seeds of the secondary term: its block variances from 8 are too
+    # uncertain against the guided term's (block chi2 up to 3.2 at 8, 1.7 at 16)
+    theirs = pbdr.derivative_estimate(scene, p, 64, 16, mi.load_dict(
         {"type": "pbdr_edge", "max_depth": 3, "spp_secondary": 64, **options}), first_seed=2000)
     assert _signal(theirs) > 16
     assert_agrees(pbdr.CheckResult(pbdr.compare(ours, theirs), ours, theirs))
@@ -150,14 +155,15 @@ def test_boundary_term_in_a_crop_window(tmp_path, key: str) -> None:
     assert_agrees(pbdr.CheckResult(pbdr.compare(ours, theirs), ours, theirs))
 
 
-@pytest.mark.parametrize("options", [{"pathspace_directions": "sphere"}, {"pathspace_static": 1.0},
-                                     {"pathspace_guiding": 8}])
+@pytest.mark.parametrize("options", [{"pathspace_directions": "sphere", "pathspace_guiding": 0},
+                                     {"pathspace_static": 1.0, "pathspace_guiding": 0}, {"pathspace_guiding": 8}])
 def test_sampling_options_estimate_the_same_term(options: dict) -> None:
     """Uniform directions instead of the plane pencil, static edges drawn as
     often as moving ones, and a guiding grid change the noise, not the
     expectation."""
     scene, p = _case("shadow.xml", "cube.vertex_positions", (1, 0, 0))
-    base = pbdr.derivative_estimate(scene, p, 128, 8, pathspace(2, interior=False, primary=False))
+    base = pbdr.derivative_estimate(scene, p, 128, 8, pathspace(2, interior=False, primary=False,
+                                                                pathspace_guiding=0))
     other = pbdr.derivative_estimate(scene, p, 128, 8, pathspace(2, interior=False, primary=False, **options),
                                      first_seed=2000)
     assert_agrees(pbdr.CheckResult(pbdr.compare(base, other), base, other))
@@ -172,7 +178,8 @@ def test_guiding_learns_from_the_terms_own_samples() -> None:
     from pbdr.integrators.boundary import pathspace_guiding
     pathspace_guiding.forget()
     scene, p = _case("shadow.xml", "cube.vertex_positions", (1, 0, 0))
-    plain = pbdr.derivative_estimate(scene, p, 32, 8, pathspace(2, interior=False, primary=False))
+    plain = pbdr.derivative_estimate(scene, p, 32, 8, pathspace(2, interior=False, primary=False,
+                                                                 pathspace_guiding=0))
     guided = pbdr.derivative_estimate(scene, p, 32, 8, pathspace(2, interior=False, primary=False,
                                                                   pathspace_guiding=8), first_seed=2000)
     (run,) = pathspace_guiding._GRIDS.values()
@@ -272,8 +279,12 @@ def test_without_the_pathspace_term_the_check_fails() -> None:
                                             ("cbox.xml", "box.vertex_positions", 4)])
 def test_reverse_mode_matches_forward_mode(path: str, key: str, depth: int) -> None:
     scene, p = _case(path, key, (1, 0, 0))
+    from pbdr.integrators.boundary import pathspace_guiding
     integrator = pathspace(depth)
     w = np.random.default_rng(7).random((32, 32, 3)).astype(np.float32)
+    # each mode's call is a first call (guided by default: the grid learned before would differ)
+    pathspace_guiding.forget(integrator)
     forward = float((pbdr.derivative(scene, p, 16, seed=5, integrator=integrator) * w).sum())
+    pathspace_guiding.forget(integrator)
     reverse = pbdr.total_derivative(scene, p, 16, seed=5, integrator=integrator, weights=w)
     assert reverse == pytest.approx(forward, rel=1e-3, abs=1e-3)

@@ -47,8 +47,9 @@ the film being sampled uniformly), and for longer paths a BSDF walk from
 :math:`x_a` connects each of its vertices to the sensor. At walk vertex
 :math:`j` the point :math:`x_a` is camera-path vertex :math:`j`, so its side
 paths get the depth left after it, ``max_depth - 1 - j``: the sides are
-traced once per :math:`j`, with common random numbers for the two sides
-(``sides.trace_side_pairs``). Each walk step from :math:`y` (arriving from
+traced once, with the depth left after :math:`j = 0`, and cut to each
+:math:`j`'s (the paths of a shorter ``max_depth``: the same numbers drawn),
+with common random numbers for the two sides (``sides.trace_side_pairs``). Each walk step from :math:`y` (arriving from
 direction :math:`\omega_{\text{in}}`) to direction :math:`\omega_o` weighs
 :math:`f_s(y;\, \omega_o, \omega_{\text{in}}) |\cos_g \omega_o| /
 (|\cos_g \omega_{\text{in}}|\, p(\omega_o))`, the radiance-mode BSDF in the
@@ -142,16 +143,25 @@ MAX_EMITTER_TRIANGLES = 32
 
 class _SideVertex:
     """What ``sides.trace_side_pairs`` needs of the vertex the sides start at:
-    its camera-path depth ``k`` and how to trace side rays from it."""
+    x_a as camera-path vertex 0, and how to trace side rays from it. The
+    side paths are traced once, with the depth left after vertex 0; at walk
+    vertex j, x_a is camera-path vertex j, and its sides are the same paths
+    cut to the depth left after j (``InteriorIntegrator.sample``'s
+    ``cutoffs``): ``trace`` returns one radiance per j."""
 
-    def __init__(self, k: int, scene: mi.Scene, integrator: mi.Integrator) -> None:
-        self.k, self.scene, self.integrator = k, scene, integrator
+    k = 0
+
+    def __init__(self, scene: mi.Scene, integrator: mi.Integrator, walk_vertices: int) -> None:
+        self.scene, self.integrator = scene, integrator
+        D = integrator.max_depth
+        self.cutoffs = tuple(D - 1 - j for j in range(walk_vertices)) if D > 0 else ()
+        self.walk_vertices = walk_vertices
 
     def trace(self, sampler: mi.Sampler, lanes: mi.UInt32, ray: mi.Ray3f, depth_left: int,
-              active: mi.Bool) -> tuple[mi.Spectrum, mi.Float]:
-        L, (d,) = trace_sides(self.integrator, self.scene, sampler, ray, depth_left, active, first_hit=True,
-                              coherent=False)
-        return L, d
+              active: mi.Bool) -> tuple[list, mi.Float]:
+        L, (d, *L_cut) = trace_sides(self.integrator, self.scene, sampler, ray, depth_left, active, first_hit=True,
+                                     coherent=False, cutoffs=self.cutoffs)
+        return (L_cut if self.cutoffs else [L] * self.walk_vertices), d
 
 
 def direction_arcs(n0: np.ndarray, n1: np.ndarray, always: np.ndarray, mode: str) -> np.ndarray:
@@ -265,6 +275,14 @@ class _Connection:
         self.active = active & (cos_light > 0)
         self.weight = dr.select(self.active, weight, 0.0)
         self.origin = ds.p
+
+    def take(self, index: mi.UInt32) -> "_Connection":
+        """The connections of the lanes ``index``."""
+        out = object.__new__(_Connection)
+        for name in ("pos", "area_pdf", "active", "weight", "origin"):
+            value = getattr(self, name)
+            setattr(out, name, dr.gather(type(value), value, index))
+        return out
 
 
 def _walk_step(scene: mi.Scene, si: mi.SurfaceInteraction3f, ω_light: mi.Vector3f, u1: mi.Float,
@@ -450,10 +468,32 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
         base = dr.select(pdf_ω > 0, sin_α * total * inv_share / (4 * half * g0 * dr.select(pdf_ω > 0, pdf_ω, 1.0)
                                                                  * count), 0.0)
         active &= pdf_ω > 0
-        dr.eval(si_a, r, dist, n_h, active, faces, view.horizon, base)
+        # Only the segments that can contribute go on (typically 40-70%): the
+        # camera walks and side paths are traced for those alone.
+        dr.eval(active, si_a, ω, cam0.pos, cam0.area_pdf, cam0.active, cam0.weight, cam0.origin, base, r, n_h,
+                md, faces, view.horizon, moving_edge, on_mover, chain_only, u0, u1_ω, u2_ω)
+        kept = dr.compress(active)
+        n_kept = dr.width(kept)
+        if n_kept == 0:
+            if record is not None:      # (the grid still counts the call's segments)
+                record += [mi.Float(0.0)] * 4
+            return
+        take = lambda v: dr.gather(type(v), v, kept)     # noqa: E731
+        si_a, ω, cam0, base, r, dist, n_h, pd, md = (take(si_a), take(ω), cam0.take(kept), take(base), take(r),
+                                                      take(dist), take(n_h), take(pd), take(md))
+        faces = [tuple(take(x) for x in face) for face in faces]
+        horizon, moving_edge, on_mover, chain_only = (take(view.horizon), take(moving_edge), take(on_mover),
+                                                      take(chain_only))
+        u0, u1_ω, u2_ω = take(u0), take(u1_ω), take(u2_ω)
+        active = dr.full(mi.Bool, True, n_kept)
+        with dr.resume_grad():
+            m = take(m)
+        sampler = sensor.sampler().clone()
+        sampler.seed(mi.sample_tea_32(s_edge, mi.UInt32(STREAM))[0], n_kept)
+        dr.eval(si_a, r, dist, n_h, faces, horizon, base)
 
         side_ray = side_rays(lambda i, d: dr.gather(mi.SurfaceInteraction3f, si_a, i).spawn_ray(d),
-                             r, dist, n_h, pd, faces, view.horizon)
+                             r, dist, n_h, pd, faces, horizon)
         dr.eval(side_ray)
 
     magnitude = mi.Float(0.0)
@@ -465,9 +505,11 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
     # before it): where vertices hold their successor in solid angle
     shapes: list[list] = [[] for _ in range(walks)]
     near: list[list] = [[] for _ in range(walks)]
-    for j in range(depth - 1):
-        with dr.suspend_grad():
-            conns, on_any = [], mi.Bool(False)
+    connections: list[list] = []        # per walk vertex j, the walks' connections
+    on_any = mi.Bool(False)
+    with dr.suspend_grad():
+        for j in range(depth - 1):
+            conns = []
             for w_i in range(1 if j == 0 else walks):
                 y, ω_light, β, walk_active, slide_ray = states[w_i]
                 if j > 0:
@@ -498,14 +540,18 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
                 dr.eval(weight, on, cam.pos, cam.origin, y, β, walk_active, ω_light)
                 conns.append((cam, weight, on, slide_ray, near[w_i], held_a, chain, p_moves))
                 on_any |= on
-            L_minus, L_plus, d_minus, d_plus = trace_side_pairs(sensor, integrator, _SideVertex(j, scene, integrator),
-                                                                s_side, STREAM, side_ray, on_any)
+            connections.append(conns)
+        # x_a's sides, traced once for every j (the same paths cut to the depth left after j)
+        L_minus, L_plus, d_minus, d_plus = trace_side_pairs(sensor, integrator,
+                                                            _SideVertex(scene, integrator, depth - 1),
+                                                            s_side, STREAM, side_ray, on_any)
+    for j, conns in enumerate(connections):
         for cam, weight, on, slide_ray, pred, held_a, chain, p_moves in conns:
             with dr.suspend_grad():
                 scale = weight * base
-                A_m = dr.select(on, (L_minus - L_plus) * scale, 0.0)
-                A_p = dr.select(on, (L_minus * velocity_coefficient(d_minus, dist)
-                                      - L_plus * velocity_coefficient(d_plus, dist)) * (scale * dist), 0.0)
+                A_m = dr.select(on, (L_minus[j] - L_plus[j]) * scale, 0.0)
+                A_p = dr.select(on, (L_minus[j] * velocity_coefficient(d_minus, dist)
+                                     - L_plus[j] * velocity_coefficient(d_plus, dist)) * (scale * dist), 0.0)
                 A_p_area = A_p      # the guiding's record: as with first_bounce area
                 if held_a is not None:   # both sides move with x_a: v = n_h·(ṁ - ṗ) / r
                     A_p = dr.select(held_a, -A_m, A_p)
@@ -532,7 +578,6 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
             yield BoundarySamples(cam.pos, [(A_m, dr.dot(n_h, m)), (A_p, dr.dot(n_h, p))], on)
     if record is not None:
         with dr.suspend_grad():
-            magnitude = dr.select(in_arc, magnitude, 0.0)
             dr.eval(u0, u1_ω, u2_ω, magnitude)
             record += [u0, u1_ω, u2_ω, magnitude]
 
@@ -564,7 +609,7 @@ class PathSpaceEdges(BoundaryTerm):
                 "how the direction through an edge point is drawn: pencil (the arc of the edge's plane "
                 "pencil where it can be a discontinuity) or the baseline sphere (uniform)",
                 lambda v: None if v in DIRECTIONS else f"must be one of {', '.join(DIRECTIONS)}"),
-        Setting("pathspace_guiding", 0,
+        Setting("pathspace_guiding", 16,
                 "segments per pixel drawn uniformly before a grid over the boundary sample space, learned "
                 "from the term's own samples, guides the rest (pathspace_guiding.py); 0: no guiding",
                 lambda v: None if v >= 0 else "must be >= 0"),
