@@ -307,5 +307,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
 
 
+def command() -> None:
+    """The ``pbdr`` command: :func:`main` on ``sys.argv``, then exit with its
+    code (after Ctrl-C at once: ``interrupts.end_command``)."""
+    interrupts.end_command(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    command()

@@ -95,6 +95,23 @@ def report() -> int:
     return EXIT_INTERRUPTED
 
 
+def end_command(code: int) -> None:
+    """End the pbdr command with ``code``. After Ctrl-C, at once (streams
+    flushed, no interpreter clean-up): what the interrupt cut short inside a
+    Dr.Jit trace can leave its variables inconsistent, and their destructors
+    at shutdown then abort the process ("jit_var(...): unknown variable!",
+    SIGABRT) instead of exiting with 130. Outputs are already written (each
+    atomically), so nothing is lost."""
+    if code == EXIT_INTERRUPTED:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - a broken stream must not keep us here
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
 def _exit_now() -> None:
     """Leave at once, without clean-up: the user pressed Ctrl-C twice."""
     for stream in (sys.stdout, sys.stderr):
@@ -190,8 +207,9 @@ def sigint_recorded() -> Iterator[None]:
             state.stop.set()
         command = _is_command()
         signal.signal(signal.SIGINT, _exit_on_sigint if command else previous)
-        if state.unraisablehook is not None:
+        if state.unraisablehook is not None and not command:
             gc.collect()   # what the interrupt left half-built goes now, quietly
-            if not command and sys.unraisablehook is _ignore_unraisable:
+            # (the command itself ends at once instead: end_command)
+            if sys.unraisablehook is _ignore_unraisable:
                 sys.unraisablehook = state.unraisablehook
         _state = _State()
