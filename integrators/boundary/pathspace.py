@@ -39,7 +39,7 @@ side-ray machinery and velocity coefficients :math:`c_\mp` as
 towards :math:`\omega`.
 
 The camera side is a particle tracer from :math:`x_a` (as Mitsuba's
-``ptracer``): :math:`x_a` is connected to the sensor
+``ptracer``; ``pathspace_camera.py``): :math:`x_a` is connected to the sensor
 (``sensor.sample_direction``, a shadow ray; splatted with the pixel filter
 at its film position; :math:`W` is the sensor's weight times
 :math:`|\cos|` at :math:`x_a` towards it, times the image's pixel count,
@@ -126,6 +126,7 @@ import numpy as np
 from pbdr.geometry.edges import EdgeSet, scene_edges
 from pbdr.geometry.moving import hit_distance, moving_meshes, on_meshes, ray_triangle, sliding_point
 from pbdr.integrators.boundary.edge_sampling import edge_view, emitter_triangles
+from pbdr.integrators.boundary.pathspace_camera import SensorConnection, walk_step
 from pbdr.integrators.boundary.pathspace_guiding import GuideGrid, RunningGrid, accumulate, running_grid
 from pbdr.integrators.boundary.primary_edges import sample_by_length
 from pbdr.integrators.boundary.secondary_edges import (adjacent_faces, holds_first_bounce_in_solid_angle, side_rays,
@@ -245,67 +246,6 @@ class EmitterTriangles:
             hit = (t > 0) & (b1 >= 0) & (b2 >= 0) & (b1 + b2 <= 1) & (cos > 0)
             pdf += dr.select(hit, t * t / (self.total * dr.select(hit, cos, 1.0)), 0.0)
         return pdf
-
-
-class _Connection:
-    """A camera-side vertex connected to the sensor: its film position and weight."""
-
-    def __init__(self, scene: mi.Scene, sensor: mi.Sensor, si: mi.SurfaceInteraction3f, ω_light: mi.Vector3f,
-                 u: mi.Point2f, active: mi.Bool) -> None:
-        """``si`` receives light from direction ``ω_light`` (towards the light side);
-        the weight is W(y)·f_s(y; ω_cam, ω_light)/|cos_g ω_light| without the
-        walk's throughput."""
-        ds, w_sensor = sensor.sample_direction(si, u, active)
-        active = active & (ds.pdf > 0) & dr.any(mi.unpolarized_spectrum(w_sensor) != 0)
-        active &= ~scene.ray_test(si.spawn_ray_to(ds.p), active)
-        # Mitsuba's sensor sees the crop window as its image: ds.uv is in its pixels, and the
-        # weight is the crop's solid angle per unit area at distance d, so the area density at
-        # si of the first hits of camera rays through uniform points of the film is the weight
-        # times the cosine at si.
-        self.pos = ds.uv
-        self.area_pdf = dr.select(active, mi.unpolarized_spectrum(w_sensor)[0] * dr.abs(dr.dot(si.n, ds.d)), 0.0)
-        si_cam = mi.SurfaceInteraction3f(si)
-        si_cam.wi = si.to_local(ds.d)           # the camera path arrives from the sensor
-        bsdf = si.bsdf()
-        f = bsdf.eval(mi.BSDFContext(), si_cam, si.to_local(ω_light), active)
-        cos_light = dr.abs(dr.dot(si.n, ω_light))
-        size = sensor.film().crop_size()
-        pixels = float(int(size[0]) * int(size[1]))     # the crop's: the film is sampled uniformly there
-        weight = w_sensor * f * (pixels * dr.abs(dr.dot(si.n, ds.d)) / dr.select(cos_light > 0, cos_light, 1.0))
-        self.active = active & (cos_light > 0)
-        self.weight = dr.select(self.active, weight, 0.0)
-        self.origin = ds.p
-
-    def take(self, index: mi.UInt32) -> "_Connection":
-        """The connections of the lanes ``index``."""
-        out = object.__new__(_Connection)
-        for name in ("pos", "area_pdf", "active", "weight", "origin"):
-            value = getattr(self, name)
-            setattr(out, name, dr.gather(type(value), value, index))
-        return out
-
-
-def _walk_step(scene: mi.Scene, si: mi.SurfaceInteraction3f, ω_light: mi.Vector3f, u1: mi.Float,
-               u2: mi.Point2f, active: mi.Bool) -> tuple[mi.SurfaceInteraction3f, mi.Spectrum, mi.Ray3f, mi.Bool]:
-    """One step of the camera-side walk from ``si`` (light arriving from
-    ``ω_light``): the next vertex, the step's weight
-    f_s(ω_o, ω_light)|cos_g ω_o| / (|cos_g ω_light| p(ω_o)) and the ray."""
-    bsdf = si.bsdf()
-    si_l = mi.SurfaceInteraction3f(si)
-    si_l.wi = si.to_local(ω_light)
-    bs, _ = bsdf.sample(mi.BSDFContext(mi.TransportMode.Importance), si_l, u1, u2, active)
-    ω_o = si.to_world(bs.wo)
-    active = active & (bs.pdf > 0)
-    si_c = mi.SurfaceInteraction3f(si)
-    si_c.wi = bs.wo                                # in the camera path's order: from the camera side
-    f = bsdf.eval(mi.BSDFContext(), si_c, si.to_local(ω_light), active)
-    cos_light = dr.abs(dr.dot(si.n, ω_light))
-    w = f * (dr.abs(dr.dot(si.n, ω_o)) / dr.select(active & (cos_light > 0), cos_light * bs.pdf, 1.0))
-    active &= (cos_light > 0) & dr.any(mi.unpolarized_spectrum(w) != 0)
-    ray = si.spawn_ray(ω_o)
-    nxt = scene.ray_intersect(ray, active)
-    active &= nxt.is_valid()
-    return nxt, dr.select(active, w, 0.0), ray, active
 
 
 def guided_batches(run: RunningGrid, guiding: int, count: int, pixels: int) -> list[tuple[int, bool]]:
@@ -437,7 +377,7 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
         # x_a seen by the camera: the connection of walk vertex 0, and the camera strategy's density.
         # A camera ray's first hit z makes a non-null ω only where z is x_a (not hidden from m) and
         # is not seen edge-on from m: the density of those outcomes, a (defective) density in ω.
-        cam0 = _Connection(scene, sensor, si_a, ω, sampler.next_2d(), active)
+        cam0 = SensorConnection(scene, sensor, si_a, ω, sampler.next_2d(), active)
         r_a = dr.norm(md - si_a.p)
         cos_a = dr.abs(dr.dot(si_a.n, ω))
         seen = cos_a > GRAZING
@@ -513,7 +453,7 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
             for w_i in range(1 if j == 0 else walks):
                 y, ω_light, β, walk_active, slide_ray = states[w_i]
                 if j > 0:
-                    y, w, ray, walk_active = _walk_step(scene, y, ω_light, sampler.next_1d(), sampler.next_2d(),
+                    y, w, ray, walk_active = walk_step(scene, y, ω_light, sampler.next_1d(), sampler.next_2d(),
                                                         walk_active)
                     β = β * w
                     ω_light = -ray.d
@@ -523,7 +463,7 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
                     shapes[w_i].append(y.shape)
                     if j <= 2:
                         near[w_i].append(y)
-                cam = cam0 if j == 0 else _Connection(scene, sensor, y, ω_light, sampler.next_2d(), walk_active)
+                cam = cam0 if j == 0 else SensorConnection(scene, sensor, y, ω_light, sampler.next_2d(), walk_active)
                 weight = cam.weight * β * (1.0 if j == 0 else 1.0 / walks)
                 on = cam.active & walk_active & dr.any(mi.unpolarized_spectrum(weight) != 0)
                 held_a, chain = None, mi.Bool(False)
