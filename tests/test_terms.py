@@ -109,3 +109,24 @@ def test_term_settings_are_checked() -> None:
         s.read(props)
     assert s.read(mi.Properties()) == 0.5
 
+
+
+@pytest.mark.parametrize("plugin", ["pbdr_edge", "pbdr_pathspace"])
+def test_unbounded_max_depth_walks_a_bounded_number_of_vertices(plugin: str) -> None:
+    """``max_depth`` -1 (unbounded), which Mitsuba's integrators hold as
+    2^32 - 1: the boundary terms walk ``UNBOUNDED_DEPTH`` camera-path vertices
+    and trace unbounded side paths (they once walked 2^32 - 1 vertices: the
+    call never returned). In an open scene whose paths end within a few
+    bounces, the derivative is the same as with a large ``max_depth``."""
+    from pbdr.integrators.boundary import pathspace_guiding
+    from pbdr.integrators.boundary.term import depth_limit
+    scene = pbdr.load_scene(scene_path("shadow.xml"), {"res": "16"})
+    p = pbdr.Perturbation.of(pbdr.scene_params(scene), "cube.vertex_positions", (1, 0, 0))
+    images = []
+    for depth in (-1, 8):
+        integrator = mi.load_dict({"type": plugin, "max_depth": depth})
+        assert depth_limit(integrator) == depth
+        pathspace_guiding.forget()
+        images.append(pbdr.derivative(scene, p, 16, 3, integrator))
+    assert np.isfinite(images[0]).all() and np.abs(images[0]).sum() > 0
+    np.testing.assert_allclose(images[0], images[1], rtol=1e-3, atol=1e-3 * np.abs(images[1]).max())

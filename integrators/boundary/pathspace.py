@@ -132,7 +132,7 @@ from pbdr.integrators.boundary.primary_edges import sample_by_length
 from pbdr.integrators.boundary.secondary_edges import (adjacent_faces, holds_first_bounce_in_solid_angle, side_rays,
                                                        trace_sides, velocity_coefficient)
 from pbdr.integrators.boundary.sides import trace_side_pairs
-from pbdr.integrators.boundary.term import BoundarySamples, BoundaryTerm, Setting, walk_depth
+from pbdr.integrators.boundary.term import BoundarySamples, BoundaryTerm, Setting, depth_limit, walk_depth
 
 DIRECTIONS = ("pencil", "sphere")
 STREAM = 0x9A75   # the term's random stream (seeded with the call's seed)
@@ -154,7 +154,7 @@ class _SideVertex:
 
     def __init__(self, scene: mi.Scene, integrator: mi.Integrator, walk_vertices: int) -> None:
         self.scene, self.integrator = scene, integrator
-        D = integrator.max_depth
+        D = depth_limit(integrator)
         self.cutoffs = tuple(D - 1 - j for j in range(walk_vertices)) if D > 0 else ()
         self.walk_vertices = walk_vertices
 

@@ -87,7 +87,8 @@ def trace_sides(integrator: mi.Integrator, scene: mi.Scene, sampler: mi.Sampler,
     """Radiance along rays with ``depth_left`` segments, and the integrator's
     AOVs (``kwargs`` go to its ``sample``, e.g. the ``medium`` the rays start in)."""
     saved = integrator.max_depth, integrator.hide_emitters
-    integrator.max_depth, integrator.hide_emitters = depth_left, False
+    # (-1: unbounded, which Mitsuba's integrators hold as 2^32 - 1)
+    integrator.max_depth, integrator.hide_emitters = depth_left if depth_left >= 0 else 0xFFFFFFFF, False
     try:
         L, _, aovs, _ = integrator.sample(dr.ADMode.Primal, scene, sampler, p_ray, None, None, active, **kwargs)
     finally:

@@ -9,6 +9,7 @@ import drjit as dr
 import mitsuba as mi
 
 from pbdr.geometry.camera import Camera
+from pbdr.integrators.boundary.term import depth_limit
 
 
 def trace_side_pairs(sensor: mi.Sensor, integrator: mi.Integrator, vertex, seed: mi.UInt32, stream: int,
@@ -26,7 +27,8 @@ def trace_side_pairs(sensor: mi.Sensor, integrator: mi.Integrator, vertex, seed:
     count = dr.width(side_ray.d) // 2
     j = dr.arange(mi.UInt32, count)
     side_seed = mi.sample_tea_32(mi.UInt32(seed), mi.UInt32(stream + vertex.k))[1]
-    depth_left = integrator.max_depth - 1 - vertex.k if integrator.max_depth > 0 else -1
+    limit = depth_limit(integrator)
+    depth_left = limit - 1 - vertex.k if limit > 0 else -1
     sides = []
     for parity in (0, 1):
         side_sampler = sensor.sampler().clone()

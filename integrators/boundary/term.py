@@ -42,10 +42,18 @@ from pbdr.geometry.moving import moving_meshes
 UNBOUNDED_DEPTH = 8     # camera-path vertices a term walks when max_depth is -1 (unbounded)
 
 
+def depth_limit(integrator: mi.Integrator) -> int:
+    """The integrator's ``max_depth``, -1 when unbounded (Mitsuba keeps the
+    -1 of a scene file as 2^32 - 1)."""
+    depth = int(integrator.max_depth)
+    return -1 if depth < 0 or depth >= 0xFFFFFFFF else depth
+
+
 def walk_depth(integrator: mi.Integrator) -> int:
     """How many path segments a boundary term's camera paths span: the
     integrator's ``max_depth``, or ``UNBOUNDED_DEPTH`` when that is unbounded."""
-    return integrator.max_depth if integrator.max_depth > 0 else UNBOUNDED_DEPTH
+    depth = depth_limit(integrator)
+    return depth if depth > 0 else UNBOUNDED_DEPTH
 
 
 @dataclass
