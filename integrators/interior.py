@@ -138,13 +138,13 @@ def read_solid_angle_after(props: mi.Properties, default: str) -> str:
     return value
 
 
-
 def _cut_paths(L_cut: list, cutoffs: tuple[int, ...], depth: mi.UInt32, Le: mi.Spectrum,
                Lr_em: mi.Spectrum) -> list:
     """``L_cut`` with vertex ``depth``'s emission (a path of depth + 1 segments)
     and next event (depth + 2) added where the path fits under each cutoff."""
     return [L + dr.select(depth + 1 <= c, Le, 0.0) + dr.select(depth + 2 <= c, Lr_em, 0.0)
             for L, c in zip(L_cut, cutoffs)]
+
 
 class InteriorIntegrator(PbdrIntegrator):
     __doc__ = __doc__

@@ -49,8 +49,9 @@ the film being sampled uniformly), and for longer paths a BSDF walk from
 paths get the depth left after it, ``max_depth - 1 - j``: the sides are
 traced once, with the depth left after :math:`j = 0`, and cut to each
 :math:`j`'s (the paths of a shorter ``max_depth``: the same numbers drawn),
-with common random numbers for the two sides (``sides.trace_side_pairs``). Each walk step from :math:`y` (arriving from
-direction :math:`\omega_{\text{in}}`) to direction :math:`\omega_o` weighs
+with common random numbers for the two sides (``sides.trace_side_pairs``).
+Each walk step from :math:`y` (arriving from direction
+:math:`\omega_{\text{in}}`) to direction :math:`\omega_o` weighs
 :math:`f_s(y;\, \omega_o, \omega_{\text{in}}) |\cos_g \omega_o| /
 (|\cos_g \omega_{\text{in}}|\, p(\omega_o))`, the radiance-mode BSDF in the
 camera path's order, so the estimate is the camera paths' own integral.
@@ -410,7 +411,7 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
         active &= pdf_ω > 0
         # Only the segments that can contribute go on (typically 40-70%): the
         # camera walks and side paths are traced for those alone.
-        dr.eval(active, si_a, ω, cam0.pos, cam0.area_pdf, cam0.active, cam0.weight, cam0.origin, base, r, n_h,
+        dr.eval(active, si_a, ω, cam0.pos, cam0.area_pdf, cam0.active, cam0.weight, cam0.origin, base, n_h,
                 md, faces, view.horizon, moving_edge, on_mover, chain_only, u0, u1_ω, u2_ω)
         kept = dr.compress(active)
         n_kept = dr.width(kept)
@@ -419,8 +420,10 @@ def _segments(scene: mi.Scene, sensor: mi.Sensor, integrator: mi.Integrator, dra
                 record += [mi.Float(0.0)] * 4
             return
         take = lambda v: dr.gather(type(v), v, kept)     # noqa: E731
-        si_a, ω, cam0, base, r, dist, n_h, pd, md = (take(si_a), take(ω), cam0.take(kept), take(base), take(r),
-                                                      take(dist), take(n_h), take(pd), take(md))
+        si_a, ω, cam0, base, n_h, md = take(si_a), take(ω), cam0.take(kept), take(base), take(n_h), take(md)
+        pd = si_a.p
+        r = md - pd
+        dist = dr.norm(r)
         faces = [tuple(take(x) for x in face) for face in faces]
         horizon, moving_edge, on_mover, chain_only = (take(view.horizon), take(moving_edge), take(on_mover),
                                                       take(chain_only))
